@@ -1,0 +1,104 @@
+"""What a flow run asks its driver to do, and what the driver sends back.
+
+The interpreter never performs I/O: it yields one of these commands and waits
+for the matching result (``Hangup`` is final and has none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+DTMF_KEYS = "0123456789*#ABCD"
+
+
+@dataclass(frozen=True)
+class DigitSpec:
+    """How to collect one entry; timeouts in seconds (see docs/ivr.md, digit timing)."""
+
+    min_digits: int
+    max_digits: int
+    terminators: str
+    first_digit_timeout: float
+    inter_digit_timeout: float
+
+
+@dataclass(frozen=True)
+class Play:
+    """Play prompts in order. With ``barge_in`` a key press stops them."""
+
+    prompts: tuple[str, ...]
+    barge_in: bool
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    barge_digit: str | None = None
+
+
+@dataclass(frozen=True)
+class GetDigits:
+    """Play ``prompts`` then collect digits per ``spec``.
+
+    ``typeahead`` holds keys the caller already pressed (a barge-in on an
+    earlier prompt); the driver feeds them first and skips the prompts.
+    """
+
+    prompts: tuple[str, ...]
+    spec: DigitSpec
+    barge_in: bool
+    typeahead: str = ""
+
+
+@dataclass(frozen=True)
+class DigitsResult:
+    digits: str
+    terminator: str | None
+    reason: str  # 'terminator' | 'max' | 'timeout'
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int | None
+    body: bytes = b""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EnterQueue:
+    """Hand the call to the ACD. ``data`` is the screen-pop payload (unmasked)."""
+
+    queue: str
+    priority: int
+    skills: tuple[tuple[str, int], ...]
+    data: tuple[tuple[str, str], ...]
+    timeout: float | None
+    music: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    reason: str
+
+
+@dataclass(frozen=True)
+class GetTime:
+    """Ask the driver for the current time; the result is an aware ``datetime``."""
+
+
+Command = Play | GetDigits | HttpRequest | EnterQueue | Hangup | GetTime
+Result = PlayResult | DigitsResult | HttpResult | QueueResult | datetime
