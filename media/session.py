@@ -1,0 +1,216 @@
+"""One RTP endpoint per call: symmetric RTP, DTMF in, paced prompt audio out.
+
+The receive path is the hot path (DESIGN.md): two byte checks, one `struct`
+unpack for DTMF packets only, counters, no logging and no per-packet objects. The
+send path runs from the shared `MediaClock`: one header pack and one `sendto` per
+frame, from payloads the `PromptCache` encoded once for every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from .audio import silence_frame
+from .dtmf import GoertzelDetector, Rfc4733Receiver
+from .g711 import PAYLOAD_TYPES, decode
+from .rtp import HEADER
+
+SAMPLES_PER_FRAME = 160
+INBAND_BATCH = 4  # frames decoded together for the in-band detector (80 ms)
+
+
+class MediaListener(Protocol):
+    def on_dtmf(self, digit: str, source: str) -> None: ...
+    def on_play_done(self) -> None: ...
+    def on_rtp_timeout(self) -> None: ...
+
+
+class RtpSession(asyncio.DatagramProtocol):
+    """RTP for one call leg. Configure with `set_remote`/`set_codec`, then `play`."""
+
+    def __init__(self, listener: MediaListener, local_port: int, *, timeout: float = 30.0) -> None:
+        self.listener = listener
+        self.local_port = local_port
+        self.timeout = timeout
+        self.transport: asyncio.DatagramTransport | None = None
+        self.remote: tuple[str, int] | None = None
+        self.latched = False
+        self.codec = "PCMU"
+        self.pt = 0
+        self.te_pt: int | None = None
+        self.sending = True  # our direction allows sending
+        self.on_hold = False  # the far end sends nothing on purpose
+        self.ssrc = int.from_bytes(os.urandom(4), "big")
+        self.seq = int.from_bytes(os.urandom(2), "big")
+        self.ts = int.from_bytes(os.urandom(4), "big")
+        self._silence = silence_frame("PCMU")
+        self._queue: deque[Sequence[bytes]] = deque()
+        self._current: Sequence[bytes] | None = None
+        self._index = 0
+        self._loop_items: tuple[Sequence[bytes], ...] | None = None
+        self._marker = True
+        self._notify_done = False
+        self._rfc4733 = Rfc4733Receiver()
+        self._inband: GoertzelDetector | None = None
+        self._inband_buf: list[bytes] = []
+        self.clock_now = 0.0  # refreshed by housekeeping; DTMF dedup needs only coarse time
+        # counters (metrics)
+        self.rx_packets = 0
+        self.rx_bad = 0
+        self.rx_foreign = 0
+        self.rx_unknown_pt = 0
+        self.tx_packets = 0
+        self._rx_seen = 0
+        self._idle = 0.0
+        self.timing_out = False
+
+    # -- configuration ---------------------------------------------------------------
+
+    def set_codec(self, codec: str, pt: int, te_pt: int | None) -> None:
+        self.codec, self.pt, self.te_pt = codec, pt, te_pt
+        self._silence = silence_frame(codec)
+        self._inband = GoertzelDetector() if te_pt is None else None
+
+    def set_remote(self, host: str, port: int) -> None:
+        """From SDP; symmetric RTP replaces it with the first packet's source (latching)."""
+        if (host, port) != self.remote:
+            self.remote = (host, port)
+            self.latched = False
+
+    def start_timeout(self) -> None:
+        self.timing_out = self.timeout > 0
+        self._idle = 0.0
+
+    # -- playback ----------------------------------------------------------------------
+
+    def play(self, items: Sequence[Sequence[bytes]], *, loop: bool = False) -> None:
+        """Replace what is playing by `items` (frame tuples); `on_play_done` when they end."""
+        self._queue = deque(i for i in items if i)
+        self._loop_items = tuple(self._queue) if loop else None
+        self._current, self._index = None, 0
+        self._notify_done = True
+        self._marker = True
+        self._next_item()
+
+    def stop(self) -> None:
+        self._queue.clear()
+        self._loop_items = None
+        self._current = None
+        self._notify_done = False
+
+    @property
+    def playing(self) -> bool:
+        return self._current is not None
+
+    def _next_item(self) -> None:
+        if not self._queue and self._loop_items:
+            self._queue.extend(self._loop_items)
+        if self._queue:
+            self._current, self._index = self._queue.popleft(), 0
+        else:
+            self._current = None
+            if self._notify_done:
+                self._notify_done = False
+                self.listener.on_play_done()
+
+    # -- clock callbacks ------------------------------------------------------------------
+
+    def tick(self) -> None:
+        current = self._current
+        if current is not None:
+            payload = current[self._index]
+            self._index += 1
+            if self._index >= len(current):
+                self._next_item()
+        else:
+            payload = self._silence
+        remote = self.remote
+        if remote is None or not self.sending or self.transport is None:
+            return
+        marker = 0x80 if self._marker else 0
+        self._marker = False
+        self.transport.sendto(
+            HEADER.pack(0x80, self.pt | marker, self.seq, self.ts, self.ssrc) + payload, remote)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        self.tx_packets += 1
+
+    def housekeeping(self, now: float) -> None:
+        """Once a second: RTP inactivity (RFC 3550 has none; Asterisk's rtptimeout)."""
+        self.clock_now = now
+        if self.rx_packets != self._rx_seen or self.on_hold or not self.timing_out:
+            self._rx_seen = self.rx_packets
+            self._idle = 0.0
+            return
+        self._idle += 1.0
+        if self._idle >= self.timeout:
+            self.timing_out = False
+            self.listener.on_rtp_timeout()
+
+    # -- receive path ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+            self.rx_bad += 1
+            return
+        if not self.latched:
+            self.remote, self.latched = addr, True
+        elif addr != self.remote:
+            self.rx_foreign += 1
+            return
+        self.rx_packets += 1
+        pt = data[1] & 0x7F
+        if pt == self.te_pt:
+            self._telephone_event(data)
+        elif pt == self.pt:
+            if self._inband is not None:
+                self._inband_feed(data)
+        elif 72 <= pt <= 76:
+            pass  # RTCP multiplexed (RFC 5761 §4): not ours to count as audio
+        else:
+            self.rx_unknown_pt += 1
+
+    def _telephone_event(self, data: bytes) -> None:
+        _, _, _, ts, ssrc = HEADER.unpack_from(data)
+        offset = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10:
+            if len(data) < offset + 4:
+                self.rx_bad += 1
+                return
+            offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
+        digit = self._rfc4733.feed(data[offset:offset + 4], ts, ssrc, _loop_time())
+        if digit is not None:
+            self.listener.on_dtmf(digit, "rfc4733")
+
+    def _inband_feed(self, data: bytes) -> None:
+        self._inband_buf.append(data[12:])
+        if len(self._inband_buf) < INBAND_BATCH:
+            return
+        payload = b"".join(self._inband_buf)
+        self._inband_buf.clear()
+        assert self._inband is not None
+        for digit in self._inband.feed(decode(self.codec, payload)):
+            self.listener.on_dtmf(digit, "inband")
+
+    def error_received(self, exc: Exception) -> None:
+        self.rx_bad += 1
+
+    def close(self) -> None:
+        self.stop()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+__all__ = ["RtpSession", "MediaListener", "PAYLOAD_TYPES"]

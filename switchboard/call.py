@@ -1,0 +1,283 @@
+"""One inbound call: SIP dialog + RTP session + the IVR flow run that drives them.
+
+`Call` is the IVR's driver: it executes the commands a `FlowRun` yields (play,
+collect digits, HTTP, queue, hang up) on the real media session and feeds back the
+results. The digit timing itself lives in `ivr.digits.DigitCollector`, shared with
+the offline simulator, so a flow behaves the same in `switchboard flow test`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ivr.commands import (
+    DigitsResult,
+    EnterQueue,
+    GetDigits,
+    GetTime,
+    Hangup,
+    HttpRequest,
+    HttpResult,
+    Play,
+    PlayResult,
+)
+from ivr.digits import DigitCollector
+from ivr.interpreter import FlowRun
+from ivr.model import Flow
+from media.sdp import Negotiated
+from media.session import RtpSession
+
+from .cdr import iso
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("switchboard.call")
+
+
+class Call:
+    """Implements `media.session.MediaListener`; owned by `Server`."""
+
+    def __init__(self, server: Server, handle: int, call_id: str, caller: str, did: str) -> None:
+        self.server = server
+        self.handle = handle
+        self.call_id = call_id
+        self.caller = caller
+        self.did = did
+        self.loop = asyncio.get_running_loop()
+        self.started_at = time.time()
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
+        self.end_reason: str | None = None
+        self.flow: Flow | None = None
+        self.run: FlowRun | None = None
+        self.session: RtpSession | None = None
+        self.port: int | None = None
+        self.negotiated: Negotiated | None = None
+        self.sdp_version = 1
+        self.offer_sent = False  # delayed offer: our SDP went in the 200, the answer comes in the ACK
+        self.queue: str | None = None
+        self._command: Any = None
+        self._collector: DigitCollector | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.end_reason is not None
+
+    # -- flow driving -------------------------------------------------------------------
+
+    def start_flow(self, flow: Flow) -> None:
+        self.flow = flow
+        self.run = FlowRun(flow, {"caller": self.caller, "did": self.did},
+                           flows=self.server.flows.get)
+        self._execute(self.run.start())
+
+    def _send(self, result: object) -> None:
+        if self.ended or self.run is None:
+            return
+        try:
+            command = self.run.send(result)
+        except Exception:
+            log.exception("event=flow_error call=%s flow=%s", self.call_id, self.flow and self.flow.name)
+            self.hangup("flow_error")
+            return
+        self._execute(command)
+
+    def _execute(self, command: Any) -> None:
+        """Run commands until one has to wait for the caller, the clock or the network."""
+        while not self.ended:
+            self._command = command
+            if isinstance(command, GetTime):
+                command = self._step(datetime.now(UTC))
+                continue
+            if isinstance(command, Play):
+                self._play(command)
+            elif isinstance(command, GetDigits):
+                self._collect(command)
+            elif isinstance(command, HttpRequest):
+                self._task = self.loop.create_task(self._http(command))
+            elif isinstance(command, EnterQueue):
+                self._enter_queue(command)
+            elif isinstance(command, Hangup):
+                self.hangup(f"flow_hangup:{command.reason}" if command.reason else "flow_hangup")
+            else:
+                log.error("event=flow_unknown_command call=%s command=%r", self.call_id, command)
+                self.hangup("flow_error")
+            return
+        return
+
+    def _step(self, result: object) -> Any:
+        assert self.run is not None
+        return self.run.send(result)
+
+    def _frames(self, prompts: tuple[str, ...]) -> list[tuple[bytes, ...]]:
+        cache = self.server.prompts
+        codec = self.session.codec if self.session else "PCMU"
+        frames = []
+        for name in prompts:
+            try:
+                frames.append(cache.frames(name, codec))
+            except (FileNotFoundError, ValueError) as exc:
+                log.error("event=prompt_missing call=%s prompt=%s error=%s", self.call_id, name, exc)
+        return frames
+
+    def _play(self, command: Play) -> None:
+        assert self.session is not None
+        frames = self._frames(command.prompts)
+        if not frames:
+            self.loop.call_soon(self._send, PlayResult(None))
+            return
+        self.session.play(frames)
+
+    def _collect(self, command: GetDigits) -> None:
+        assert self.session is not None
+        frames = [] if command.typeahead else self._frames(command.prompts)
+        now = self.loop.time()
+        self._collector = DigitCollector(command.spec, now=now, prompt_playing=bool(frames),
+                                         barge_in=command.barge_in, typeahead=command.typeahead)
+        if self._collector.result is not None:
+            self._finish_collect(self._collector.result)
+            return
+        if frames:
+            self.session.play(frames)
+        else:
+            self.session.stop()
+        self._arm_collector()
+
+    def _arm_collector(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._collector.next_deadline() if self._collector else None
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._collector_timer)
+
+    def _collector_timer(self) -> None:
+        self._timer = None
+        if self._collector is None:
+            return
+        result = self._collector.on_timer(self.loop.time())
+        if result is not None:
+            self._finish_collect(result)
+        else:
+            self._arm_collector()
+
+    def _finish_collect(self, result: DigitsResult) -> None:
+        self._collector = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.session is not None:
+            self.session.stop()
+        self._send(result)
+
+    def _enter_queue(self, command: EnterQueue) -> None:
+        """Until the ACD takes calls: please-hold and music on hold in a loop."""
+        assert self.session is not None
+        self.queue = command.queue
+        log.info("event=queue_enter call=%s queue=%s priority=%d", self.call_id, command.queue,
+                 command.priority)
+        frames = self._frames(("please_hold", command.music or "music_on_hold"))
+        self.session.play(frames, loop=True)
+
+    async def _http(self, command: HttpRequest) -> None:
+        result = await self.server.http_client.request(command)
+        self._task = None
+        self._send(result if isinstance(result, HttpResult) else HttpResult(None, b"", "error"))
+
+    # -- MediaListener -------------------------------------------------------------------
+
+    def on_dtmf(self, digit: str, source: str) -> None:
+        if self.ended:
+            return
+        self.server.stats["dtmf_" + source] += 1
+        command = self._command
+        if self._collector is not None:
+            collector = self._collector
+            was_playing = collector.prompt_playing
+            result = collector.on_digit(digit, self.loop.time())
+            if was_playing and collector.stop_prompt and self.session is not None:
+                self.session.stop()
+            if result is not None:
+                self._finish_collect(result)
+            else:
+                self._arm_collector()
+        elif isinstance(command, Play) and command.barge_in and self.session is not None:
+            self.session.stop()
+            self._command = None
+            self._send(PlayResult(digit))
+        # otherwise: no one is listening for keys (non-barge-in prompt, queue): dropped
+
+    def on_play_done(self) -> None:
+        if self.ended:
+            return
+        if self._collector is not None:
+            self._collector.prompt_finished(self.loop.time())
+            self._arm_collector()
+        elif isinstance(self._command, Play):
+            self._command = None
+            # outside the clock tick: the next command may start playing at once
+            self.loop.call_soon(self._send, PlayResult(None))
+
+    def on_rtp_timeout(self) -> None:
+        log.warning("event=rtp_timeout call=%s", self.call_id)
+        self.hangup("rtp_timeout")
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def hangup(self, reason: str) -> None:
+        """We end the call (BYE, or a final response while still ringing)."""
+        if self.ended:
+            return
+        self.server.ua_hangup(self.handle)
+        self.finish(reason)
+
+    def finish(self, reason: str) -> None:
+        """The call is over, for whatever reason: free everything, write the CDR."""
+        if self.ended:
+            return
+        self.end_reason = reason
+        self.ended_at = time.time()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        self._collector = None
+        self.server.release_call(self)
+        log.info("event=call_end call=%s reason=%s duration=%.1f", self.call_id, reason,
+                 self.ended_at - self.started_at)
+
+    def cdr(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "call_id": self.call_id,
+            "caller": self.caller,
+            "did": self.did,
+            "started_at": iso(self.started_at),
+            "answered_at": iso(self.answered_at),
+            "ended_at": iso(self.ended_at),
+            "end_reason": self.end_reason,
+            "flow": self.flow.name if self.flow else None,
+            "path": list(run.path) if run else [],
+            "vars": _cdr_vars(run),
+            "queue": self.queue,
+            "agent": None,
+            "recording": None,
+            "flow_version": self.flow.version if self.flow else None,
+            "codec": self.session.codec if self.session else None,
+        }
+
+
+def _cdr_vars(run: FlowRun | None) -> dict[str, str]:
+    if run is None:
+        return {}
+    masked = dict(run.masked_variables())
+    for key in ("caller", "did"):
+        masked.pop(key, None)
+    return masked

@@ -1,0 +1,106 @@
+"""`switchboard` command line: run, lint, flow test."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import logs
+from .config import DEMO_CONFIG, ConfigError, HostPort, ServerConfig, load_config, parse_port_range
+
+log = logging.getLogger("switchboard")
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run the server (the bundled demo without --config)")
+    p.add_argument("--config", type=Path, help="server YAML (default: the bundled demo config)")
+    p.add_argument("--sip", help="SIP listen HOST:PORT, UDP and TCP (default 127.0.0.1:5060)")
+    p.add_argument("--http", help="HTTP listen HOST:PORT (default 127.0.0.1:8080)")
+    p.add_argument("--rtp-ports", help="RTP port range LO-HI (default 20000-29999)")
+    p.add_argument("--data-dir", type=Path, help="where CDRs and recordings go (default ./var)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    cfg = load_config(args.config or DEMO_CONFIG)
+    try:
+        if args.sip:
+            cfg.sip = HostPort.parse(args.sip, 5060)
+        if args.http:
+            cfg.http = HostPort.parse(args.http, 8080)
+        if args.rtp_ports:
+            cfg.rtp_ports = parse_port_range(args.rtp_ports)
+    except ValueError as exc:
+        raise SystemExit(f"switchboard: {exc}") from exc
+    if args.data_dir:
+        cfg.data_dir = args.data_dir
+    if args.log_level:
+        cfg.log_level = args.log_level.upper()
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = build_config(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logs.setup(cfg.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None  # type: ignore[assignment]
+    runner = uvloop.run if uvloop is not None else asyncio.run
+    log.info("event=starting event_loop=%s", "uvloop" if uvloop is not None else "asyncio")
+    try:
+        runner(_serve(cfg))
+    except OSError as exc:
+        log.error("event=start_failed error=%s", exc)
+        return 1
+    return 0
+
+
+async def _serve(cfg: ServerConfig) -> None:
+    from .server import Server
+
+    server = Server(cfg)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("event=stopping calls=%d", len(server.calls))
+    await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["flow", "test"]:
+        from ivr.simulator import main_flow_test
+
+        return main_flow_test(argv[2:])
+    if argv[:1] == ["lint"]:
+        from ivr.simulator import main_lint
+
+        return main_lint(argv[1:])
+    parser = argparse.ArgumentParser(prog="switchboard", description="Contact-center server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    sub.add_parser("lint", help="check flow files: switchboard lint [PATH...] [--prompts DIR]")
+    flow = sub.add_parser("flow", help="flow tools: switchboard flow test FILE --digits 1234#")
+    flow.add_argument("action", choices=["test"])
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

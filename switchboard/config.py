@@ -1,0 +1,179 @@
+"""Server configuration: one YAML file, refused with `file:line:col: message` when wrong.
+
+Paths inside the file (prompts, flows) are relative to the file; the data dir is
+relative to the working directory, as operators expect from `--data-dir`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ivr.diagnostics import Diagnostic, FlowError
+from ivr.yamlpos import Located, compose_located
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = PACKAGE_ROOT / "config" / "switchboard.yaml"
+
+_TOP_KEYS = {"sip", "http", "rtp", "media", "prompts", "flows", "data_dir", "dids", "limits",
+             "log_level"}
+
+
+class ConfigError(FlowError):
+    """A mistake in the server configuration (same shape as a flow error)."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, default_port: int) -> HostPort:
+        text = text.strip()
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port = rest.lstrip(":") or str(default_port)
+        elif text.count(":") == 1:
+            host, port = text.split(":")
+        else:
+            host, port = text, str(default_port)
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    low, sep, high = str(text).partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ValueError(f"expected LO-HI, got {text!r}")
+    lo, hi = int(low), int(high)
+    if not 1024 <= lo < hi <= 65535 or hi - lo < 2:
+        raise ValueError(f"port range {lo}-{hi} must lie within 1024-65535 and hold two ports")
+    return lo, hi
+
+
+@dataclass
+class ServerConfig:
+    source: Path
+    sip: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 5060))
+    sip_tcp: bool = True
+    http: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8080))
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    rtp_timeout: float = 30.0
+    media_ip: str | None = None  # address written in SDP; default: the SIP listen address
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    prompt_dir: Path = PACKAGE_ROOT / "prompts"
+    flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
+    data_dir: Path = Path("var")
+    dids: dict[str, str] = field(default_factory=dict)
+    max_calls: int = 2000
+    log_level: str = "INFO"
+
+    @property
+    def sdp_ip(self) -> str:
+        if self.media_ip:
+            return self.media_ip
+        return "127.0.0.1" if self.sip.host in ("0.0.0.0", "::") else self.sip.host
+
+
+def load_config(path: Path) -> ServerConfig:
+    text = path.read_text(encoding="utf-8")
+    located = compose_located(text, str(path))
+    return _Builder(path, located).build()
+
+
+class _Builder:
+    def __init__(self, path: Path, located: Located) -> None:
+        self.path = path
+        self.loc = located
+        self.errors: list[Diagnostic] = []
+
+    def error(self, keypath: tuple[str | int, ...], message: str) -> None:
+        line, col = self.loc.value_pos(keypath)
+        self.errors.append(Diagnostic(str(self.path), line, col, message))
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.loc.data.get(name, {}) if isinstance(self.loc.data, dict) else {}
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error((name,), f"'{name}' must be a mapping")
+            return {}
+        return value
+
+    def build(self) -> ServerConfig:
+        data = self.loc.data
+        cfg = ServerConfig(source=self.path)
+        if data is None:
+            return cfg
+        if not isinstance(data, dict):
+            self.error((), "the configuration must be a mapping")
+            raise ConfigError(self.errors)
+        for key in data:
+            if key not in _TOP_KEYS:
+                line, col = self.loc.key_pos((key,))
+                self.errors.append(Diagnostic(str(self.path), line, col,
+                                              f"unknown key '{key}' (known: {', '.join(sorted(_TOP_KEYS))})"))
+        self._network(cfg)
+        self._paths(cfg, data)
+        self._dids(cfg, data)
+        if self.errors:
+            raise ConfigError(self.errors)
+        return cfg
+
+    def _network(self, cfg: ServerConfig) -> None:
+        sip, http, rtp, media = (self.section(n) for n in ("sip", "http", "rtp", "media"))
+        self._try(("sip", "listen"), lambda: setattr(
+            cfg, "sip", HostPort.parse(str(sip.get("listen", cfg.sip)), 5060)))
+        cfg.sip_tcp = "tcp" in [str(t).lower() for t in sip.get("transports", ["udp", "tcp"])]
+        self._try(("http", "listen"), lambda: setattr(
+            cfg, "http", HostPort.parse(str(http.get("listen", cfg.http)), 8080)))
+        self._try(("rtp", "ports"), lambda: setattr(
+            cfg, "rtp_ports", parse_port_range(rtp.get("ports", "20000-29999"))))
+        timeout = rtp.get("timeout", cfg.rtp_timeout)
+        if not isinstance(timeout, int | float) or timeout < 0:
+            self.error(("rtp", "timeout"), "rtp.timeout must be a number of seconds >= 0")
+        else:
+            cfg.rtp_timeout = float(timeout)
+        cfg.media_ip = rtp.get("advertise") or None
+        codecs = media.get("codecs", list(cfg.codecs))
+        if not isinstance(codecs, list) or not codecs or any(c not in ("PCMU", "PCMA") for c in codecs):
+            self.error(("media", "codecs"), "media.codecs must list PCMU and/or PCMA")
+        else:
+            cfg.codecs = tuple(codecs)
+        limits = self.section("limits")
+        max_calls = limits.get("max_calls", cfg.max_calls)
+        if not isinstance(max_calls, int) or max_calls < 1:
+            self.error(("limits", "max_calls"), "limits.max_calls must be a positive integer")
+        else:
+            cfg.max_calls = max_calls
+
+    def _paths(self, cfg: ServerConfig, data: dict[str, Any]) -> None:
+        base = self.path.parent
+        for key, attr in (("prompts", "prompt_dir"), ("flows", "flow_dir")):
+            if key in data:
+                target = (base / str(data[key])).resolve()
+                if not target.is_dir():
+                    self.error((key,), f"'{key}' directory not found: {target}")
+                setattr(cfg, attr, target)
+        if "data_dir" in data:
+            cfg.data_dir = Path(str(data["data_dir"]))
+        cfg.log_level = str(data.get("log_level", cfg.log_level)).upper()
+
+    def _dids(self, cfg: ServerConfig, data: dict[str, Any]) -> None:
+        dids = data.get("dids", {})
+        if not isinstance(dids, dict):
+            self.error(("dids",), "'dids' must map dialed numbers to flow names")
+            return
+        cfg.dids = {str(k): str(v) for k, v in dids.items()}
+
+    def _try(self, keypath: tuple[str | int, ...], fn: Any) -> None:
+        try:
+            fn()
+        except ValueError as exc:
+            self.error(keypath, str(exc))

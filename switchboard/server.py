@@ -1,0 +1,340 @@
+"""The Switchboard server: the one place that wires signaling, media, IVR and storage.
+
+SIP events from the user-agent core become `Call` objects; each call gets an RTP
+session on a port from the bounded pool, ticked by the shared media clock, and runs
+the flow its DID maps to. Flows reload on SIGHUP and on file change; calls keep the
+version they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from ivr.diagnostics import Diagnostic
+from ivr.registry import FlowRegistry
+from media.audio import PromptCache
+from media.clock import MediaClock
+from media.dtmf import DtmfInfoError, parse_info
+from media.ports import PortPool, PortPoolExhausted
+from media.sdp import SdpError, SdpNegotiationError, build_offer, negotiate, parse_answer
+from media.session import RtpSession
+from signaling.ids import RandomIds
+from signaling.transport import SipService
+from signaling.useragent import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    Event,
+    IncomingCall,
+    InfoReceived,
+    ReInvite,
+    UserAgent,
+)
+
+from .call import Call
+from .cdr import CdrWriter
+from .config import ServerConfig
+from .httpclient import FlowHttpClient
+
+log = logging.getLogger("switchboard.server")
+
+DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
+
+
+class Server:
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.stats: Counter[str] = Counter()
+        self.calls: dict[int, Call] = {}
+        self.prompts = PromptCache(cfg.prompt_dir)
+        self.flows = FlowRegistry(cfg.flow_dir, prompt_exists=self.prompts.exists)
+        self.ports = PortPool(*cfg.rtp_ports)
+        self.http_client = FlowHttpClient()
+        self.sip: SipService | None = None
+        self.clock: MediaClock | None = None
+        self.cdr: CdrWriter | None = None
+        self._http_runner: web.AppRunner | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # -- start / stop --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self._report(self.flows.load(), "flows_load")
+        self._check_dids()
+        self.prompts.preload(self._prompt_names(), cfg.codecs)
+        self.cdr = CdrWriter(cfg.data_dir)
+        self.clock = MediaClock()
+        self.clock.start()
+        local = {"UDP": (cfg.sdp_ip, cfg.sip.port), "TCP": (cfg.sdp_ip, cfg.sip.port)}
+        ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls)
+        self.sip = SipService(ua, self.on_sip_event)
+        await self.sip.start(cfg.sip.host, cfg.sip.port, tcp=cfg.sip_tcp)
+        transports = "udp,tcp" if cfg.sip_tcp else "udp"
+        log.info("event=listening service=sip transports=%s address=%s", transports, cfg.sip)
+        await self._start_http()
+        log.info("event=listening service=rtp ports=%d-%d", *cfg.rtp_ports)
+        log.info("event=ready config=%s data_dir=%s flows=%s dids=%s", cfg.source, cfg.data_dir,
+                 ",".join(self.flows.names()), ",".join(f"{k}:{v}" for k, v in cfg.dids.items()))
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.reload_flows)
+        except (NotImplementedError, RuntimeError):
+            pass
+        self._poll_task = loop.create_task(self._poll_flows())
+
+    async def _start_http(self) -> None:
+        from .api import build_app
+
+        self._http_runner = web.AppRunner(build_app(self), access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, self.cfg.http.host, self.cfg.http.port)
+        await site.start()
+        log.info("event=listening service=http address=http://%s", self.cfg.http)
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            call.hangup("server_shutdown")
+        if self.sip is not None:
+            self.sip.flush()
+            await asyncio.sleep(0.05)  # let the BYEs leave
+            self.sip.close()
+        if self.clock is not None:
+            self.clock.stop()
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        await self.http_client.close()
+        if self.cdr is not None:
+            self.cdr.close()
+        self._stopped.set()
+
+    # -- flows ---------------------------------------------------------------------------
+
+    def _prompt_names(self) -> set[str]:
+        names = {"music_on_hold", "please_hold"} | {f"digits/{d}" for d in "0123456789"}
+        for flow_name in self.flows.names():
+            for node in self.flows.get(flow_name).nodes.values():
+                names.update(n for n in getattr(node, "prompt_names", lambda: ())()
+                             if self.prompts.exists(n))
+        return {n for n in names if self.prompts.exists(n)}
+
+    def _check_dids(self) -> None:
+        for did, flow in self.cfg.dids.items():
+            if flow not in self.flows.names():
+                log.error("event=config_error did=%s flow=%s error=unknown_flow", did, flow)
+
+    def reload_flows(self) -> None:
+        diagnostics = self.flows.reload()
+        self._report(diagnostics, "flows_reload")
+        self.prompts.preload(self._prompt_names(), self.cfg.codecs)
+
+    async def _poll_flows(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.flows.changed_since_last_load():
+                    self.reload_flows()
+            except Exception:
+                log.exception("event=flows_reload_error")
+
+    def _report(self, diagnostics: list[Diagnostic], what: str) -> None:
+        for diag in diagnostics:
+            log.error("event=%s_error %s", what, diag)
+        if not diagnostics:
+            log.info("event=%s flows=%s", what, ",".join(self.flows.names()))
+
+    # -- SIP events ----------------------------------------------------------------------
+
+    def on_sip_event(self, event: Event) -> None:
+        if isinstance(event, IncomingCall):
+            self._incoming(event)
+            return
+        call = self.calls.get(event.handle)
+        if call is None:
+            if isinstance(event, ReInvite | InfoReceived):
+                self._respond(event.tx, 481)
+            return
+        if isinstance(event, CallConfirmed):
+            self._confirmed(call, event)
+        elif isinstance(event, CallCancelled):
+            call.finish("caller_cancel")
+        elif isinstance(event, CallEnded):
+            call.finish("caller_hangup" if event.reason == "remote_bye" else event.reason)
+        elif isinstance(event, ReInvite):
+            self._reinvite(call, event)
+        elif isinstance(event, InfoReceived):
+            self._info(call, event)
+
+    def _incoming(self, event: IncomingCall) -> None:
+        call = Call(self, event.handle, event.call_id, event.caller, event.did)
+        log.info("event=call_start call=%s caller=%s did=%s peer=%s:%d", call.call_id,
+                 call.caller, call.did, event.peer.host, event.peer.port)
+        flow_name = self.cfg.dids.get(event.did)
+        if flow_name is None or flow_name not in self.flows.names():
+            self._reject(call, 404, "not_found")
+            return
+        self.calls[call.handle] = call
+        call.flow = self.flows.get(flow_name)
+        call.loop.create_task(self._setup(call, event.sdp))
+
+    async def _setup(self, call: Call, offer: bytes | None) -> None:
+        """Port, socket, SDP answer, 180 then 200; then the flow starts."""
+        try:
+            port = await self._bind(call)
+        except PortPoolExhausted:
+            log.error("event=rtp_ports_exhausted call=%s", call.call_id)
+            self._reject(call, 503, "no_rtp_port")
+            return
+        if call.ended:  # cancelled while we were binding
+            return
+        session = call.session
+        assert session is not None and self.sip is not None
+        try:
+            if offer is not None:
+                neg = negotiate(offer, local_ip=self.cfg.sdp_ip, local_port=port,
+                                codecs=self.cfg.codecs, session_id=call.handle,
+                                session_version=call.sdp_version)
+                self._apply(call, neg)
+                sdp = neg.answer
+            else:
+                sdp = build_offer(local_ip=self.cfg.sdp_ip, local_port=port, codecs=self.cfg.codecs,
+                                  session_id=call.handle, session_version=call.sdp_version)
+        except SdpNegotiationError as exc:
+            log.warning("event=sdp_no_match call=%s error=%s", call.call_id, exc)
+            self._reject(call, 488, "incompatible_media")
+            return
+        except SdpError as exc:
+            log.warning("event=sdp_malformed call=%s error=%s", call.call_id, exc)
+            self._reject(call, 400, "bad_sdp")
+            return
+        now = call.loop.time()
+        self.sip.ua.progress(call.handle, now, 180)
+        self.sip.ua.answer(call.handle, sdp, now)
+        self.sip.flush()
+        call.answered_at = time.time()
+        call.offer_sent = offer is None
+        session.start_timeout()
+        assert self.clock is not None and call.flow is not None
+        self.clock.add(session)
+        self.stats["calls_answered"] += 1
+        call.start_flow(call.flow)
+
+    async def _bind(self, call: Call) -> int:
+        loop = asyncio.get_running_loop()
+        for _ in range(8):
+            port = self.ports.acquire()
+            session = RtpSession(call, port, timeout=self.cfg.rtp_timeout)
+            try:
+                await loop.create_datagram_endpoint(lambda s=session: s,  # type: ignore[misc]
+                                                    local_addr=(self.cfg.sip.host, port))
+            except OSError:
+                self.ports.skip(port)
+                continue
+            call.port, call.session = port, session
+            if call.ended:
+                session.close()
+                self.ports.release(port)
+            return port
+        raise PortPoolExhausted("no bindable RTP port")
+
+    def _apply(self, call: Call, neg: Any) -> None:
+        session = call.session
+        assert session is not None
+        call.negotiated = neg
+        session.set_codec(neg.codec, neg.payload_type, neg.te_payload_type)
+        session.set_remote(neg.remote_ip, neg.remote_port)
+        session.sending = neg.direction in ("sendrecv", "sendonly") and neg.remote_port != 0
+        session.on_hold = neg.on_hold
+
+    def _confirmed(self, call: Call, event: CallConfirmed) -> None:
+        if call.offer_sent and event.sdp and call.session is not None:
+            try:
+                neg = parse_answer(event.sdp, self.cfg.codecs, 101)
+                self._apply(call, neg)
+            except SdpError as exc:
+                log.warning("event=sdp_bad_answer call=%s error=%s", call.call_id, exc)
+                call.hangup("bad_sdp")
+
+    def _reinvite(self, call: Call, event: ReInvite) -> None:
+        """Hold/resume and media changes (RFC 3264 §8); the same port, a new version."""
+        if call.session is None or event.sdp is None:
+            neg = call.negotiated
+            body = neg.answer if neg is not None else b""
+            self._respond(event.tx, 200, body, "application/sdp" if body else None)
+            return
+        call.sdp_version += 1
+        try:
+            neg = negotiate(event.sdp, local_ip=self.cfg.sdp_ip, local_port=call.port or 0,
+                            codecs=self.cfg.codecs, session_id=call.handle,
+                            session_version=call.sdp_version)
+        except SdpNegotiationError:
+            self._respond(event.tx, 488)
+            return
+        except SdpError:
+            self._respond(event.tx, 400)
+            return
+        self._apply(call, neg)
+        log.info("event=reinvite call=%s hold=%s direction=%s", call.call_id, neg.on_hold,
+                 neg.direction)
+        self._respond(event.tx, 200, neg.answer, "application/sdp")
+
+    def _info(self, call: Call, event: InfoReceived) -> None:
+        ctype = (event.content_type or "").lower()
+        if ctype not in DTMF_INFO_TYPES:
+            self._respond(event.tx, 415)
+            return
+        try:
+            digit = parse_info(ctype, event.body)
+        except DtmfInfoError:
+            self._respond(event.tx, 400)
+            return
+        self._respond(event.tx, 200)
+        call.on_dtmf(digit, "info")
+
+    def _respond(self, tx: int, status: int, body: bytes = b"", ctype: str | None = None) -> None:
+        assert self.sip is not None
+        self.sip.ua.respond(tx, status, asyncio.get_running_loop().time(), body, ctype)
+        self.sip.flush()
+
+    def _reject(self, call: Call, status: int, reason: str) -> None:
+        assert self.sip is not None
+        self.sip.ua.reject(call.handle, status, call.loop.time())
+        self.sip.flush()
+        self.calls[call.handle] = call
+        call.finish(reason)
+
+    # -- called by Call --------------------------------------------------------------------
+
+    def ua_hangup(self, handle: int) -> None:
+        if self.sip is not None:
+            self.sip.ua.hangup(handle, asyncio.get_running_loop().time())
+            self.sip.flush()
+
+    def release_call(self, call: Call) -> None:
+        self.calls.pop(call.handle, None)
+        if call.session is not None:
+            if self.clock is not None:
+                self.clock.discard(call.session)
+            call.session.close()
+        if call.port is not None:
+            self.ports.release(call.port)
+            call.port = None
+        self.stats["calls_ended"] += 1
+        if self.cdr is not None:
+            try:
+                self.cdr.write(call.cdr())
+            except OSError:
+                log.exception("event=cdr_write_failed call=%s", call.call_id)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
