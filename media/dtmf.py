@@ -102,7 +102,7 @@ class GoertzelDetector:
     - the strongest row and column tones are each above an absolute level,
     - each is at least 6 dB above the other tones of its group,
     - the twist is within +4 dB (column louder) / -8 dB (row louder),
-    - both tones are within 3 % of nominal (compared against bins at +-6 %),
+    - both tones are within 2.5 % of nominal (compared against bins at +-5 %),
     - the two tones hold most (70 %) of the block energy, which rejects speech,
       music and noise,
     - the two halves of the block carry similar energy, so a block only partly
@@ -114,7 +114,7 @@ class GoertzelDetector:
     """
 
     block_seconds = 0.013
-    max_frequency_deviation = 0.03  # Q.24: accept +-1.5 %, reject beyond +-3.5 %
+    max_frequency_deviation = 0.025  # Q.24: accept +-1.5 %, reject beyond +-3.5 %
     min_tone_amplitude = 250.0  # per tone, int16 scale; about -42 dBFS
     min_dominance = 4.0  # 6 dB over the other tones of the group
     max_normal_twist = 10 ** (4 / 10)  # column over row, power ratio

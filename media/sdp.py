@@ -134,9 +134,7 @@ class MediaDescription:
     def direction(self) -> str:
         """Media-level direction attribute, else session-level, else 'sendrecv' (RFC 3264 §5.1)."""
         return (
-            _direction_of(self.attributes)
-            or _direction_of(self.session_attributes)
-            or "sendrecv"
+            _direction_of(self.attributes) or _direction_of(self.session_attributes) or "sendrecv"
         )
 
     def ptime(self) -> int | None:
@@ -156,7 +154,7 @@ class MediaDescription:
         prefix = f"{payload_type} "
         for key, value in self.attributes:
             if key == "fmtp" and value is not None and value.startswith(prefix):
-                return value[len(prefix):].strip()
+                return value[len(prefix) :].strip()
         return None
 
 
@@ -491,11 +489,15 @@ def build_offer(
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}: {direction!r}")
     if te_payload_type is not None and not 96 <= te_payload_type <= 127:
-        raise ValueError(f"telephone-event payload type must be dynamic (96..127): {te_payload_type}")
+        raise ValueError(
+            f"telephone-event payload type must be dynamic (96..127): {te_payload_type}"
+        )
     static = {"PCMU": 0, "PCMA": 8}
     lines = _session_header(local_ip, session_id, session_version)
     lines.extend(
-        _audio_section(local_port, [(c, static[c]) for c in wanted], te_payload_type, ptime, direction)
+        _audio_section(
+            local_port, [(c, static[c]) for c in wanted], te_payload_type, ptime, direction
+        )
     )
     return ("\r\n".join(lines) + "\r\n").encode()
 

@@ -21,7 +21,9 @@ EXTENSION = (
     + bytes.fromhex("1001020300000000")
     + b"\x01\x02"
 )
-CSRC_AND_EXTENSION = bytes.fromhex("9100000100000000000000aa") + b"\x00" * 4 + bytes.fromhex("10000000") + b"xy"
+CSRC_AND_EXTENSION = (
+    bytes.fromhex("9100000100000000000000aa") + b"\x00" * 4 + bytes.fromhex("10000000") + b"xy"
+)
 PADDED = bytes.fromhex("a000000100000000000000aa") + b"\x11" * 5 + b"\x00\x00\x03"
 PADDED_EMPTY = bytes.fromhex("a000000100000000000000aa") + b"\x00\x00\x00\x04"
 EMPTY_PAYLOAD = bytes.fromhex("80000001000000000000000a")
@@ -37,7 +39,10 @@ EMPTY_PAYLOAD = bytes.fromhex("80000001000000000000000a")
         (CSRC_AND_EXTENSION, (0, False, 1, 0, 0xAA, 16 + 4)),
         (PADDED, (0, False, 1, 0, 0xAA, 12)),
         (EMPTY_PAYLOAD, (0, False, 1, 0, 10, 12)),
-        (bytes.fromhex("807f ffff ffffffff ffffffff"), (127, False, 0xFFFF, 2**32 - 1, 2**32 - 1, 12)),
+        (
+            bytes.fromhex("807f ffff ffffffff ffffffff"),
+            (127, False, 0xFFFF, 2**32 - 1, 2**32 - 1, 12),
+        ),
     ],
 )
 def test_parse_good_headers(packet: bytes, expected: tuple[int, bool, int, int, int, int]) -> None:
@@ -54,7 +59,10 @@ def test_parse_good_headers(packet: bytes, expected: tuple[int, bool, int, int, 
         (b"\xc0" + PLAIN[1:], "version 3"),
         (bytes.fromhex("8f00000100000000000000aa") + b"\x00" * 8, "15 CSRCs announced, 2 present"),
         (bytes.fromhex("9000000100000000000000aa") + b"\xbe\xde", "extension header cut"),
-        (bytes.fromhex("9000000100000000000000aa") + bytes.fromhex("bede0003") + b"\x00" * 8, "extension longer than packet"),
+        (
+            bytes.fromhex("9000000100000000000000aa") + bytes.fromhex("bede0003") + b"\x00" * 8,
+            "extension longer than packet",
+        ),
     ],
 )
 def test_parse_bad_headers(packet: bytes, why: str) -> None:
