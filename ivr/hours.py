@@ -36,8 +36,8 @@ class Hours:
 def parse_days(spec: str) -> list[int]:
     days: list[int] = []
     for part in spec.split(","):
-        first, _, last = part.strip().partition("-")
-        if first not in DAYS or (last and last not in DAYS):
+        first, dash, last = part.strip().partition("-")
+        if first not in DAYS or (dash and last not in DAYS):
             raise ScheduleError(f"bad day range '{part.strip()}' (use mon..sun, e.g. 'mon-fri')")
         a, b = DAYS.index(first), DAYS.index(last or first)
         if b < a:

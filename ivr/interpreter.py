@@ -162,7 +162,7 @@ class FlowRun:
                 self._event("error", node=node_id, message=f"unknown node '{node_id}' in flow '{flow.name}'")
                 yield Hangup("ivr_error")
                 return
-            self.path.append(node_id if flow is self.flow else f"{flow.name}:{node_id}")
+            self.path.append(node_id if flow.name == self.flow.name else f"{flow.name}:{node_id}")
             self._event("node", id=node_id, type=node.type, flow=flow.name)
             if node.type == "goto" and node.get("flow"):
                 other = self._other_flow(node)
