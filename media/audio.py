@@ -6,6 +6,7 @@ Every call playing a prompt shares the same tuple of ready 160-byte payloads
 
 from __future__ import annotations
 
+import struct
 import wave
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,8 @@ __all__ = ["FRAME_SAMPLES", "SAMPLE_RATE", "PromptCache", "frames", "load_wav", 
 
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+
+_MAX_RATE = 768_000
 
 _SILENCE_FRAMES = {codec: byte * FRAME_SAMPLES for codec, byte in g711.SILENCE.items()}
 
@@ -39,12 +42,8 @@ def load_wav(path: Path) -> npt.NDArray[np.int16]:
     Raises ValueError naming the file when it cannot be read or is not PCM.
     """
     try:
-        with wave.open(str(path), "rb") as wav:
-            width = wav.getsampwidth()
-            channels = wav.getnchannels()
-            rate = wav.getframerate()
-            raw = wav.readframes(wav.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
+        channels, width, rate, raw = _read_wave(path)
+    except (OSError, EOFError, wave.Error, struct.error) as exc:
         raise ValueError(f"{path}: cannot read WAV file: {exc}") from None
     if channels < 1 or rate < 1:
         raise ValueError(f"{path}: invalid WAV header ({channels} channels, {rate} Hz)")
@@ -54,9 +53,69 @@ def load_wav(path: Path) -> npt.NDArray[np.int16]:
         raise ValueError(f"{path}: {exc}") from None
     usable = len(samples) - len(samples) % channels
     mono = samples[:usable].reshape(-1, channels).mean(axis=1)
+    if rate > _MAX_RATE:
+        raise ValueError(f"{path}: unsupported sample rate {rate} Hz")
     if rate != SAMPLE_RATE and len(mono):
-        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+        try:
+            mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot resample from {rate} Hz: {exc}") from None
     return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def _read_wave(path: Path) -> tuple[int, int, int, bytes]:
+    """(channels, bytes per sample, rate, frames) via the stdlib reader.
+
+    Python 3.11's `wave` refuses WAVE_FORMAT_EXTENSIBLE, which sox writes for
+    24-bit and multichannel files; those are read by `_read_extensible`.
+    """
+    try:
+        with wave.open(str(path), "rb") as wav:
+            return (
+                wav.getnchannels(),
+                wav.getsampwidth(),
+                wav.getframerate(),
+                wav.readframes(wav.getnframes()),
+            )
+    except wave.Error as exc:
+        if "65534" not in str(exc):
+            raise
+    return _read_extensible(Path(path).read_bytes())
+
+
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_KSDATAFORMAT_SUBTYPE_PCM = 1
+
+
+def _read_extensible(data: bytes) -> tuple[int, int, int, bytes]:
+    """Minimal RIFF walk for an extensible-format PCM file (fmt and data chunks)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise wave.Error("not a RIFF/WAVE file")
+    fmt: bytes | None = None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = data[pos + 8 : pos + 8 + size]
+        if chunk_id == b"fmt ":
+            fmt = body
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise wave.Error("data chunk before fmt chunk")
+            return _extensible_format(fmt) + (body,)
+        pos += 8 + size + (size & 1)
+    raise wave.Error("no data chunk")
+
+
+def _extensible_format(fmt: bytes) -> tuple[int, int, int]:
+    tag, channels, rate, _, block_align, _ = struct.unpack_from("<HHIIHH", fmt)
+    if tag != _WAVE_FORMAT_EXTENSIBLE or len(fmt) < 40:
+        raise wave.Error(f"unknown format: {tag}")
+    subformat = int.from_bytes(fmt[24:26], "little")
+    if subformat != _KSDATAFORMAT_SUBTYPE_PCM:
+        raise wave.Error(f"extensible WAV with non-PCM subformat {subformat}")
+    if channels < 1 or block_align % channels:
+        raise wave.Error(f"bad block alignment {block_align} for {channels} channels")
+    return channels, block_align // channels, rate
 
 
 def _to_float(raw: bytes, width: int) -> npt.NDArray[np.float64]:

@@ -35,7 +35,7 @@ class Rfc4733Receiver:
     """RFC 4733 §2.5 receiver. Emits each key press once.
 
     An event is identified by (SSRC, RTP timestamp, event code): all packets of
-    one event share the timestamp of its start (RFC 4733 §2.5.1.1), including
+    one event share the timestamp of its start (RFC 4733 §2.5.1.2), including
     the retransmitted end packets (§2.5.1.4). The same identity seen again more
     than `same_event_window` seconds after its last packet is a new key press:
     replayed captures (SIPp's dtmf_2833_N.pcap) reuse timestamps and SSRC.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import struct
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media import g711
 from media.audio import FRAME_SAMPLES, PromptCache, frames, load_wav, silence_frame
@@ -233,3 +237,93 @@ def test_project_prompts_load() -> None:
     for name in names:
         assert cache.duration(name) > 0.1
         assert len(cache.frames(name, "PCMU")) == -(-len(cache.pcm(name)) // 160)
+
+
+def write_extensible_wav(path: Path, samples: npt.NDArray[np.float64], rate: int) -> Path:
+    """24-bit PCM in a WAVE_FORMAT_EXTENSIBLE file, as sox writes 24-bit and multichannel audio."""
+    frames_, channels = samples.shape
+    ints = np.clip(np.round(samples * 2**23), -(2**23), 2**23 - 1).astype("<i4")
+    data = ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    block_align = 3 * channels
+    guid_pcm = bytes.fromhex("0100000000001000800000aa00389b71")
+    fmt = (
+        struct.pack(
+            "<HHIIHHHHI", 0xFFFE, channels, rate, rate * block_align, block_align, 24, 22, 24, 3
+        )
+        + guid_pcm
+    )
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"LIST" + struct.pack("<I", 5) + b"INFOx\x00"  # odd-sized chunk with its pad byte
+    chunks += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
+    return path
+
+
+def test_load_extensible_24_bit_stereo(tmp_path: Path) -> None:
+    stereo = np.stack([sine(440, 1.0, 16000, 0.5), sine(440, 1.0, 16000, 0.3)], axis=1)
+    pcm = load_wav(write_extensible_wav(tmp_path / "ext.wav", stereo, 16000))
+    plain = load_wav(write_wav(tmp_path / "plain.wav", stereo, 16000, 3))
+    assert len(pcm) == 8000
+    assert (pcm == plain).all()
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda b: b[:60],  # ends after the fmt chunk
+        lambda b: b[:70],  # no data chunk
+        lambda b: b[:44] + b"\x03\x00" + b[46:],  # IEEE float subformat
+        lambda b: b[:32] + b"\x05\x00" + b[34:],  # block align not a multiple of channels
+    ],
+)
+def test_broken_extensible_files(tmp_path: Path, mangle: Callable[[bytes], bytes]) -> None:
+    stereo = np.stack([sine(440, 0.1, 8000)] * 2, axis=1)
+    good = write_extensible_wav(tmp_path / "ext.wav", stereo, 8000).read_bytes()
+    path = tmp_path / "bad_ext.wav"
+    path.write_bytes(mangle(good))
+    with pytest.raises(ValueError, match="bad_ext.wav"):
+        load_wav(path)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+@given(
+    st.sampled_from([b"", b"RIFF\x00\x00\x00\x00WAVE", b"RIFF\xff\xff\xff\x7fWAVEfmt "]),
+    st.binary(max_size=120),
+)
+def test_load_arbitrary_bytes_gives_pcm_or_value_error(
+    tmp_path: Path, prefix: bytes, rest: bytes
+) -> None:
+    path = tmp_path / "fuzz.wav"
+    path.write_bytes(prefix + rest)
+    try:
+        pcm = load_wav(path)
+    except ValueError:
+        return
+    assert pcm.dtype == np.int16
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+@given(
+    st.integers(0, 0xFFFF),
+    st.integers(0, 9),
+    st.integers(0, 200000),
+    st.integers(0, 40),
+    st.integers(0, 64),
+    st.binary(max_size=64),
+)
+def test_load_fuzzed_headers(
+    tmp_path: Path, tag: int, channels: int, rate: int, align: int, bits: int, body: bytes
+) -> None:
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
+    if tag == 0xFFFE:
+        fmt += struct.pack("<HHI", 22, bits, 3) + bytes.fromhex("0100000000001000800000aa00389b71")
+    chunks = (
+        b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(body)) + body
+    )
+    path = tmp_path / "fuzz.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
+    try:
+        pcm = load_wav(path)
+    except ValueError:
+        return
+    assert pcm.dtype == np.int16

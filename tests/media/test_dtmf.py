@@ -72,7 +72,7 @@ def test_sequence_of_presses_with_increasing_timestamps() -> None:
 
 
 def test_end_packet_only_still_emits() -> None:
-    # A receiver that missed the start still reports the key (RFC 4733 §2.5.2.1).
+    # A receiver that missed the start still reports the key (RFC 4733 §2.5.2).
     assert run([(event(9, end=True), 100, 1, 0.0)] * 3) == "9"
 
 
