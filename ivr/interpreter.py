@@ -206,11 +206,11 @@ class FlowRun:
         else:
             value = self._render(node, node["value"], "value")
             secret = self._redact(value) != value
-        said = [SAY_DIGIT_PROMPTS[c] for c in value if c in SAY_DIGIT_PROMPTS]
+        spoken = "".join(c for c in value if c in SAY_DIGIT_PROMPTS)
+        said = [SAY_DIGIT_PROMPTS[c] for c in spoken]
         before, after = tuple(node["prompts_before"]), tuple(node["prompts_after"])
         logged = ["digits/*"] * len(said) if secret else said
-        self._event("say_digits", node=node.id, digits="*" * len(said) if secret else "".join(
-            c for c in value if c in SAY_DIGIT_PROMPTS))
+        self._event("say_digits", node=node.id, digits="*" * len(spoken) if secret else spoken)
         self._event("play", node=node.id, prompts=[*before, *logged, *after])
         result = yield Play((*before, *said, *after), node["barge_in"])
         if result.barge_digit:
@@ -265,10 +265,8 @@ class FlowRun:
 
     def _judge_collect(self, node: Node, result: DigitsResult) -> tuple[str, str]:
         name, digits = node["variable"], result.digits
-        self._event(
-            "digits", node=node.id, variable=name, value=self._mask(name, digits) if not node["sensitive"]
-            else "*" * len(digits), reason=result.reason,
-        )
+        # a sensitive node added its variable to self.sensitive on entry, so this is masked
+        self._event("digits", node=node.id, variable=name, value=self._mask(name, digits), reason=result.reason)
         if result.reason == "timeout" and not digits:
             return "timeout", ""
         if len(digits) < node["min_digits"]:

@@ -445,3 +445,19 @@ def test_initial_variables_are_strings_and_copied() -> None:
     run = FlowRun(demo(), given)
     run.variables["x"] = "1"
     assert given == {"caller_id": "555"}
+
+
+def test_say_digits_of_sensitive_variable_is_masked_in_events() -> None:
+    f = flow("""
+        flow: t
+        start: c
+        nodes:
+          c: {type: collect, variable: pin, sensitive: true, next: s}
+          s: {type: say_digits, variable: pin, next: e}
+          e: {type: hangup}
+    """)
+    run = FlowRun(f)
+    commands = drive(run, [digits("2468")])
+    assert commands[-1] == Play(("digits/2", "digits/4", "digits/6", "digits/8"), False)  # the caller hears it
+    assert "2468" not in json.dumps(run.events)
+    assert ("say_digits", {"node": "s", "digits": "****"}) in run.events

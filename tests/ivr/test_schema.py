@@ -146,3 +146,13 @@ def test_loader_only_refusals(body: str) -> None:
 def test_top_level_agreement(text: str) -> None:
     assert schema_errors(text) != []
     assert not loader_accepts(text)
+
+
+def test_docs_mention_every_node_type_and_key() -> None:
+    from ivr.schema import NODE_FIELDS
+
+    doc = (ROOT / "docs" / "ivr.md").read_text(encoding="utf-8")
+    for node_type, fields in NODE_FIELDS.items():
+        assert f"### `{node_type}`" in doc
+        for key in fields:
+            assert f"`{key}`" in doc, (node_type, key)
