@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.diagnostics import Diagnostic, FlowError
 from ivr.loader import flow_data, load_flow, load_flow_text
@@ -235,3 +237,26 @@ def test_version_changes_with_text() -> None:
     a = load_flow_text(OK_HEAD + "  a: {type: hangup}\n", "x")
     b = load_flow_text(OK_HEAD + "  a: {type: hangup, reason: x}\n", "x")
     assert a.version != b.version
+
+DEMO_TEXT = DEMO.read_text(encoding="utf-8")
+
+
+def _accepts_or_flow_error(text: str) -> None:
+    try:
+        load_flow_text(text, "fuzz.yaml")
+    except FlowError as exc:
+        assert exc.diagnostics
+        for d in exc.diagnostics:
+            assert d.line >= 1 and d.col >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab:{}[]-#'\"\n &*!|>0 1T")), max_size=80))
+def test_any_text_loads_or_raises_flow_error(text: str) -> None:
+    _accepts_or_flow_error(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(DEMO_TEXT) - 1), st.integers(0, 8), st.text(max_size=6))
+def test_mutated_demo_loads_or_raises_flow_error(at: int, cut: int, insert: str) -> None:
+    _accepts_or_flow_error(DEMO_TEXT[:at] + insert + DEMO_TEXT[at + cut:])
