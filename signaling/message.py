@@ -557,10 +557,10 @@ def _validate(msg: SipMessage) -> None:
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
     msg.call_id  # noqa: B018
+    if msg.cseq.method != msg.method and msg.is_request:
+        raise SipError(400, "CSeq method mismatch")
     msg.contact  # noqa: B018
     msg.max_forwards  # noqa: B018
-    if msg.is_request and msg.cseq.method != msg.method:
-        raise SipError(400, "CSeq method mismatch")
 
 
 def _build(head: _Head, data: bytes, stream: bool) -> SipMessage:
