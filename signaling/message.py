@@ -557,7 +557,11 @@ def _validate(msg: SipMessage) -> None:
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
     msg.call_id  # noqa: B018
-    if msg.cseq.method != msg.method and msg.is_request:
+    if not msg.is_request:
+        # A response only needs a CSeq to exist here: one that does not parse
+        # matches no transaction, and the transaction layer drops it (§17.1.3).
+        msg._single("cseq", "CSeq")
+    elif msg.cseq.method != msg.method:
         raise SipError(400, "CSeq method mismatch")
     msg.contact  # noqa: B018
     msg.max_forwards  # noqa: B018

@@ -501,6 +501,15 @@ def test_typed_views_report_bad_headers_lazily() -> None:
     assert msg.contact == [] and msg.max_forwards is None
 
 
+def test_response_cseq_syntax_is_checked_lazily() -> None:
+    # A 400 that echoes a peer's broken CSeq must still parse; matching it fails later.
+    msg = parse_message(RESPONSE.replace(b"CSeq: 314159 INVITE", b"CSeq: abc INVITE"))
+    assert msg.status == 200
+    with pytest.raises(SipError) as info:
+        msg.cseq  # noqa: B018
+    assert (info.value.status, info.value.reason) == (400, "Bad CSeq header")
+
+
 # -- round trip and edits --------------------------------------------------------
 
 
