@@ -168,7 +168,7 @@ class _TcpConnection(asyncio.Protocol):
         self.cid = self.service.register(self)
         if self.cid is None:
             log.warning("event=tcp_refused reason=too_many_connections")
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer_addr is not None and self.cid is not None

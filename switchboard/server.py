@@ -124,8 +124,7 @@ class Server:
         names = {"music_on_hold", "please_hold"} | {f"digits/{d}" for d in "0123456789"}
         for flow_name in self.flows.names():
             for node in self.flows.get(flow_name).nodes.values():
-                names.update(n for n in getattr(node, "prompt_names", lambda: ())()
-                             if self.prompts.exists(n))
+                names.update(name for _, name in node.prompts())
         return {n for n in names if self.prompts.exists(n)}
 
     def _check_dids(self) -> None:
