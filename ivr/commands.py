@@ -83,6 +83,7 @@ class EnterQueue:
     data: tuple[tuple[str, str], ...]
     timeout: float | None
     music: str | None = None
+    prompts: tuple[str, ...] = ()  # entry announcements, played once the call is in the queue
 
 
 @dataclass(frozen=True)

@@ -325,8 +325,7 @@ class FlowRun:
         return str(node["open"] if is_open else node["closed"])
 
     def _do_queue(self, node: Node) -> Step:
-        if node["prompts"]:
-            yield from self._play(node, tuple(node["prompts"]), False)
+        # like app_queue: the call joins at once and hears its entry prompts in the queue
         data = tuple((k, self._render(node, v, f"data.{k}")) for k, v in node["data"].items())
         timeout = node.get("timeout")
         self._event("queue", node=node.id, queue=node["queue"], priority=node["priority"])
@@ -337,6 +336,7 @@ class FlowRun:
             data=data,
             timeout=None if timeout is None else float(timeout),
             music=node.get("music"),
+            prompts=tuple(node["prompts"] or ()),
         )
         self.variables["queue_outcome"] = result.outcome
         self._event("queue_result", node=node.id, outcome=result.outcome)

@@ -87,10 +87,15 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # -- playback ----------------------------------------------------------------------
 
-    def play(self, items: Sequence[Sequence[bytes]], *, loop: bool = False) -> None:
-        """Replace what is playing by `items` (frame tuples); `on_play_done` when they end."""
+    def play(self, items: Sequence[Sequence[bytes]], *, loop: bool = False,
+             then_loop: Sequence[Sequence[bytes]] = ()) -> None:
+        """Replace what is playing by `items` (frame tuples); `on_play_done` when they end.
+
+        With `loop` the items repeat forever; `then_loop` repeats forever after them.
+        """
         self._queue = deque(i for i in items if i)
-        self._loop_items = tuple(self._queue) if loop else None
+        looped = tuple(i for i in then_loop if i)
+        self._loop_items = tuple(self._queue) if loop else (looped or None)
         self._current, self._index = None, 0
         self._notify_done = True
         self._marker = True

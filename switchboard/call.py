@@ -183,8 +183,8 @@ class Call:
         self.queue = command.queue
         log.info("event=queue_enter call=%s queue=%s priority=%d", self.call_id, command.queue,
                  command.priority)
-        frames = self._frames(("please_hold", command.music or "music_on_hold"))
-        self.session.play(frames, loop=True)
+        hold = self._frames((command.music or "music_on_hold", "please_hold"))
+        self.session.play(self._frames(command.prompts), then_loop=hold)
 
     async def _http(self, command: HttpRequest) -> None:
         result = await self.server.http_client.request(command)

@@ -71,6 +71,7 @@ class ServerConfig:
     flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
     data_dir: Path = Path("var")
     dids: dict[str, str] = field(default_factory=dict)
+    answer_delay: dict[str, float] = field(default_factory=dict)  # DID -> seconds of ringing
     max_calls: int = 2000
     log_level: str = "INFO"
 
@@ -170,7 +171,19 @@ class _Builder:
         if not isinstance(dids, dict):
             self.error(("dids",), "'dids' must map dialed numbers to flow names")
             return
-        cfg.dids = {str(k): str(v) for k, v in dids.items()}
+        for did, target in dids.items():
+            if isinstance(target, dict):
+                if not isinstance(target.get("flow"), str):
+                    self.error(("dids", did), "a DID mapping needs 'flow: NAME'")
+                    continue
+                delay = target.get("answer_delay", 0)
+                if not isinstance(delay, int | float) or not 0 <= delay <= 300:
+                    self.error(("dids", did, "answer_delay"), "answer_delay must be 0-300 seconds")
+                    continue
+                cfg.dids[str(did)] = target["flow"]
+                cfg.answer_delay[str(did)] = float(delay)
+            else:
+                cfg.dids[str(did)] = str(target)
 
     def _try(self, keypath: tuple[str | int, ...], fn: Any) -> None:
         try:

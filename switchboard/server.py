@@ -216,9 +216,14 @@ class Server:
             log.warning("event=sdp_malformed call=%s error=%s", call.call_id, exc)
             self._reject(call, 400, "bad_sdp")
             return
-        now = call.loop.time()
-        self.sip.ua.progress(call.handle, now, 180)
-        self.sip.ua.answer(call.handle, sdp, now)
+        self.sip.ua.progress(call.handle, call.loop.time(), 180)
+        self.sip.flush()
+        delay = self.cfg.answer_delay.get(call.did, 0.0)
+        if delay:
+            await asyncio.sleep(delay)  # ring before answering (Asterisk: Ringing + Wait)
+            if call.ended:
+                return
+        self.sip.ua.answer(call.handle, sdp, call.loop.time())
         self.sip.flush()
         call.answered_at = time.time()
         call.offer_sent = offer is None

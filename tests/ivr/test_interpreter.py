@@ -38,20 +38,22 @@ MENU_SPEC = DigitSpec(1, 1, "", 5.0, 5.0)
 
 # (id, driver results, expected path, expected variables, last command)
 DEMO_CASES = [
-    ("billing", [OK, digits("1234"), OK, digits("1", "max"), OK],
+    ("billing", [OK, digits("1234"), OK, digits("1", "max")],
      ["welcome", "get_account", "readback", "main_menu", "to_billing"], {"account": "1234", "choice": "1"},
-     EnterQueue("billing", 0, (("billing", 1),), (("account", "1234"),), None, "music_on_hold")),
-    ("support", [OK, digits("98765"), OK, digits("2", "max"), OK],
+     EnterQueue("billing", 0, (("billing", 1),), (("account", "1234"),), None, "music_on_hold",
+                ("thank_you", "please_hold"))),
+    ("support", [OK, digits("98765"), OK, digits("2", "max")],
      ["welcome", "get_account", "readback", "main_menu", "to_support"], {"account": "98765", "choice": "2"},
-     EnterQueue("support", 0, (), (("account", "98765"),), None, "music_on_hold")),
-    ("short-then-good", [OK, digits("12"), OK, digits("4321"), OK, digits("1", "max"), OK],
+     EnterQueue("support", 0, (), (("account", "98765"),), None, "music_on_hold",
+                ("thank_you", "please_hold"))),
+    ("short-then-good", [OK, digits("12"), OK, digits("4321"), OK, digits("1", "max")],
      ["welcome", "get_account", "readback", "main_menu", "to_billing"], {"account": "4321", "choice": "1"}, None),
-    ("inter-digit-timeout-with-enough-digits", [OK, digits("55555", "timeout"), OK, digits("2", "max"), OK],
+    ("inter-digit-timeout-with-enough-digits", [OK, digits("55555", "timeout"), OK, digits("2", "max")],
      ["welcome", "get_account", "readback", "main_menu", "to_support"], {"account": "55555", "choice": "2"}, None),
     ("three-timeouts", [OK, TIMEOUT, OK, TIMEOUT, OK, TIMEOUT, OK],
      ["welcome", "get_account", "goodbye", "bye"], {}, Hangup("normal")),
     ("menu-repeat-then-invalid-then-billing",
-     [OK, digits("1234"), OK, digits("9", "max"), digits("7", "max"), OK, digits("1", "max"), OK],
+     [OK, digits("1234"), OK, digits("9", "max"), digits("7", "max"), OK, digits("1", "max")],
      ["welcome", "get_account", "readback", "main_menu", "main_menu", "to_billing"],
      {"account": "1234", "choice": "1"}, None),
     ("menu-failure", [OK, digits("1234"), OK, TIMEOUT, OK, digits("5", "max"), OK, TIMEOUT, OK],
@@ -71,7 +73,7 @@ def test_demo_flow(results: list[object], path: list[str], variables: dict[str, 
 
 def test_demo_commands_in_order() -> None:
     run = FlowRun(demo())
-    commands = drive(run, [OK, digits("12"), OK, digits("1234"), OK, digits("1", "max"), OK])
+    commands = drive(run, [OK, digits("12"), OK, digits("1234"), OK, digits("1", "max")])
     assert commands == [
         Play(("welcome",), False),
         GetDigits(("enter_account",), ACCOUNT_SPEC, True),
@@ -79,8 +81,8 @@ def test_demo_commands_in_order() -> None:
         GetDigits(("enter_account",), ACCOUNT_SPEC, True),
         Play(("you_entered", "digits/1", "digits/2", "digits/3", "digits/4"), False),
         GetDigits(("menu",), MENU_SPEC, True),
-        Play(("thank_you", "please_hold"), False),
-        EnterQueue("billing", 0, (("billing", 1),), (("account", "1234"),), None, "music_on_hold"),
+        EnterQueue("billing", 0, (("billing", 1),), (("account", "1234"),), None, "music_on_hold",
+                   ("thank_you", "please_hold")),
     ]
     assert not run.done
 
