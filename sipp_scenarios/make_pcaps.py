@@ -54,7 +54,7 @@ SAMPLES_PER_PACKET = SAMPLE_RATE * PTIME_MS // 1000
 
 #: Digit strings the committed scenarios and tests use.
 DEFAULT_SEQUENCES = ("4711#", "12345678#", "1122#")
-DEFAULT_NOISE_SECONDS = 10
+DEFAULT_NOISE_SECONDS = 45
 DEFAULT_CALL = ("4711#", "1")
 
 EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
