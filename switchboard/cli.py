@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ivr.simulator import main_flow_test
 
         return main_flow_test(argv[2:])
+    if argv[:1] == ["bench"]:
+        from .bench import main_bench
+
+        return main_bench(argv[1:])
     if argv[:1] == ["lint"]:
         from ivr.simulator import main_lint
 
@@ -93,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     sub.add_parser("lint", help="check flow files: switchboard lint [PATH...] [--prompts DIR]")
+    sub.add_parser("bench", help="SIPp load through the demo IVR: switchboard bench --help")
     flow = sub.add_parser("flow", help="flow tools: switchboard flow test FILE --digits 1234#")
     flow.add_argument("action", choices=["test"])
     args = parser.parse_args(argv)
