@@ -10,11 +10,13 @@ slow housekeeping (RTP inactivity) of every session.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 TICK = 0.020
 HOUSEKEEPING_TICKS = 50  # once a second
+MAX_CATCH_UP = 5  # ticks sent in a burst after a stall (100 ms: within a jitter buffer)
 
 
 class Stream(Protocol):
@@ -53,8 +55,11 @@ class LatenessHistogram:
 class MediaClock:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
-        self.streams: set[Stream] = set()
+        # a dict, not a set: insertion order is stable, so a stream keeps its slot in the
+        # tick and its packets keep their spacing while other calls come and go
+        self.streams: dict[Stream, None] = {}
         self.lateness = LatenessHistogram()
+        self.work = LatenessHistogram()  # time spent inside a tick
         self.ticks = 0
         self.skipped = 0
         self.after_tick: list[Callable[[], None]] = []
@@ -72,31 +77,36 @@ class MediaClock:
             self._handle = None
 
     def add(self, stream: Stream) -> None:
-        self.streams.add(stream)
+        self.streams[stream] = None
 
     def discard(self, stream: Stream) -> None:
-        self.streams.discard(stream)
+        self.streams.pop(stream, None)
 
     def _schedule(self) -> None:
         self._handle = self.loop.call_at(self._start + (self.ticks + 1) * TICK, self._tick)
 
     def _tick(self) -> None:
+        started = time.perf_counter()
         now = self.loop.time()
         self.ticks += 1
         due = self._start + self.ticks * TICK
-        behind = int((now - due) / TICK)
-        if behind > 0:
-            # more than a whole tick late: skip frames rather than burst them out
-            self.ticks += behind
-            self.skipped += behind
-            due += behind * TICK
         self.lateness.add(now - due)
-        for stream in list(self.streams):
-            stream.tick()
-        if self.ticks % HOUSEKEEPING_TICKS == 0:
+        behind = int((now - due) / TICK)
+        if behind > MAX_CATCH_UP:
+            # a long stall: drop what a jitter buffer could not use any more
+            self.skipped += behind - MAX_CATCH_UP
+            self.ticks += behind - MAX_CATCH_UP
+            behind = MAX_CATCH_UP
+        streams = list(self.streams)
+        for _ in range(behind + 1):  # catch up a short stall with a burst
+            for stream in streams:
+                stream.tick()
+        self.ticks += behind
+        if self.ticks % HOUSEKEEPING_TICKS <= behind:
             for stream in list(self.streams):
                 stream.housekeeping(now)
         callbacks, self.after_tick = self.after_tick, []
         for cb in callbacks:
             cb()
+        self.work.add(time.perf_counter() - started)
         self._schedule()

@@ -35,6 +35,7 @@ async def health(request: web.Request) -> web.Response:
             "late_p50_ms": server.clock.lateness.percentile(50) if server.clock else 0,
             "late_p99_ms": server.clock.lateness.percentile(99) if server.clock else 0,
             "skipped": server.clock.skipped if server.clock else 0,
+            "work_p99_ms": server.clock.work.percentile(99) if server.clock else 0,
         },
         "counters": dict(server.stats) | (dict(sip.ua.stats) if sip else {}),
     }

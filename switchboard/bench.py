@@ -88,6 +88,7 @@ class Bench:
         self.http: str | None = None
         self.data_dir: Path | None = None
         self.rtp_ports = (20000, 29999)
+        self.clock: dict[str, Any] = {}
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class Bench:
             peak_calls = max(peak_calls, calls)
             peak_rss = max(peak_rss, _rss_kib(pid))
             lag = max(lag, float(health.get("media_clock", {}).get("late_p99_ms", 0.0)))
+            self.clock = health.get("media_clock", {})
             now = time.monotonic()
             if now - last_print >= 5:
                 last_print = now
@@ -240,6 +242,8 @@ class Bench:
             "rss_kib_peak": peak_rss,
             "rss_kib_per_call": round((peak_rss - rss0) / peak_calls, 1) if peak_calls else 0.0,
             "media_clock_late_p99_ms": lag,
+            "media_clock_work_p99_ms": self.clock.get("work_p99_ms"),
+            "media_clock_skipped_ticks": self.clock.get("skipped"),
             "sipp_returncode": sipp_rc,
             "report_dir": str(self.report_dir),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         import uvloop
     except ImportError:
         uvloop = None  # type: ignore[assignment]
+    if os.environ.get("SWITCHBOARD_EVENT_LOOP") == "asyncio":
+        uvloop = None  # type: ignore[assignment]  # for asyncio's debug mode and comparisons
     runner = uvloop.run if uvloop is not None else asyncio.run
     log.info("event=starting event_loop=%s", "uvloop" if uvloop is not None else "asyncio")
     try:
@@ -68,9 +71,11 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(cfg: ServerConfig) -> None:
     from .server import Server
 
+    loop = asyncio.get_running_loop()
+    if loop.get_debug():
+        loop.slow_callback_duration = 0.005  # a media tick is 20 ms: 5 ms is already slow
     server = Server(cfg)
     await server.start()
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
