@@ -1,10 +1,17 @@
-"""One 20 ms media clock per process (DESIGN.md, "Hot paths").
+"""One media clock per process (DESIGN.md, "Hot paths").
 
-Every tick sends the next frame of every active outbound stream in one pass; there
-is no timer per call. The clock keeps an absolute schedule (tick n is due at
-start + n * 20 ms), so a late tick does not push the following ones, and it keeps a
-histogram of its own lateness for the pacing figures. Once a second it also runs the
-slow housekeeping (RTP inactivity) of every session.
+Every stream sends one frame per 20 ms, and all streams are ticked from this one
+clock: no timer per call. The 20 ms frame period is split into `PHASES` sub-ticks of
+5 ms and each stream belongs to one phase (new streams join the emptiest), so the
+sends of 500 calls leave as four bursts of ~125 packets instead of one of 500: the
+loop stays responsive to inbound RTP between bursts and each stream keeps an exact
+20 ms spacing.
+
+The schedule is absolute (sub-tick n is due at start + n * 5 ms): a late sub-tick
+does not push the following ones. A short stall is caught up with a burst (a jitter
+buffer absorbs it); a long one drops the frames no receiver could use any more. The
+clock keeps histograms of its own lateness and of the time spent in a sub-tick, and
+runs each stream's slow housekeeping (RTP inactivity) once a second.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-TICK = 0.020
-HOUSEKEEPING_TICKS = 50  # once a second
-MAX_CATCH_UP = 5  # ticks sent in a burst after a stall (100 ms: within a jitter buffer)
+TICK = 0.020  # frame period
+PHASES = 4
+SUBTICK = TICK / PHASES
+HOUSEKEEPING_FRAMES = 50  # once a second
+MAX_CATCH_UP = 5  # frames sent in a burst after a stall (100 ms: within a jitter buffer)
 
 
 class Stream(Protocol):
@@ -28,19 +37,19 @@ class Stream(Protocol):
 
 
 class LatenessHistogram:
-    """Tick lateness in 0.1 ms buckets up to 100 ms."""
+    """Durations in 0.1 ms buckets up to 100 ms."""
 
     def __init__(self) -> None:
         self.buckets = [0] * 1001
         self.count = 0
 
-    def add(self, late_s: float) -> None:
-        idx = int(late_s * 10_000)
+    def add(self, seconds: float) -> None:
+        idx = int(seconds * 10_000)
         self.buckets[min(max(idx, 0), 1000)] += 1
         self.count += 1
 
     def percentile(self, p: float) -> float:
-        """Lateness in milliseconds at percentile p (0-100)."""
+        """Milliseconds at percentile p (0-100)."""
         if not self.count:
             return 0.0
         target = self.count * p / 100.0
@@ -55,20 +64,30 @@ class LatenessHistogram:
 class MediaClock:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
-        # a dict, not a set: insertion order is stable, so a stream keeps its slot in the
-        # tick and its packets keep their spacing while other calls come and go
-        self.streams: dict[Stream, None] = {}
+        # dicts, not sets: insertion order is stable, so a stream keeps its slot in its
+        # burst and its packets keep their spacing while other calls come and go
+        self.phases: list[dict[Stream, None]] = [{} for _ in range(PHASES)]
+        self._phase_of: dict[Stream, int] = {}
         self.lateness = LatenessHistogram()
-        self.work = LatenessHistogram()  # time spent inside a tick
-        self.ticks = 0
-        self.skipped = 0
+        self.work = LatenessHistogram()
+        self.subticks = 0
+        self.skipped = 0  # frames dropped after long stalls, per phase
         self.after_tick: list[Callable[[], None]] = []
         self._start = 0.0
         self._handle: asyncio.TimerHandle | None = None
 
+    @property
+    def ticks(self) -> int:
+        """Whole 20 ms frame periods elapsed."""
+        return self.subticks // PHASES
+
+    @property
+    def streams(self) -> dict[Stream, int]:
+        return self._phase_of
+
     def start(self) -> None:
         self._start = self.loop.time()
-        self.ticks = 0
+        self.subticks = 0
         self._schedule()
 
     def stop(self) -> None:
@@ -77,36 +96,46 @@ class MediaClock:
             self._handle = None
 
     def add(self, stream: Stream) -> None:
-        self.streams[stream] = None
+        if stream in self._phase_of:
+            return
+        phase = min(range(PHASES), key=lambda p: len(self.phases[p]))
+        self.phases[phase][stream] = None
+        self._phase_of[stream] = phase
 
     def discard(self, stream: Stream) -> None:
-        self.streams.pop(stream, None)
+        phase = self._phase_of.pop(stream, None)
+        if phase is not None:
+            self.phases[phase].pop(stream, None)
 
     def _schedule(self) -> None:
-        self._handle = self.loop.call_at(self._start + (self.ticks + 1) * TICK, self._tick)
+        self._handle = self.loop.call_at(self._start + (self.subticks + 1) * SUBTICK, self._tick)
 
     def _tick(self) -> None:
         started = time.perf_counter()
         now = self.loop.time()
-        self.ticks += 1
-        due = self._start + self.ticks * TICK
+        self.subticks += 1
+        due = self._start + self.subticks * SUBTICK
         self.lateness.add(now - due)
-        behind = int((now - due) / TICK)
-        if behind > MAX_CATCH_UP:
-            # a long stall: drop what a jitter buffer could not use any more
-            self.skipped += behind - MAX_CATCH_UP
-            self.ticks += behind - MAX_CATCH_UP
-            behind = MAX_CATCH_UP
-        streams = list(self.streams)
-        for _ in range(behind + 1):  # catch up a short stall with a burst
-            for stream in streams:
-                stream.tick()
-        self.ticks += behind
-        if self.ticks % HOUSEKEEPING_TICKS <= behind:
-            for stream in list(self.streams):
-                stream.housekeeping(now)
+        behind = int((now - due) / SUBTICK)  # sub-ticks missed entirely
+        if behind > MAX_CATCH_UP * PHASES:
+            dropped = behind - MAX_CATCH_UP * PHASES
+            self.skipped += dropped // PHASES
+            self.subticks += dropped
+            behind -= dropped
+        for missed in range(behind, -1, -1):  # the due sub-tick, then each missed one
+            self._run_phase(self.subticks % PHASES, now)
+            if missed:
+                self.subticks += 1
         callbacks, self.after_tick = self.after_tick, []
         for cb in callbacks:
             cb()
         self.work.add(time.perf_counter() - started)
         self._schedule()
+
+    def _run_phase(self, phase: int, now: float) -> None:
+        streams = list(self.phases[phase])
+        for stream in streams:
+            stream.tick()
+        if (self.subticks // PHASES) % HOUSEKEEPING_FRAMES == 0:
+            for stream in streams:
+                stream.housekeeping(now)

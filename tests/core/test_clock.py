@@ -1,11 +1,11 @@
-"""The shared media clock with a fake loop: catch-up bursts, stall skips, stable order."""
+"""The shared media clock with a fake loop: phases, catch-up bursts, stall skips, order."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from media.clock import MAX_CATCH_UP, TICK, MediaClock
+from media.clock import MAX_CATCH_UP, PHASES, SUBTICK, MediaClock
 
 
 class FakeLoop:
@@ -29,6 +29,10 @@ class FakeLoop:
         self.now = when + late
         cb()
 
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self.run_next()
+
 
 class Recorder:
     def __init__(self, name: str, log: list[str]) -> None:
@@ -41,48 +45,45 @@ class Recorder:
         self.kept += 1
 
 
-def make() -> tuple[FakeLoop, MediaClock, list[str]]:
+def make(names: str = "") -> tuple[FakeLoop, MediaClock, list[str], list[Recorder]]:
     loop = FakeLoop()
     clock = MediaClock(loop)  # type: ignore[arg-type]
     clock.start()
-    return loop, clock, []
+    log: list[str] = []
+    recs = [Recorder(n, log) for n in names]
+    for r in recs:
+        clock.add(r)
+    return loop, clock, log, recs
 
 
-def test_every_stream_once_per_tick_in_a_stable_order() -> None:
-    loop, clock, log = make()
-    a, b, c = (Recorder(n, log) for n in "abc")
-    for s in (a, b, c):
-        clock.add(s)
-    loop.run_next()
-    clock.discard(b)
-    clock.add(Recorder("d", log))
-    loop.run_next()
-    assert log == ["a", "b", "c", "a", "c", "d"]
+def test_each_stream_once_per_frame_spread_over_phases_in_stable_order() -> None:
+    loop, clock, log, recs = make("abcde")  # phases 0,1,2,3,0
+    loop.run(PHASES)  # sub-ticks 1..4 run phases 1,2,3,0
+    assert log == ["b", "c", "d", "a", "e"]
+    clock.discard(recs[1])
+    clock.add(Recorder("f", log))  # joins the emptiest phase: b's
+    log.clear()
+    loop.run(PHASES)
+    assert log == ["f", "c", "d", "a", "e"]
 
 
 def test_short_stall_is_caught_up_with_a_burst() -> None:
-    loop, clock, log = make()
-    clock.add(Recorder("a", log))
-    loop.run_next(late=3 * TICK + 0.001)
-    assert log == ["a"] * 4 and clock.skipped == 0
+    loop, clock, log, _ = make("a")  # phase 0: due at sub-ticks 4, 8, 12, ...
+    loop.run_next(late=12 * SUBTICK + 0.0001)  # sub-ticks 1..13 all due at once
+    assert log == ["a"] * 3 and clock.skipped == 0
     when, _ = loop.pending  # type: ignore[misc]
-    assert when == 1000.0 + 5 * TICK
+    assert when == 1000.0 + 14 * SUBTICK
 
 
-def test_long_stall_skips_what_no_jitter_buffer_could_use() -> None:
-    loop, clock, log = make()
-    clock.add(Recorder("a", log))
-    loop.run_next(late=20 * TICK + 0.001)
-    assert len(log) == MAX_CATCH_UP + 1
-    assert clock.skipped == 20 - MAX_CATCH_UP
+def test_long_stall_drops_what_no_jitter_buffer_could_use() -> None:
+    loop, clock, log, _ = make("a")
+    loop.run_next(late=40 * SUBTICK + 0.0001)
+    assert len(log) == MAX_CATCH_UP
+    assert clock.skipped == (40 - MAX_CATCH_UP * PHASES) // PHASES
 
 
-def test_housekeeping_once_a_second_even_across_a_burst() -> None:
-    loop, clock, log = make()
-    rec = Recorder("a", log)
-    clock.add(rec)
-    for _ in range(48):
-        loop.run_next()
-    loop.run_next(late=3 * TICK)  # jumps over tick 50
-    assert rec.kept == 1
-    assert clock.lateness.count == 49
+def test_housekeeping_once_a_second_per_stream() -> None:
+    loop, clock, log, (rec,) = make("a")
+    loop.run(50 * PHASES)
+    assert rec.kept == 1 and len(log) == 50
+    assert clock.ticks == 50 and clock.lateness.count == 50 * PHASES
