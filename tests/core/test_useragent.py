@@ -257,3 +257,19 @@ def test_tables_return_to_zero_after_calls() -> None:
     h.advance(100.0)
     assert h.ua.dialog_count == 0 and h.ua.transaction_count == 0
     assert len(h.ua.timers) == 0
+
+
+def test_bye_goes_back_to_the_source_when_contact_is_a_host_name() -> None:
+    """Interop (_nat_fallback): softphones behind NAT that advertise an unresolvable
+    Contact host name, e.g. `Contact: <sip:alice@alice-laptop.local:5060>`."""
+    h = Harness()
+    raw = request(body=SDP).replace(b"Contact: <sip:alice@127.0.0.1:5070>",
+                                    b"Contact: <sip:alice@alice-laptop.local:5060>")
+    h.rx(raw, Peer("UDP", "127.0.0.1", 41000))
+    (event,) = h.ua.take_events()
+    h.ua.answer(event.handle, SDP, h.now)
+    h.ua.take_outgoing()
+    h.ua.hangup(event.handle, h.now)
+    (bye,) = h.ua.take_outgoing()
+    assert bye.data.startswith(b"BYE sip:alice@alice-laptop.local:5060 ")
+    assert bye.peer == Peer("UDP", "127.0.0.1", 41000)

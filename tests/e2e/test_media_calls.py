@@ -154,6 +154,39 @@ def test_flow_reload_keeps_calls_and_refuses_broken_edits(tmp_path: Path) -> Non
         srv.stop()
 
 
+def test_rtp_ports_exhausted_gives_503(tmp_path: Path) -> None:
+    """A full port pool refuses the call with 503; the calls already up are untouched."""
+    srv = start_server(tmp_path, rtp_span=2)  # one even port: one call
+    first, second = Uac(srv.sip_port), Uac(srv.sip_port)
+    try:
+        assert first.invite(sdp(first.rtp_port)).status == 200
+        first.ack()
+        assert second.invite(sdp(second.rtp_port)).status == 503
+        second.ack()
+        first.silence(0.5)
+        assert first.received_rtp > 10
+        assert first.bye().status == 200
+        reasons = sorted(c["end_reason"] for c in srv.wait_cdrs(2))
+        assert reasons == ["caller_hangup", "no_rtp_port"]
+    finally:
+        first.close()
+        second.close()
+        srv.stop()
+
+
+def test_sighup_reloads_flows(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    srv = start_server(tmp_path, config=make_config(tmp_path))
+    try:
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        _wait_for(lambda: srv.log().count("event=flows_reload ") >= 1)
+        assert srv.alive()
+    finally:
+        srv.stop()
+
+
 def _wait_for(predicate: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
