@@ -37,6 +37,8 @@ async def health(request: web.Request) -> web.Response:
             "skipped": server.clock.skipped if server.clock else 0,
             "work_p99_ms": server.clock.work.percentile(99) if server.clock else 0,
         },
+        "gc": {"pauses": server.gc_pauses.count, "pause_p99_ms": server.gc_pauses.percentile(99),
+               "pause_max_ms": server.gc_pauses.percentile(100)},
         "counters": dict(server.stats) | (dict(sip.ua.stats) if sip else {}),
     }
     return web.json_response(body)

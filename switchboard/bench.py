@@ -89,6 +89,7 @@ class Bench:
         self.data_dir: Path | None = None
         self.rtp_ports = (20000, 29999)
         self.clock: dict[str, Any] = {}
+        self.gc: dict[str, Any] = {}
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -189,6 +190,7 @@ class Bench:
             peak_rss = max(peak_rss, _rss_kib(pid))
             lag = max(lag, float(health.get("media_clock", {}).get("late_p99_ms", 0.0)))
             self.clock = health.get("media_clock", {})
+            self.gc = health.get("gc", {})
             now = time.monotonic()
             if now - last_print >= 5:
                 last_print = now
@@ -244,6 +246,8 @@ class Bench:
             "media_clock_late_p99_ms": lag,
             "media_clock_work_p99_ms": self.clock.get("work_p99_ms"),
             "media_clock_skipped_ticks": self.clock.get("skipped"),
+            "gc_pauses": self.gc.get("pauses"),
+            "gc_pause_max_ms": self.gc.get("pause_max_ms"),
             "sipp_returncode": sipp_rc,
             "report_dir": str(self.report_dir),
         }

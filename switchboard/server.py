@@ -21,7 +21,7 @@ from aiohttp import web
 from ivr.diagnostics import Diagnostic
 from ivr.registry import FlowRegistry
 from media.audio import PromptCache
-from media.clock import MediaClock
+from media.clock import LatenessHistogram, MediaClock
 from media.dtmf import DtmfInfoError, parse_info
 from media.ports import PortPool, PortPoolExhausted
 from media.sdp import SdpError, SdpNegotiationError, build_offer, negotiate, parse_answer
@@ -64,6 +64,8 @@ class Server:
         self._http_runner: web.AppRunner | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self.gc_pauses = LatenessHistogram()
+        self._gc_started = 0.0
 
     # -- start / stop --------------------------------------------------------------------
 
@@ -96,6 +98,14 @@ class Server:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        gc.callbacks.append(self._gc_timer)
+
+    def _gc_timer(self, phase: str, info: dict[str, int]) -> None:
+        """Collector pauses stall the media clock: measure them (reported in /api/health)."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.add(time.perf_counter() - self._gc_started)
 
     async def _start_http(self) -> None:
         from .api import build_app
@@ -107,6 +117,8 @@ class Server:
         log.info("event=listening service=http address=http://%s", self.cfg.http)
 
     async def stop(self) -> None:
+        if self._gc_timer in gc.callbacks:
+            gc.callbacks.remove(self._gc_timer)
         for call in list(self.calls.values()):
             call.hangup("server_shutdown")
         if self.sip is not None:
