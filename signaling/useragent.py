@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .dialog import Dialog, DialogState
 from .errors import SipError
+from .events import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    Event,
+    IncomingCall,
+    InfoReceived,
+    Outgoing,
+    Peer,
+    ReInvite,
+)
 from .headers import Via
 from .ids import MAGIC_COOKIE, IdSource, new_branch
 from .message import SipMessage, make_response, parse_message
@@ -24,6 +35,7 @@ from .transaction import (
     T1,
     T2,
     Ev,
+    InviteClientTransaction,
     InviteServerTransaction,
     NonInviteClientTransaction,
     NonInviteServerTransaction,
@@ -43,77 +55,6 @@ KNOWN_METHODS = frozenset(
 ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # option tags we implement (§19.2)
 ALLOW_HEADER = ", ".join(ALLOWED)
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Where a message came from or goes to. `conn` names a TCP connection (0: any/new)."""
-
-    transport: str  # 'UDP' | 'TCP'
-    host: str
-    port: int
-    conn: int = 0
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "UDP"
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    peer: Peer
-    data: bytes
-
-
-# -- events for the application ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncomingCall:
-    handle: int
-    call_id: str
-    caller: str  # user part of From (or the whole URI when it has none)
-    caller_name: str | None
-    did: str  # user part of the Request-URI
-    sdp: bytes | None
-    peer: Peer
-
-
-@dataclass(frozen=True)
-class CallConfirmed:
-    """The ACK for our 2xx arrived (with the SDP answer when we made a delayed offer)."""
-
-    handle: int
-    sdp: bytes | None = None
-
-
-@dataclass(frozen=True)
-class CallCancelled:
-    handle: int
-
-
-@dataclass(frozen=True)
-class CallEnded:
-    handle: int
-    reason: str  # 'remote_bye' | 'ack_timeout' | 'transport_error'
-
-
-@dataclass(frozen=True)
-class ReInvite:
-    handle: int
-    tx: int
-    sdp: bytes | None
-
-
-@dataclass(frozen=True)
-class InfoReceived:
-    handle: int
-    tx: int
-    content_type: str | None
-    body: bytes
-
-
-Event = IncomingCall | CallConfirmed | CallCancelled | CallEnded | ReInvite | InfoReceived
 
 
 @dataclass(eq=False)
@@ -163,6 +104,10 @@ class UserAgent:
         self._pending_2xx: dict[int, _Pending2xx] = {}
         self._next_handle = 0
         self._next_tx = 0
+        self.now = 0.0  # time of the input being handled (for callbacks without one)
+        from .uac import OutboundCalls
+
+        self.outbound = OutboundCalls(self)
 
     # -- I/O surface ---------------------------------------------------------------------
 
@@ -178,6 +123,7 @@ class UserAgent:
         return self.timers.next_deadline()
 
     def on_timer(self, now: float) -> None:
+        self.now = now
         self.timers.fire(now)
 
     @property
@@ -205,6 +151,7 @@ class UserAgent:
         self.receive_message(msg, peer, now)
 
     def receive_message(self, msg: SipMessage, peer: Peer, now: float) -> None:
+        self.now = now
         try:
             if msg.is_request:
                 self._on_request(self._stamp_via(msg, peer), peer, now)
@@ -248,10 +195,20 @@ class UserAgent:
         del self._invite_tx[handle]
         self._forget(dialog)
 
+    def invite(self, *, uri: str, peer: Peer, from_uri: str, to_uri: str, sdp: bytes, now: float,
+               from_name: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> int:
+        """Place an outbound call (an offer to an agent); events follow with the handle."""
+        self.now = now
+        return self.outbound.invite(uri=uri, peer=peer, from_uri=from_uri, from_name=from_name,
+                                    to_uri=to_uri, sdp=sdp, headers=headers, now=now)
+
     def hangup(self, handle: int, now: float) -> None:
-        """End the call from our side: BYE when answered, 480 while still ringing."""
+        """End the call from our side: BYE when answered, 480 while an inbound call rings,
+        CANCEL while an outbound call rings."""
+        self.now = now
         dialog = self._handles.get(handle)
         if dialog is None:
+            self.outbound.cancel(handle, now)
             return
         if handle in self._invite_tx:
             self.reject(handle, 480, now)
@@ -357,8 +314,7 @@ class UserAgent:
             self.stats["rejected_full"] += 1
             return
         self._reply(tx, 100, now)  # §17.2.1: at once, we may take longer than 200 ms
-        self._next_handle += 1
-        dialog = Dialog.for_uas(self._next_handle, msg, self.ids.token())
+        dialog = Dialog.for_uas(self.new_handle(), msg, self.ids.token())
         dialog.extras["peer"] = peer
         self._dialogs[dialog.key] = dialog
         self._handles[dialog.handle] = dialog
@@ -481,10 +437,14 @@ class UserAgent:
         self.timers.cancel(handle)
 
     def to_tu(self, tx: Transaction, msg: SipMessage) -> None:
-        if msg.is_request and msg.method == "ACK":
-            self._ack_2xx(msg, 0.0)
+        if isinstance(tx, InviteClientTransaction):
+            self.outbound.on_response(tx, msg, self.now)
+        elif msg.is_request and msg.method == "ACK":
+            self._ack_2xx(msg, self.now)
 
     def outcome(self, tx: Transaction, outcome: Outcome) -> None:
+        if isinstance(tx, InviteClientTransaction):
+            self.outbound.on_outcome(tx, outcome)
         if outcome is Outcome.TERMINATED:
             self._drop_tx(tx)
         elif outcome is Outcome.TRANSPORT_ERROR:
@@ -528,13 +488,14 @@ class UserAgent:
         return Peer(peer.transport, peer.host, top.port or 5060)
 
     def _drop_tx(self, tx: Transaction) -> None:
-        table = self._client_tx if isinstance(tx, NonInviteClientTransaction) else self._server_tx
+        client = isinstance(tx, NonInviteClientTransaction | InviteClientTransaction)
+        table = self._client_tx if client else self._server_tx
         if table.get(tx.key) is tx:
             del table[tx.key]
         self._peer.pop(tx, None)
         self._tx_dialog.pop(tx, None)
         req = tx.request
-        if req.method == "INVITE":
+        if req.method == "INVITE" and not client:
             merge_key = (req.call_id, req.from_.tag or "", req.cseq.seq)
             if self._merge.get(merge_key) == tx.key:
                 del self._merge[merge_key]
@@ -624,8 +585,40 @@ class UserAgent:
         if pending is not None:
             self.timers.cancel(pending.timer)
 
+    # -- used by OutboundCalls ----------------------------------------------------------
+
+    def new_handle(self) -> int:
+        self._next_handle += 1
+        return self._next_handle
+
+    def local_address(self, transport: str) -> tuple[str, int]:
+        return self.local.get(transport, next(iter(self.local.values())))
+
+    @property
+    def allow_header(self) -> str:
+        return ALLOW_HEADER
+
+    def register_client_tx(self, tx: Transaction, peer: Peer) -> None:
+        self._client_tx[tx.key] = tx
+        self._peer[tx] = peer
+
+    def emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def send_to(self, peer: Peer, data: bytes) -> None:
+        self._out.append(Outgoing(peer, data))
+
+    def adopt_dialog(self, dialog: Dialog, peer: Peer) -> None:
+        """An outbound call was answered: its dialog now takes in-dialog requests."""
+        dialog.extras.setdefault("peer", peer)
+        self._dialogs[dialog.key] = dialog
+        self._handles[dialog.handle] = dialog
+
+    def live_handles(self) -> set[int]:
+        return set(self._handles)
+
     def _send_in_dialog(self, dialog: Dialog, method: str, now: float) -> None:
-        peer = self._request_peer(dialog)
+        peer = self.request_peer(dialog)
         host, port = self.local.get(peer.transport, next(iter(self.local.values())))
         via = f"SIP/2.0/{peer.transport} {host}:{port};branch={new_branch(self.ids)};rport"
         req = dialog.request(method, via, headers=(("Server", self.server),))
@@ -635,7 +628,7 @@ class UserAgent:
         self._peer[tx] = peer
         tx.start(now)
 
-    def _request_peer(self, dialog: Dialog) -> Peer:
+    def request_peer(self, dialog: Dialog) -> Peer:
         """Where an in-dialog request goes (§8.1.2, §18.1.1), see `_nat_fallback`."""
         from .uri import SipUri
 
