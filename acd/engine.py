@@ -580,7 +580,8 @@ class AcdEngine:
             if not len(line) or not any(a in self._available for a in self._members[name]):
                 continue
             cfg = self._queues[name]
-            oldest = line.oldest() or now
+            oldest = line.oldest()
+            oldest = now if oldest is None else oldest
             weight = cfg.weight + math.floor(max(0.0, now - oldest) / cfg.service_level)
             for entry in line:
                 if entry.status is CallStatus.WAITING:
