@@ -101,5 +101,15 @@ class CallFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class RegistrationChanged:
+    """A user's bindings changed: kind is registered, refreshed, unregistered, expired,
+    reachable (first binding) or unreachable (last binding gone)."""
+
+    user: str
+    kind: str
+    contact: str | None
+
+
 Event = (IncomingCall | CallConfirmed | CallCancelled | CallEnded | ReInvite | InfoReceived
-         | CallProgress | CallAnswered | CallFailed)
+         | CallProgress | CallAnswered | CallFailed | RegistrationChanged)

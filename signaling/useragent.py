@@ -25,11 +25,13 @@ from .events import (
     InfoReceived,
     Outgoing,
     Peer,
+    RegistrationChanged,
     ReInvite,
 )
 from .headers import Via
 from .ids import MAGIC_COOKIE, IdSource, new_branch
 from .message import SipMessage, make_response, parse_message
+from .registration import Registration
 from .stateless import error_response_bytes
 from .transaction import (
     T1,
@@ -54,7 +56,6 @@ KNOWN_METHODS = frozenset(
 )
 ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO")
 SUPPORTED_OPTIONS: frozenset[str] = frozenset()  # option tags we implement (§19.2)
-ALLOW_HEADER = ", ".join(ALLOWED)
 
 
 @dataclass(eq=False)
@@ -80,6 +81,7 @@ class UserAgent:
         max_dialogs: int = 10_000,
         max_transactions: int = 40_000,
         server: str = "Switchboard",
+        registration: Registration | None = None,
     ) -> None:
         from .timers import TimerHeap
 
@@ -105,6 +107,9 @@ class UserAgent:
         self._next_handle = 0
         self._next_tx = 0
         self.now = 0.0  # time of the input being handled (for callbacks without one)
+        self.registration = registration
+        self.allowed = ALLOWED + (("REGISTER",) if registration is not None else ())
+        self._allow = ", ".join(self.allowed)
         from .uac import OutboundCalls
 
         self.outbound = OutboundCalls(self)
@@ -120,11 +125,21 @@ class UserAgent:
         return events
 
     def next_deadline(self) -> float | None:
-        return self.timers.next_deadline()
+        deadline = self.timers.next_deadline()
+        if self.registration is not None:
+            expiry = self.registration.next_deadline()
+            if expiry is not None and (deadline is None or expiry < deadline):
+                return expiry
+        return deadline
 
     def on_timer(self, now: float) -> None:
         self.now = now
         self.timers.fire(now)
+        if self.registration is not None:
+            expiry = self.registration.next_deadline()
+            if expiry is not None and expiry <= now:
+                for ev in self.registration.reap(now):
+                    self._events.append(RegistrationChanged(ev.user, ev.kind, ev.contact))
 
     @property
     def dialog_count(self) -> int:
@@ -277,6 +292,8 @@ class UserAgent:
             self._new_invite(msg, peer, key, now)
         elif msg.method == "OPTIONS":
             self._reply(self._new_server_tx(msg, peer, key, now), 200, now, self._capabilities())
+        elif msg.method == "REGISTER":
+            self._register(msg, peer, key, now)
         else:
             # BYE/INFO/UPDATE outside a dialog: no such dialog (§12.2.2)
             self._reply(self._new_server_tx(msg, peer, key, now), 481, now)
@@ -287,9 +304,9 @@ class UserAgent:
 
         method = msg.method or ""
         if method not in KNOWN_METHODS:
-            return 501, [("Allow", ALLOW_HEADER)]
-        if method not in ALLOWED:
-            return 405, [("Allow", ALLOW_HEADER)]
+            return 501, [("Allow", self._allow)]
+        if method not in self.allowed:
+            return 405, [("Allow", self._allow)]
         if uri_scheme(msg.uri or "") not in ("sip", "sips"):
             return 416, []
         if not msg.to.tag:
@@ -305,6 +322,17 @@ class UserAgent:
         if method == "INVITE" and msg.body and msg.content_type != "application/sdp":
             return 415, [("Accept", "application/sdp")]
         return 0, []
+
+    def _register(self, msg: SipMessage, peer: Peer, key: tuple[str, ...], now: float) -> None:
+        """§10.3 with digest authentication (§22); the ACD hears who became reachable."""
+        assert self.registration is not None
+        tx = self._new_server_tx(msg, peer, key, now)
+        reply = self.registration.handle(msg, peer, now)
+        resp = make_response(msg, reply.status, reply.reason,
+                             headers=self._common(list(reply.headers)))
+        tx.handle(tu_event(reply.status), now, resp)
+        for ev in reply.events:
+            self._events.append(RegistrationChanged(ev.user, ev.kind, ev.contact))
 
     def _new_invite(self, msg: SipMessage, peer: Peer, key: tuple[str, ...], now: float) -> None:
         tx = self._new_server_tx(msg, peer, key, now)
@@ -354,7 +382,7 @@ class UserAgent:
         elif method == "OPTIONS":
             self._reply(tx, 200, now, self._capabilities())
         else:
-            self._reply(tx, 405, now, [("Allow", ALLOW_HEADER)])
+            self._reply(tx, 405, now, [("Allow", self._allow)])
 
     def _reinvite(self, dialog: Dialog, tx: Transaction, msg: SipMessage, now: float) -> None:
         busy = any(t.request.method == "INVITE" and t.state is State.PROCEEDING
@@ -522,7 +550,7 @@ class UserAgent:
         return [*headers, ("Server", self.server)]
 
     def _capabilities(self) -> list[tuple[str, str]]:
-        return [("Allow", ALLOW_HEADER), ("Accept", "application/sdp"),
+        return [("Allow", self._allow), ("Accept", "application/sdp"),
                 ("Accept-Encoding", "identity"), ("Accept-Language", "en")]
 
     def _contact(self, dialog: Dialog, peer: Peer) -> str:
@@ -542,7 +570,7 @@ class UserAgent:
         if status < 300 and status != 100:
             headers.append(("Contact", self._contact(dialog, self._peer[tx])))
         if status >= 200 and status < 300:
-            headers.append(("Allow", ALLOW_HEADER))
+            headers.append(("Allow", self._allow))
         if sdp:
             headers.append(("Content-Type", "application/sdp"))
         resp = make_response(tx.request, status, to_tag=dialog.local_tag,
@@ -596,7 +624,7 @@ class UserAgent:
 
     @property
     def allow_header(self) -> str:
-        return ALLOW_HEADER
+        return self._allow
 
     def register_client_tx(self, tx: Transaction, peer: Peer) -> None:
         self._client_tx[tx.key] = tx
