@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from .audio import silence_frame
 from .dtmf import GoertzelDetector, Rfc4733Receiver
-from .g711 import PAYLOAD_TYPES, decode
+from .g711 import PAYLOAD_TYPES, decode, encode
 from .rtp import HEADER
 
 SAMPLES_PER_FRAME = 160
@@ -32,8 +32,10 @@ class MediaListener(Protocol):
 class RtpSession(asyncio.DatagramProtocol):
     """RTP for one call leg. Configure with `set_remote`/`set_codec`, then `play`."""
 
-    def __init__(self, listener: MediaListener, local_port: int, *, timeout: float = 30.0) -> None:
+    def __init__(self, listener: MediaListener, local_port: int, *, timeout: float = 30.0,
+                 clock: Callable[[], float] | None = None) -> None:
         self.listener = listener
+        self._clock = clock  # for DTMF de-duplication; the running loop's time by default
         self.local_port = local_port
         self.timeout = timeout
         self.transport: asyncio.DatagramTransport | None = None
@@ -58,6 +60,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self._inband: GoertzelDetector | None = None
         self._inband_buf: list[bytes] = []
         self.clock_now = 0.0  # refreshed by housekeeping; DTMF dedup needs only coarse time
+        self.relay: RtpSession | None = None  # bridged to this leg: what we hear goes there
+        self._xlate: bytes | None = None  # PCMU<->PCMA table for what we relay
+        self._relay_src: int | None = None  # SSRC of the stream we relay into our own
+        self._ts_offset = 0
         # counters (metrics)
         self.rx_packets = 0
         self.rx_bad = 0
@@ -125,6 +131,8 @@ class RtpSession(asyncio.DatagramProtocol):
     # -- clock callbacks ------------------------------------------------------------------
 
     def tick(self) -> None:
+        if self.relay is not None:
+            return  # bridged: the other leg's packets are our audio, sent as they arrive
         current = self._current
         if current is not None:
             payload = current[self._index]
@@ -173,14 +181,58 @@ class RtpSession(asyncio.DatagramProtocol):
         self.rx_packets += 1
         pt = data[1] & 0x7F
         if pt == self.te_pt:
+            if self.relay is not None:
+                self.relay.send_relayed(data, self.relay.te_pt, None)
             self._telephone_event(data)
         elif pt == self.pt:
-            if self._inband is not None:
+            if self.relay is not None:
+                self.relay.send_relayed(data, self.relay.pt, self._xlate)
+            elif self._inband is not None:
                 self._inband_feed(data)
         elif 72 <= pt <= 76:
             pass  # RTCP multiplexed (RFC 5761 §4): not ours to count as audio
         else:
             self.rx_unknown_pt += 1
+
+    # -- bridging -------------------------------------------------------------------------
+
+    def bridge(self, other: RtpSession) -> None:
+        """Relay audio both ways (PCMU<->PCMA transcoded when the legs differ, DTMF
+        events passed through); each leg keeps its own SSRC, sequence and timestamps."""
+        for a, b in ((self, other), (other, self)):
+            a.stop()
+            a.relay = b
+            a._xlate = TRANSCODE.get((a.codec, b.codec))
+
+    def unbridge(self) -> None:
+        other, self.relay = self.relay, None
+        if other is not None and other.relay is self:
+            other.relay = None
+
+    def send_relayed(self, data: bytes, pt: int | None, xlate: bytes | None) -> None:
+        """One packet from the other leg, re-headed as part of our stream (RFC 3550 §7.1)."""
+        remote = self.remote
+        if pt is None or remote is None or not self.sending or self.transport is None:
+            return
+        offset = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10:
+            if len(data) < offset + 4:
+                return
+            offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
+        _, b1, _, ts, ssrc = HEADER.unpack_from(data)
+        if ssrc != self._relay_src:
+            # a new source stream: continue our timeline where it stands
+            self._relay_src = ssrc
+            self._ts_offset = (self.ts - ts) & 0xFFFFFFFF
+        out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
+        payload = data[offset:]
+        if xlate is not None:
+            payload = payload.translate(xlate)
+        self.transport.sendto(
+            HEADER.pack(0x80, pt | (b1 & 0x80), self.seq, out_ts, self.ssrc) + payload, remote)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (out_ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+        self.tx_packets += 1
 
     def _telephone_event(self, data: bytes) -> None:
         _, _, _, ts, ssrc = HEADER.unpack_from(data)
@@ -190,7 +242,8 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.rx_bad += 1
                 return
             offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
-        digit = self._rfc4733.feed(data[offset:offset + 4], ts, ssrc, _loop_time())
+        now = self._clock() if self._clock is not None else _loop_time()
+        digit = self._rfc4733.feed(data[offset:offset + 4], ts, ssrc, now)
         if digit is not None:
             self.listener.on_dtmf(digit, "rfc4733")
 
@@ -208,10 +261,20 @@ class RtpSession(asyncio.DatagramProtocol):
         self.rx_bad += 1
 
     def close(self) -> None:
+        self.unbridge()
         self.stop()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+
+def _transcode_table(src: str, dst: str) -> bytes:
+    """G.711 code-to-code conversion: decode with one law, encode with the other."""
+    return encode(dst, decode(src, bytes(range(256))))
+
+
+TRANSCODE = {("PCMU", "PCMA"): _transcode_table("PCMU", "PCMA"),
+             ("PCMA", "PCMU"): _transcode_table("PCMA", "PCMU")}
 
 
 def _loop_time() -> float:
