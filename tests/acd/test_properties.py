@@ -27,9 +27,6 @@ def build(strategy: str) -> Rig:
     return Rig(queues, agents, choose=lambda n: n // 2)
 
 
-COVERAGE = {"bridges": 0, "runs": 0}
-
-
 class Model:
     """What the driver knows from the actions alone."""
 
@@ -93,8 +90,6 @@ def test_random_event_sequences_keep_invariants(strategy: str, script: list[tupl
     for op, n in script:
         step(rig, model, op, n)
         model.absorb()
-    COVERAGE["bridges"] += len(model.bridges)
-    COVERAGE["runs"] += 1
     # drain: every caller hangs up or finishes, time passes, nothing is left behind
     for call_id in sorted(model.queued):
         rig.engine.call_abandoned(call_id, rig.now)
