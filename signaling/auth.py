@@ -19,7 +19,7 @@ import binascii
 import hashlib
 import hmac
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import SipError, SipUsageError
@@ -366,12 +366,16 @@ class DigestAuthenticator:
         nonce_ttl: float = 300,
         random_bytes: Callable[[int], bytes],
         max_nonces: int = 50_000,
+        algorithms: Sequence[str] = ALGORITHMS,
     ) -> None:
         if len(secret) < 16:
             raise SipUsageError("the nonce secret needs at least 16 bytes")
         if nonce_ttl <= 0 or max_nonces <= 0:
             raise SipUsageError("nonce_ttl and max_nonces must be positive")
+        if not algorithms or any(a not in ALGORITHMS for a in algorithms):
+            raise SipUsageError(f"digest algorithms must be taken from {', '.join(ALGORITHMS)}")
         self.realm = realm
+        self.algorithms = tuple(algorithms)
         self._secret = secret
         self._lookup = lookup
         self._ttl = nonce_ttl
@@ -391,7 +395,7 @@ class DigestAuthenticator:
         nonce = self._new_nonce(now)
         return [
             DigestChallenge(self.realm, nonce, self._opaque, algorithm, "auth", stale)
-            for algorithm in ALGORITHMS
+            for algorithm in self.algorithms
         ]
 
     def _mac(self, stamp: bytes, rand: bytes) -> bytes:

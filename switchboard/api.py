@@ -30,6 +30,7 @@ async def health(request: web.Request) -> web.Response:
         "sip_dialogs": sip.ua.dialog_count if sip else 0,
         "sip_transactions": sip.ua.transaction_count if sip else 0,
         "flows": server.flows.names(),
+        "agents_registered": sorted(server.registered),
         "media_clock": {
             "ticks": server.clock.ticks if server.clock else 0,
             "late_p50_ms": server.clock.lateness.percentile(50) if server.clock else 0,

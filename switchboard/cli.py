@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     log.info("event=starting event_loop=%s", "uvloop" if uvloop is not None else "asyncio")
     try:
         runner(_serve(cfg))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except OSError as exc:
         log.error("event=start_failed error=%s", exc)
         return 1

@@ -17,7 +17,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = PACKAGE_ROOT / "config" / "switchboard.yaml"
 
 _TOP_KEYS = {"sip", "http", "rtp", "media", "prompts", "flows", "data_dir", "dids", "limits",
-             "log_level"}
+             "log_level", "agents", "queues", "realm"}
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class ConfigError(FlowError):
@@ -74,6 +75,10 @@ class ServerConfig:
     answer_delay: dict[str, float] = field(default_factory=dict)  # DID -> seconds of ringing
     max_calls: int = 2000
     log_level: str = "INFO"
+    agents_file: Path | None = None
+    queues_file: Path | None = None
+    realm: str = "switchboard"
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # RFC 8760 order of preference
 
     @property
     def sdp_ip(self) -> str:
@@ -132,6 +137,12 @@ class _Builder:
         self._try(("sip", "listen"), lambda: setattr(
             cfg, "sip", HostPort.parse(str(sip.get("listen", cfg.sip)), 5060)))
         cfg.sip_tcp = "tcp" in [str(t).lower() for t in sip.get("transports", ["udp", "tcp"])]
+        algorithms = sip.get("digest_algorithms", list(cfg.digest_algorithms))
+        if (not isinstance(algorithms, list) or not algorithms
+                or any(a not in ("SHA-256", "MD5") for a in algorithms)):
+            self.error(("sip", "digest_algorithms"), "sip.digest_algorithms lists SHA-256 and/or MD5")
+        else:
+            cfg.digest_algorithms = tuple(algorithms)
         self._try(("http", "listen"), lambda: setattr(
             cfg, "http", HostPort.parse(str(http.get("listen", cfg.http)), 8080)))
         self._try(("rtp", "ports"), lambda: setattr(
@@ -162,6 +173,13 @@ class _Builder:
                 if not target.is_dir():
                     self.error((key,), f"'{key}' directory not found: {target}")
                 setattr(cfg, attr, target)
+        for key, attr in (("agents", "agents_file"), ("queues", "queues_file")):
+            if data.get(key):
+                target = (base / str(data[key])).resolve()
+                if not target.is_file():
+                    self.error((key,), f"'{key}' file not found: {target}")
+                setattr(cfg, attr, target)
+        cfg.realm = str(data.get("realm", cfg.realm))
         if "data_dir" in data:
             cfg.data_dir = Path(str(data["data_dir"]))
         cfg.log_level = str(data.get("log_level", cfg.log_level)).upper()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
 from collections import Counter
@@ -26,7 +27,10 @@ from media.dtmf import DtmfInfoError, parse_info
 from media.ports import PortPool, PortPoolExhausted
 from media.sdp import SdpError, SdpNegotiationError, build_offer, negotiate, parse_answer
 from media.session import RtpSession
+from signaling.auth import DigestAuthenticator
 from signaling.ids import RandomIds
+from signaling.registrar import MemoryBindingStore, Registrar
+from signaling.registration import Registration
 from signaling.transport import SipService
 from signaling.useragent import (
     CallCancelled,
@@ -35,13 +39,15 @@ from signaling.useragent import (
     Event,
     IncomingCall,
     InfoReceived,
+    RegistrationChanged,
     ReInvite,
     UserAgent,
 )
 
+from .acdconfig import load_acd
 from .call import Call
 from .cdr import CdrWriter
-from .config import ServerConfig
+from .config import LOOPBACK_HOSTS, ConfigError, ServerConfig
 from .httpclient import FlowHttpClient
 
 log = logging.getLogger("switchboard.server")
@@ -65,12 +71,20 @@ class Server:
         self._poll_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.gc_pauses = LatenessHistogram()
+        self.registered: set[str] = set()  # agents with at least one binding
         self._gc_started = 0.0
 
     # -- start / stop --------------------------------------------------------------------
 
     async def start(self) -> None:
         cfg = self.cfg
+        self.acd_settings = load_acd(cfg.agents_file, cfg.queues_file, cfg.realm)
+        if self.acd_settings.demo_passwords and cfg.sip.host not in LOOPBACK_HOSTS:
+            raise ConfigError([Diagnostic(
+                str(cfg.agents_file), 1, 1,
+                f"demo passwords are configured for agents "
+                f"{', '.join(sorted(self.acd_settings.demo_passwords))}: refusing to listen on "
+                f"{cfg.sip.host}; set real passwords (or HA1 values) first")])
         self._report(self.flows.load(), "flows_load")
         self._check_dids()
         self.prompts.preload(self._prompt_names(), cfg.codecs)
@@ -78,7 +92,8 @@ class Server:
         self.clock = MediaClock()
         self.clock.start()
         local = {"UDP": (cfg.sdp_ip, cfg.sip.port), "TCP": (cfg.sdp_ip, cfg.sip.port)}
-        ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls)
+        ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls,
+                       registration=self._registration())
         self.sip = SipService(ua, self.on_sip_event)
         await self.sip.start(cfg.sip.host, cfg.sip.port, tcp=cfg.sip_tcp)
         transports = "udp,tcp" if cfg.sip_tcp else "udp"
@@ -106,6 +121,17 @@ class Server:
             self._gc_started = time.perf_counter()
         else:
             self.gc_pauses.add(time.perf_counter() - self._gc_started)
+
+    def _registration(self) -> Registration | None:
+        """Digest-authenticated REGISTER for the configured agents (none: 405 to REGISTER)."""
+        creds = self.acd_settings.credentials
+        if not creds:
+            return None
+        auth = DigestAuthenticator(self.cfg.realm, secret=os.urandom(32), lookup=creds.get,
+                                   random_bytes=os.urandom,
+                                   algorithms=self.cfg.digest_algorithms)
+        offset = time.time() - asyncio.get_running_loop().time()
+        return Registration(auth, Registrar(MemoryBindingStore()), wall_offset=offset)
 
     async def _start_http(self) -> None:
         from .api import build_app
@@ -176,6 +202,9 @@ class Server:
         if isinstance(event, IncomingCall):
             self._incoming(event)
             return
+        if isinstance(event, RegistrationChanged):
+            self._registration_changed(event)
+            return
         call = self.calls.get(event.handle)
         if call is None:
             if isinstance(event, ReInvite | InfoReceived):
@@ -191,6 +220,14 @@ class Server:
             self._reinvite(call, event)
         elif isinstance(event, InfoReceived):
             self._info(call, event)
+
+    def _registration_changed(self, event: RegistrationChanged) -> None:
+        log.info("event=agent_registration agent=%s kind=%s contact=%s", event.user, event.kind,
+                 event.contact)
+        if event.kind == "reachable":
+            self.registered.add(event.user)
+        elif event.kind == "unreachable":
+            self.registered.discard(event.user)
 
     def _incoming(self, event: IncomingCall) -> None:
         call = Call(self, event.handle, event.call_id, event.caller, event.did)
