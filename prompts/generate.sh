@@ -43,6 +43,16 @@ speak please_hold "Please hold, your call is important to us. An agent will be w
 speak thank_you "Thank you."
 speak goodbye "Thank you for calling. Goodbye."
 
+# Queue announcements and agent feature codes.
+speak your_position "You are caller number"
+speak estimated_wait "Your estimated wait time is about"
+speak minutes "minutes."
+speak less_than_a_minute "Your estimated wait time is less than one minute."
+speak agent_ready "You are logged in and ready."
+speak agent_not_ready "You are now not ready."
+speak agent_logged_out "You are logged out."
+speak not_allowed "This feature is not available from this phone."
+
 mkdir -p "$HERE/digits"
 words=(zero one two three four five six seven eight nine)
 for d in 0 1 2 3 4 5 6 7 8 9; do
