@@ -677,7 +677,7 @@ class UserAgent:
         self._handles.pop(dialog.handle, None)
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
     if host.startswith("["):
         return True
     parts = host.split(".")
@@ -691,6 +691,6 @@ def _nat_fallback(host: str, port: int | None, transport: str, origin: Peer) -> 
     Seen with softphones behind NAT that advertise unroutable Contacts."""
     if transport == "TCP" and origin.transport == "TCP":
         return origin
-    if not _is_ip_literal(host):
+    if not is_ip_literal(host):
         return origin
     return Peer(transport, host, port or 5060)

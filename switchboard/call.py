@@ -24,6 +24,7 @@ from ivr.commands import (
     HttpResult,
     Play,
     PlayResult,
+    QueueResult,
 )
 from ivr.digits import DigitCollector
 from ivr.interpreter import FlowRun
@@ -59,8 +60,13 @@ class Call:
         self.port: int | None = None
         self.negotiated: Negotiated | None = None
         self.sdp_version = 1
+        self.feature: str | None = None  # an agent feature code (*50, *51, *52)
         self.offer_sent = False  # delayed offer: our SDP went in the 200, the answer comes in the ACK
         self.queue: str | None = None
+        self.agent: str | None = None
+        self.bridged_at: float | None = None
+        self._hold: list[tuple[bytes, ...]] = []
+        self._after_play: str | None = None  # feature-code calls hang up after their prompt
         self._command: Any = None
         self._collector: DigitCollector | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -178,13 +184,43 @@ class Call:
         self._send(result)
 
     def _enter_queue(self, command: EnterQueue) -> None:
-        """Until the ACD takes calls: please-hold and music on hold in a loop."""
+        """Join the ACD queue; the caller hears the entry prompts, then hold music."""
         assert self.session is not None
         self.queue = command.queue
         log.info("event=queue_enter call=%s queue=%s priority=%d", self.call_id, command.queue,
                  command.priority)
-        hold = self._frames((command.music or "music_on_hold", "please_hold"))
-        self.session.play(self._frames(command.prompts), then_loop=hold)
+        self._hold = self._frames((command.music or "music_on_hold", "please_hold"))
+        self.session.play(self._frames(command.prompts), then_loop=self._hold)
+        center = self.server.center
+        if center is None or not center.enqueue(self, command):
+            self.loop.call_soon(self.queue_result, "error")
+
+    # -- called by the contact center ---------------------------------------------------
+
+    def connected(self, agent_id: str) -> None:
+        """Bridged to an agent: the flow is done with this call."""
+        self.agent = agent_id
+        self.bridged_at = time.time()
+        self._command = None
+
+    def announce(self, prompts: tuple[str, ...]) -> None:
+        """Position/wait announcement over the hold music, then the music again."""
+        if self.session is not None and self.agent is None:
+            self.session.play(self._frames(prompts), then_loop=self._hold)
+
+    def queue_result(self, outcome: str) -> None:
+        """The ACD let go of the call (timeout, empty, key): the flow continues."""
+        if self.ended or not isinstance(self._command, EnterQueue):
+            return
+        if self.session is not None:
+            self.session.stop()
+        self._send(QueueResult(outcome))
+
+    def play_then_hangup(self, prompts: tuple[str, ...], reason: str) -> None:
+        """Feature codes: confirm with a prompt, then hang up."""
+        assert self.session is not None
+        self._after_play = reason
+        self.session.play(self._frames(prompts))
 
     async def _http(self, command: HttpRequest) -> None:
         result = await self.server.http_client.request(command)
@@ -208,6 +244,8 @@ class Call:
                 self._finish_collect(result)
             else:
                 self._arm_collector()
+        elif isinstance(command, EnterQueue) and self.server.center is not None:
+            self.server.center.caller_key(self, digit)
         elif isinstance(command, Play) and command.barge_in and self.session is not None:
             self.session.stop()
             self._command = None
@@ -216,6 +254,9 @@ class Call:
 
     def on_play_done(self) -> None:
         if self.ended:
+            return
+        if self._after_play is not None:
+            self.loop.call_soon(self.hangup, self._after_play)
             return
         if self._collector is not None:
             self._collector.prompt_finished(self.loop.time())
@@ -267,8 +308,9 @@ class Call:
             "path": list(run.path) if run else [],
             "vars": _cdr_vars(run),
             "queue": self.queue,
-            "agent": None,
+            "agent": self.agent,
             "recording": None,
+            "bridged_at": iso(self.bridged_at),
             "flow_version": self.flow.version if self.flow else None,
             "codec": self.session.codec if self.session else None,
         }

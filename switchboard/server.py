@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from media.ports import PortPool, PortPoolExhausted
 from media.sdp import SdpError, SdpNegotiationError, build_offer, negotiate, parse_answer
 from media.session import RtpSession
 from signaling.auth import DigestAuthenticator
+from signaling.events import Peer
 from signaling.ids import RandomIds
 from signaling.registrar import MemoryBindingStore, Registrar
 from signaling.registration import Registration
@@ -47,12 +49,14 @@ from signaling.useragent import (
 from .acdconfig import load_acd
 from .call import Call
 from .cdr import CdrWriter
+from .center import PROMPT_BY_CODE, STATUS_BY_CODE, ContactCenter
 from .config import LOOPBACK_HOSTS, ConfigError, ServerConfig
 from .httpclient import FlowHttpClient
 
 log = logging.getLogger("switchboard.server")
 
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
+_SAFE_USER = re.compile(r"[A-Za-z0-9+._-]{1,64}")
 
 
 class Server:
@@ -72,6 +76,7 @@ class Server:
         self._stopped = asyncio.Event()
         self.gc_pauses = LatenessHistogram()
         self.registered: set[str] = set()  # agents with at least one binding
+        self.center: ContactCenter | None = None
         self._gc_started = 0.0
 
     # -- start / stop --------------------------------------------------------------------
@@ -95,6 +100,7 @@ class Server:
         ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls,
                        registration=self._registration())
         self.sip = SipService(ua, self.on_sip_event)
+        self.center = ContactCenter(self, self.acd_settings)
         await self.sip.start(cfg.sip.host, cfg.sip.port, tcp=cfg.sip_tcp)
         transports = "udp,tcp" if cfg.sip_tcp else "udp"
         log.info("event=listening service=sip transports=%s address=%s", transports, cfg.sip)
@@ -153,6 +159,8 @@ class Server:
             self.sip.close()
         if self.clock is not None:
             self.clock.stop()
+        if self.center is not None:
+            self.center.close()
         if self._poll_task is not None:
             self._poll_task.cancel()
         if self._http_runner is not None:
@@ -205,6 +213,9 @@ class Server:
         if isinstance(event, RegistrationChanged):
             self._registration_changed(event)
             return
+        if self.center is not None and self.center.owns(event.handle):
+            self._agent_leg_event(event)
+            return
         call = self.calls.get(event.handle)
         if call is None:
             if isinstance(event, ReInvite | InfoReceived):
@@ -228,17 +239,47 @@ class Server:
             self.registered.add(event.user)
         elif event.kind == "unreachable":
             self.registered.discard(event.user)
+        if event.kind in ("reachable", "unreachable") and self.center is not None:
+            self.center.agent_reachable(event.user, event.kind == "reachable")
+
+    def _agent_leg_event(self, event: Event) -> None:
+        """SIP on an agent's leg: offers' outcomes go to the ACD; hold/INFO are answered here."""
+        assert self.center is not None
+        leg = self.center.by_handle[event.handle]  # type: ignore[union-attr]
+        if isinstance(event, ReInvite):
+            self._reinvite_media(leg.session, leg.port, event)
+        elif isinstance(event, InfoReceived):
+            self._respond(event.tx, 200)
+        else:
+            self.center.on_sip(event)
 
     def _incoming(self, event: IncomingCall) -> None:
         call = Call(self, event.handle, event.call_id, event.caller, event.did)
         log.info("event=call_start call=%s caller=%s did=%s peer=%s:%d", call.call_id,
                  call.caller, call.did, event.peer.host, event.peer.port)
+        if event.did in STATUS_BY_CODE:
+            self._feature_code(call, event)
+            return
         flow_name = self.cfg.dids.get(event.did)
         if flow_name is None or flow_name not in self.flows.names():
             self._reject(call, 404, "not_found")
             return
         self.calls[call.handle] = call
         call.flow = self.flows.get(flow_name)
+        call.loop.create_task(self._setup(call, event.sdp))
+
+    def _feature_code(self, call: Call, event: IncomingCall) -> None:
+        """*50 ready, *51 not ready, *52 log out — from the agent's own registered phone only
+        (the INVITE must come from an address the agent registered from)."""
+        agent = call.caller
+        sources = {b.source[1] for b in self.agent_bindings(agent)}
+        if agent not in self.acd_settings.agents or event.peer.host not in sources:
+            log.warning("event=feature_refused code=%s caller=%s ip=%s", event.did, agent,
+                        event.peer.host)
+            self._reject(call, 403, "feature_not_allowed")
+            return
+        call.feature = event.did
+        self.calls[call.handle] = call
         call.loop.create_task(self._setup(call, event.sdp))
 
     async def _setup(self, call: Call, offer: bytes | None) -> None:
@@ -283,28 +324,64 @@ class Server:
         call.answered_at = time.time()
         call.offer_sent = offer is None
         session.start_timeout()
-        assert self.clock is not None and call.flow is not None
-        self.clock.add(session)
         self.stats["calls_answered"] += 1
+        if call.feature is not None:
+            assert self.center is not None
+            self.center.set_status(call.caller, STATUS_BY_CODE[call.feature], None)
+            log.info("event=feature_code code=%s agent=%s", call.feature, call.caller)
+            call.play_then_hangup((PROMPT_BY_CODE[call.feature],), "feature_code")
+            return
+        assert call.flow is not None
         call.start_flow(call.flow)
 
     async def _bind(self, call: Call) -> int:
+        port, session = await self.bind_rtp(call)
+        call.port, call.session = port, session
+        if call.ended:
+            self.release_rtp(session, port)
+            call.port, call.session = None, None
+        return port
+
+    async def bind_rtp(self, listener: Any) -> tuple[int, RtpSession]:
+        """A socket on the next free RTP port, ticked by the media clock."""
         loop = asyncio.get_running_loop()
         for _ in range(8):
             port = self.ports.acquire()
-            session = RtpSession(call, port, timeout=self.cfg.rtp_timeout)
+            session = RtpSession(listener, port, timeout=self.cfg.rtp_timeout)
             try:
                 await loop.create_datagram_endpoint(lambda s=session: s,  # type: ignore[misc]
                                                     local_addr=(self.cfg.sip.host, port))
             except OSError:
                 self.ports.skip(port)
                 continue
-            call.port, call.session = port, session
-            if call.ended:
-                session.close()
-                self.ports.release(port)
-            return port
+            assert self.clock is not None
+            self.clock.add(session)
+            return port, session
         raise PortPoolExhausted("no bindable RTP port")
+
+    def release_rtp(self, session: RtpSession, port: int | None) -> None:
+        if self.clock is not None:
+            self.clock.discard(session)
+        session.close()
+        if port is not None:
+            self.ports.release(port)
+
+    def agent_bindings(self, agent_id: str) -> list[Any]:
+        registration = self.sip.ua.registration if self.sip else None
+        if registration is None:
+            return []
+        return registration.registrar.contacts(agent_id, asyncio.get_running_loop().time())
+
+    def ua_invite(self, *, uri: str, peer: Peer, caller: str, to_user: str, sdp: bytes,
+                  headers: list[tuple[str, str]]) -> int:
+        assert self.sip is not None
+        host, port = self.cfg.sdp_ip, self.cfg.sip.port
+        user = caller if _SAFE_USER.fullmatch(caller or "") else "anonymous"
+        handle = self.sip.ua.invite(uri=uri, peer=peer, from_uri=f"sip:{user}@{host}:{port}",
+                                    to_uri=f"sip:{to_user}@{host}:{port}", sdp=sdp,
+                                    now=asyncio.get_running_loop().time(), headers=headers)
+        self.sip.flush()
+        return handle
 
     def _apply(self, call: Call, neg: Any) -> None:
         session = call.session
@@ -323,6 +400,24 @@ class Server:
             except SdpError as exc:
                 log.warning("event=sdp_bad_answer call=%s error=%s", call.call_id, exc)
                 call.hangup("bad_sdp")
+
+    def _reinvite_media(self, session: RtpSession | None, port: int | None,
+                        event: ReInvite) -> None:
+        """Hold/resume from an agent's phone: answer on the same port (RFC 3264 §8)."""
+        if session is None or event.sdp is None:
+            self._respond(event.tx, 200)
+            return
+        try:
+            neg = negotiate(event.sdp, local_ip=self.cfg.sdp_ip, local_port=port or 0,
+                            codecs=self.cfg.codecs, session_id=port or 0,
+                            session_version=int(time.time()))
+        except SdpError:
+            self._respond(event.tx, 488)
+            return
+        session.set_remote(neg.remote_ip, neg.remote_port)
+        session.sending = neg.direction in ("sendrecv", "sendonly") and neg.remote_port != 0
+        session.on_hold = neg.on_hold
+        self._respond(event.tx, 200, neg.answer, "application/sdp")
 
     def _reinvite(self, call: Call, event: ReInvite) -> None:
         """Hold/resume and media changes (RFC 3264 §8); the same port, a new version."""
@@ -381,17 +476,16 @@ class Server:
 
     def release_call(self, call: Call) -> None:
         self.calls.pop(call.handle, None)
+        if self.center is not None:
+            self.center.caller_gone(call)
+        record = call.cdr()  # before the session goes: the CDR names its codec
         if call.session is not None:
-            if self.clock is not None:
-                self.clock.discard(call.session)
-            call.session.close()
-        if call.port is not None:
-            self.ports.release(call.port)
-            call.port = None
+            self.release_rtp(call.session, call.port)
+            call.session, call.port = None, None
         self.stats["calls_ended"] += 1
         if self.cdr is not None:
             try:
-                self.cdr.write(call.cdr())
+                self.cdr.write(record)
             except OSError:
                 log.exception("event=cdr_write_failed call=%s", call.call_id)
 

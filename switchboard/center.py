@@ -1,0 +1,367 @@
+"""The contact center: drives the sans-IO `AcdEngine` with real SIP and RTP.
+
+The engine decides (who gets which call, RONA, wrap-up, announcements); this module
+executes: an `Offer` becomes an INVITE to the agent's registered softphone carrying the
+screen-pop headers, `Bridge` relays RTP between the caller's and the agent's sessions,
+`Announce` plays position and wait prompts over the hold music, `ExitQueue` resumes
+the caller's flow, and every `LogEvent` becomes a line of DATA_DIR/queue_log.jsonl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from acd.actions import AgentChanged, Announce, Bridge, CancelOffer, ExitQueue, LogEvent, Offer
+from acd.engine import AcdEngine
+from acd.errors import AcdUsageError
+from acd.model import Status
+from ivr.commands import EnterQueue
+from media.sdp import SdpError, build_offer, parse_answer
+from media.session import RtpSession
+from signaling.errors import SipError
+from signaling.events import CallAnswered, CallEnded, CallFailed, CallProgress, Event, Peer
+from signaling.uri import SipUri
+from signaling.useragent import is_ip_literal
+
+from .cdr import iso
+
+if TYPE_CHECKING:
+    from .acdconfig import AcdSettings
+    from .call import Call
+    from .server import Server
+
+log = logging.getLogger("switchboard.acd")
+
+FAILURES = {486: "busy", 600: "busy", 603: "decline"}
+STATUS_BY_CODE = {"*50": Status.READY, "*51": Status.NOT_READY, "*52": Status.LOGGED_OUT}
+PROMPT_BY_CODE = {"*50": "agent_ready", "*51": "agent_not_ready", "*52": "agent_logged_out"}
+
+
+@dataclass(eq=False)
+class AgentLeg:
+    """The INVITE to one agent for one offer, and its RTP session."""
+
+    offer_id: str
+    agent_id: str
+    call: Call
+    handle: int = 0
+    port: int | None = None
+    session: RtpSession | None = None
+    answered: bool = False
+    cancelled: bool = False
+
+    def on_dtmf(self, digit: str, source: str) -> None:
+        pass  # the agent's keys are relayed to the caller by the bridge
+
+    def on_play_done(self) -> None:
+        pass
+
+    def on_rtp_timeout(self) -> None:
+        log.warning("event=rtp_timeout leg=agent agent=%s call=%s", self.agent_id, self.call.call_id)
+        self.call.hangup("rtp_timeout")
+
+
+def _contact_peer(contact: str, source: tuple[str, str, int]) -> Peer:
+    """Where an offer goes: the registered Contact (RFC 3261 §10, §8.1.2); the address the
+    REGISTER came from when the Contact names a host we would have to resolve."""
+    transport, src_host, src_port = source
+    try:
+        uri = SipUri.parse(contact)
+    except SipError:
+        return Peer(transport.upper(), src_host, src_port)
+    proto = (uri.param("transport") or transport).upper()
+    if not is_ip_literal(uri.host):
+        return Peer(proto, src_host, src_port)
+    return Peer(proto, uri.host.strip("[]"), uri.port or 5060)
+
+
+class ContactCenter:
+    def __init__(self, server: Server, settings: AcdSettings) -> None:
+        self.server = server
+        self.settings = settings
+        self.engine = AcdEngine(settings.queues, settings.agents,
+                                choose=lambda n: secrets.randbelow(n),
+                                ids=lambda: secrets.token_hex(6))
+        self.loop = asyncio.get_running_loop()
+        self.calls: dict[str, Call] = {}  # caller legs in the ACD, by call id
+        self.legs: dict[str, AgentLeg] = {}  # by offer id
+        self.by_handle: dict[int, AgentLeg] = {}
+        self.bridged: dict[str, AgentLeg] = {}  # call id -> the agent leg it talks to
+        self._timer: asyncio.TimerHandle | None = None
+        server.cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._qlog = os.open(server.cfg.data_dir / "queue_log.jsonl",
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        os.close(self._qlog)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def enqueue(self, call: Call, command: EnterQueue) -> bool:
+        if command.queue not in self.settings.queues:
+            log.error("event=queue_unknown call=%s queue=%s", call.call_id, command.queue)
+            return False
+        data: dict[str, Any] = dict(command.data)
+        data.setdefault("caller", call.caller)
+        data.setdefault("did", call.did)
+        if call.run is not None:
+            data.setdefault("vars", call.run.masked_variables())
+        self.calls[call.call_id] = call
+        self.engine.enqueue(call.call_id, command.queue, priority=command.priority,
+                            skills=dict(command.skills), data=data, now=self._now())
+        self.run()
+        return True
+
+    def caller_key(self, call: Call, digit: str) -> None:
+        if call.call_id in self.calls and call.call_id not in self.bridged:
+            self.engine.caller_key(call.call_id, digit, self._now())
+            self.run()
+
+    def caller_gone(self, call: Call) -> None:
+        """The caller's leg ended (hang-up, timeout, shutdown)."""
+        if self.calls.pop(call.call_id, None) is None:
+            return
+        leg = self.bridged.pop(call.call_id, None)
+        now = self._now()
+        try:
+            if leg is not None:
+                self.engine.call_ended(call.call_id, "caller", now)
+                self._end_leg(leg)
+            else:
+                self.engine.call_abandoned(call.call_id, now)
+        except AcdUsageError as exc:
+            log.warning("event=acd_state call=%s error=%s", call.call_id, exc)
+        self.run()
+
+    def set_status(self, agent_id: str, status: Status, reason: str | None = None) -> None:
+        self.engine.agent_set_status(agent_id, status, reason, now=self._now())
+        self.run()
+
+    def agent_reachable(self, agent_id: str, reachable: bool) -> None:
+        if agent_id in self.settings.agents:
+            self.engine.agent_reachable(agent_id, reachable, self._now())
+            self.run()
+
+    def owns(self, handle: int) -> bool:
+        return handle in self.by_handle
+
+    def on_sip(self, event: Event) -> None:
+        leg = self.by_handle.get(getattr(event, "handle", -1))
+        if leg is None:
+            return
+        now = self._now()
+        if isinstance(event, CallProgress):
+            return
+        if isinstance(event, CallAnswered):
+            self._answered(leg, event, now)
+        elif isinstance(event, CallFailed):
+            self._failed(leg, event, now)
+        elif isinstance(event, CallEnded):
+            self._agent_hung_up(leg, now)
+        self.run()
+
+    # -- SIP outcomes of offers --------------------------------------------------------------
+
+    def _answered(self, leg: AgentLeg, event: CallAnswered, now: float) -> None:
+        if leg.cancelled or leg.offer_id not in self.legs or leg.session is None:
+            self.server.ua_hangup(leg.handle)
+            self._end_leg(leg)
+            return
+        try:
+            neg = parse_answer(event.sdp or b"", self.server.cfg.codecs, 101)
+        except SdpError as exc:
+            log.warning("event=agent_bad_sdp agent=%s error=%s", leg.agent_id, exc)
+            self.server.ua_hangup(leg.handle)
+            self._end_leg(leg)
+            self.engine.offer_failed(leg.offer_id, "error", now)
+            return
+        leg.session.set_codec(neg.codec, neg.payload_type, neg.te_payload_type)
+        leg.session.set_remote(neg.remote_ip, neg.remote_port)
+        leg.answered = True
+        self.engine.offer_answered(leg.offer_id, now)
+
+    def _failed(self, leg: AgentLeg, event: CallFailed, now: float) -> None:
+        self.by_handle.pop(leg.handle, None)
+        self._release(leg)
+        if leg.cancelled or leg.offer_id not in self.legs:
+            self.legs.pop(leg.offer_id, None)
+            return
+        self.legs.pop(leg.offer_id, None)
+        reason = FAILURES.get(event.status, "error")
+        log.info("event=offer_failed agent=%s call=%s status=%d", leg.agent_id,
+                 leg.call.call_id, event.status)
+        self.engine.offer_failed(leg.offer_id, reason, now)
+
+    def _agent_hung_up(self, leg: AgentLeg, now: float) -> None:
+        call = leg.call
+        self._end_leg(leg)
+        if self.bridged.pop(call.call_id, None) is not None:
+            self.calls.pop(call.call_id, None)
+            self.engine.call_ended(call.call_id, "agent", now)
+            call.hangup("agent_hangup")
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Execute what the engine decided, then re-arm its one timer."""
+        for action in self.engine.take_actions():
+            try:
+                self._execute(action)
+            except Exception:
+                log.exception("event=acd_action_failed action=%s", type(action).__name__)
+        deadline = self.engine.next_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.engine.on_timer(self._now())
+        self.run()
+
+    def _execute(self, action: object) -> None:
+        if isinstance(action, LogEvent):
+            self._queue_log(action)
+        elif isinstance(action, Offer):
+            self.loop.create_task(self._offer(action))
+        elif isinstance(action, CancelOffer):
+            self._cancel(action)
+        elif isinstance(action, Bridge):
+            self._bridge(action)
+        elif isinstance(action, Announce):
+            self._announce(action)
+        elif isinstance(action, ExitQueue):
+            self._exit(action)
+        elif isinstance(action, AgentChanged):
+            log.info("event=agent_state agent=%s status=%s state=%s reason=%s", action.agent_id,
+                     action.status.value, action.state.value, action.reason)
+
+    async def _offer(self, offer: Offer) -> None:
+        call = self.calls.get(offer.call_id)
+        bindings = self.server.agent_bindings(offer.agent_id)
+        if call is None or not bindings:
+            self.engine.offer_failed(offer.offer_id, "error", self._now())
+            self.run()
+            return
+        leg = AgentLeg(offer.offer_id, offer.agent_id, call)
+        self.legs[offer.offer_id] = leg
+        try:
+            leg.port, leg.session = await self.server.bind_rtp(leg)
+        except OSError:
+            self.legs.pop(offer.offer_id, None)
+            self.engine.offer_failed(offer.offer_id, "error", self._now())
+            self.run()
+            return
+        if leg.cancelled:
+            self._release(leg)
+            self.legs.pop(offer.offer_id, None)
+            return
+        binding = bindings[0]
+        peer = _contact_peer(binding.contact, binding.source)
+        cfg = self.server.cfg
+        sdp = build_offer(local_ip=cfg.sdp_ip, local_port=leg.port, codecs=cfg.codecs,
+                          session_id=int(leg.port), session_version=1)
+        headers = self._pop_headers(offer, call)
+        leg.handle = self.server.ua_invite(uri=binding.contact, peer=peer, caller=call.caller,
+                                           to_user=offer.agent_id, sdp=sdp, headers=headers)
+        self.by_handle[leg.handle] = leg
+        log.info("event=offer call=%s agent=%s queue=%s attempt=%d", call.call_id, offer.agent_id,
+                 offer.queue, offer.attempt)
+
+    def _pop_headers(self, offer: Offer, call: Call) -> list[tuple[str, str]]:
+        """The screen pop as SIP headers on the INVITE to the agent (a public contract)."""
+        http = self.server.cfg.http
+        headers = [("X-Switchboard-Call-Id", call.call_id), ("X-Switchboard-Queue", offer.queue)]
+        data = offer.pop.get("data", {})
+        account = data.get("account") if isinstance(data, dict) else None
+        if account:
+            headers.append(("X-Switchboard-Account", str(account)))
+        headers.append(("Call-Info", f"<http://{http}/api/calls/{call.call_id}>;purpose=info"))
+        return headers
+
+    def _cancel(self, action: CancelOffer) -> None:
+        leg = self.legs.pop(action.offer_id, None)
+        if leg is None:
+            return
+        leg.cancelled = True
+        if leg.handle:
+            self.server.ua_hangup(leg.handle)  # CANCEL (or BYE if it was just answered)
+        else:
+            self._release(leg)
+
+    def _bridge(self, action: Bridge) -> None:
+        leg = self.legs.get(action.offer_id)
+        call = self.calls.get(action.call_id)
+        if leg is None or call is None or call.session is None or leg.session is None:
+            return
+        call.session.bridge(leg.session)
+        self.bridged[call.call_id] = leg
+        call.connected(action.agent_id)
+        log.info("event=bridged call=%s agent=%s queue=%s", call.call_id, action.agent_id,
+                 action.queue)
+
+    def _announce(self, action: Announce) -> None:
+        call = self.calls.get(action.call_id)
+        if call is None or call.call_id in self.bridged:
+            return
+        prompts: list[str] = []
+        if action.position is not None:
+            prompts += ["your_position", *(f"digits/{d}" for d in str(action.position))]
+        if action.ewt_seconds is not None:
+            minutes = round(action.ewt_seconds / 60)
+            if minutes < 1:
+                prompts.append("less_than_a_minute")
+            else:
+                prompts += ["estimated_wait", *(f"digits/{d}" for d in str(minutes)), "minutes"]
+        call.announce(tuple(prompts))
+
+    def _exit(self, action: ExitQueue) -> None:
+        call = self.calls.pop(action.call_id, None)
+        if call is not None:
+            log.info("event=queue_exit call=%s queue=%s reason=%s", call.call_id, action.queue,
+                     action.reason)
+            call.queue_result(action.reason)
+
+    def _queue_log(self, event: LogEvent) -> None:
+        record = {"time": iso(event.time + self._wall_offset()), "call_id": event.call_id or None,
+                  "queue": event.queue or None, "agent": event.agent or None, "event": event.event,
+                  "data": dict(event.data)}
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        os.write(self._qlog, line.encode())
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _end_leg(self, leg: AgentLeg) -> None:
+        self.by_handle.pop(leg.handle, None)
+        self.legs.pop(leg.offer_id, None)
+        self._release(leg)
+
+    def _release(self, leg: AgentLeg) -> None:
+        if leg.session is not None:
+            self.server.release_rtp(leg.session, leg.port)
+            leg.session, leg.port = None, None
+
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _wall_offset(self) -> float:
+        return time.time() - self.loop.time()
+
+    def stats(self) -> dict[str, Any]:
+        now = self._now()
+        out = {}
+        for name in self.settings.queues:
+            s = self.engine.stats(name, now)
+            out[name] = {k: (v.value if hasattr(v, "value") else v) for k, v in vars(s).items()}
+        return out

@@ -1,0 +1,80 @@
+"""Caller -> IVR -> queue -> agent, with SIPp agents that REGISTER, log in with *50 and answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sipp import SCENARIOS, SippServer, run_sipp, sipp_path, sipp_uas
+
+from .server import RunningServer
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(sipp_path() is None, reason="sipp (apt sip-tester) is not installed"),
+]
+
+
+def login(server: RunningServer, agents: SippServer, count: int) -> None:
+    """Agents 1001.. register with their Contact at the answering SIPp and dial *50."""
+    result = run_sipp("agent_login.xml", server.sip, calls=count, rate=10,
+                      inject=SCENARIOS / "agent_login.csv",
+                      extra=["-key", "contact_port", str(agents.port)], timeout=30)
+    assert result.ok and result.successful == count, result.errors[-2000:]
+
+
+def queue_log(server: RunningServer, call_id: str) -> list[dict[str, Any]]:
+    path = server.data_dir / "queue_log.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [e for e in lines if e["call_id"] == call_id]
+
+
+def caller(server: RunningServer, tmp_path: Path, account: str, choice: str, hold_ms: int) -> dict[str, Any]:
+    csv = tmp_path / "caller.csv"
+    csv.write_text(f"SEQUENTIAL\n{account}#;{choice};{hold_ms}\n")
+    before = {c["call_id"] for c in server.cdrs()}
+    result = run_sipp("ivr_rfc2833.xml", server.sip, calls=1, inject=csv, timeout=60)
+    assert result.ok and result.successful == 1, (result.errors[-2000:], server.log()[-3000:])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        new = [c for c in server.cdrs() if c["call_id"] not in before and c["did"] == "100"]
+        if new:
+            return new[0]
+        time.sleep(0.1)
+    raise AssertionError("no CDR for the caller")
+
+
+def test_caller_is_bridged_to_a_ready_agent_who_gets_the_pop(server: RunningServer,
+                                                              tmp_path: Path) -> None:
+    with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0"]) as agents:
+        login(server, agents, 2)  # 1001 and 1002: the support queue
+        record = caller(server, tmp_path, "12345678", "2", 4000)
+        time.sleep(0.5)
+        assert agents.errors() == "", agents.errors()  # every pop header was present
+    assert record["queue"] == "support" and record["agent"] in ("1001", "1002")
+    assert record["vars"] == {"account": "12345678", "choice": "2"}
+    assert record["bridged_at"] and record["end_reason"] == "caller_hangup"
+    events = [e["event"] for e in queue_log(server, record["call_id"])]
+    assert events[0] == "ENTERQUEUE" and "OFFER" in events and "CONNECT" in events
+    assert events.index("CONNECT") < events.index("COMPLETECALLER") < events.index("WRAPUPSTART")
+    assert "event=feature_code code=*50 agent=1001" in server.log()
+
+
+def test_agent_hangs_up_first(server: RunningServer, tmp_path: Path) -> None:
+    with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "1500"]) as agents:
+        login(server, agents, 2)
+        record = caller(server, tmp_path, "4711", "2", 0)  # 0: the caller waits for our BYE
+    assert record["end_reason"] == "agent_hangup" and record["agent"] in ("1001", "1002")
+    events = [e["event"] for e in queue_log(server, record["call_id"])]
+    assert events.index("CONNECT") < events.index("COMPLETEAGENT")
+
+
+def test_feature_code_from_an_unregistered_phone_is_refused(server: RunningServer) -> None:
+    result = run_sipp("unknown_did.xml", server.sip, calls=1, service="*50", timeout=20)
+    # unknown_did.xml expects 404; a refusal is 403, so SIPp counts the call failed
+    assert result.failed == 1
+    assert "event=feature_refused code=*50" in server.log()
