@@ -294,6 +294,10 @@ class Call:
         log.info("event=call_end call=%s reason=%s duration=%.1f", self.call_id, reason,
                  self.ended_at - self.started_at)
 
+    def collected_vars(self) -> dict[str, str]:
+        """What the IVR collected (sensitive values masked), without the caller/DID seeds."""
+        return _cdr_vars(self.run)
+
     def cdr(self) -> dict[str, Any]:
         run = self.run
         return {
@@ -306,7 +310,7 @@ class Call:
             "end_reason": self.end_reason,
             "flow": self.flow.name if self.flow else None,
             "path": list(run.path) if run else [],
-            "vars": _cdr_vars(run),
+            "vars": self.collected_vars(),
             "queue": self.queue,
             "agent": self.agent,
             "recording": None,

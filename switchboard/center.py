@@ -31,6 +31,7 @@ from signaling.uri import SipUri
 from signaling.useragent import is_ip_literal
 
 from .cdr import iso
+from .history import customer_key
 
 if TYPE_CHECKING:
     from .acdconfig import AcdSettings
@@ -113,8 +114,7 @@ class ContactCenter:
         data: dict[str, Any] = dict(command.data)
         data.setdefault("caller", call.caller)
         data.setdefault("did", call.did)
-        if call.run is not None:
-            data.setdefault("vars", call.run.masked_variables())
+        data.setdefault("vars", call.collected_vars())
         self.calls[call.call_id] = call
         self.engine.enqueue(call.call_id, command.queue, priority=command.priority,
                             skills=dict(command.skills), data=data, now=self._now())
@@ -135,6 +135,9 @@ class ContactCenter:
         try:
             if leg is not None:
                 self.engine.call_ended(call.call_id, "caller", now)
+                self.server.desk.notify(leg.agent_id, {"type": "ended", "call_id": call.call_id,
+                                                       "by": "caller"})
+                self.server.ua_hangup(leg.handle)
                 self._end_leg(leg)
             else:
                 self.engine.call_abandoned(call.call_id, now)
@@ -207,6 +210,8 @@ class ContactCenter:
         if self.bridged.pop(call.call_id, None) is not None:
             self.calls.pop(call.call_id, None)
             self.engine.call_ended(call.call_id, "agent", now)
+            self.server.desk.notify(leg.agent_id, {"type": "ended", "call_id": call.call_id,
+                                                   "by": "agent"})
             call.hangup("agent_hangup")
 
     # -- actions ------------------------------------------------------------------------------
@@ -244,6 +249,9 @@ class ContactCenter:
         elif isinstance(action, ExitQueue):
             self._exit(action)
         elif isinstance(action, AgentChanged):
+            self.server.desk.notify(action.agent_id, {
+                "type": "state", "agent": action.agent_id, "status": action.status.value,
+                "state": action.state.value, "reason": action.reason})
             log.info("event=agent_state agent=%s status=%s state=%s reason=%s", action.agent_id,
                      action.status.value, action.state.value, action.reason)
 
@@ -269,6 +277,10 @@ class ContactCenter:
             return
         binding = bindings[0]
         peer = _contact_peer(binding.contact, binding.source)
+        await self.server.desk.send(offer.agent_id, self._pop_event(offer, call))
+        if leg.cancelled or offer.offer_id not in self.legs:
+            self._release(leg)
+            return
         cfg = self.server.cfg
         sdp = build_offer(local_ip=cfg.sdp_ip, local_port=leg.port, codecs=cfg.codecs,
                           session_id=int(leg.port), session_version=1)
@@ -278,6 +290,20 @@ class ContactCenter:
         self.by_handle[leg.handle] = leg
         log.info("event=offer call=%s agent=%s queue=%s attempt=%d", call.call_id, offer.agent_id,
                  offer.queue, offer.attempt)
+
+    def _pop_event(self, offer: Offer, call: Call) -> dict[str, Any]:
+        """The screen pop for the agent's desktop: what the IVR collected and the history."""
+        data = dict(offer.pop.get("data", {}))
+        account = data.get("account")
+        return {
+            "type": "offer", "offer_id": offer.offer_id, "call_id": call.call_id,
+            "agent": offer.agent_id, "queue": offer.queue, "caller": call.caller,
+            "did": call.did, "account": account, "vars": data.get("vars", {}),
+            "data": {k: v for k, v in data.items() if k != "vars"},
+            "wait_seconds": offer.pop.get("waited"), "attempt": offer.attempt,
+            "priority": offer.pop.get("priority"), "ring_timeout": offer.ring_timeout,
+            "history": self.server.history.recent(customer_key(account, call.caller)),
+        }
 
     def _pop_headers(self, offer: Offer, call: Call) -> list[tuple[str, str]]:
         """The screen pop as SIP headers on the INVITE to the agent (a public contract)."""
@@ -295,6 +321,8 @@ class ContactCenter:
         if leg is None:
             return
         leg.cancelled = True
+        self.server.desk.notify(leg.agent_id, {"type": "offer_cancelled", "offer_id": leg.offer_id,
+                                               "call_id": leg.call.call_id, "reason": action.reason})
         if leg.handle:
             self.server.ua_hangup(leg.handle)  # CANCEL (or BYE if it was just answered)
         else:
@@ -308,6 +336,8 @@ class ContactCenter:
         call.session.bridge(leg.session)
         self.bridged[call.call_id] = leg
         call.connected(action.agent_id)
+        self.server.desk.notify(action.agent_id, {"type": "answered", "call_id": call.call_id,
+                                                  "queue": action.queue})
         log.info("event=bridged call=%s agent=%s queue=%s", call.call_id, action.agent_id,
                  action.queue)
 

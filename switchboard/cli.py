@@ -87,6 +87,34 @@ async def _serve(cfg: ServerConfig) -> None:
     await server.stop()
 
 
+def why(argv: Sequence[str]) -> int:
+    """`switchboard why CALL_ID [--http HOST:PORT]`: why each offer went to whom."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parser = argparse.ArgumentParser(prog="switchboard why",
+                                     description="explain the ACD's routing of one call")
+    parser.add_argument("call_id")
+    parser.add_argument("--http", default="127.0.0.1:8080", help="the server's HTTP HOST:PORT")
+    args = parser.parse_args(argv)
+    url = f"http://{args.http}/api/calls/{urllib.parse.quote(args.call_id, safe='')}/why"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        print(f"switchboard why: {detail}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"switchboard why: cannot reach {args.http}: {exc}", file=sys.stderr)
+        return 2
+    for decision in body["decisions"]:
+        print(decision)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["flow", "test"]:
@@ -97,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .bench import main_bench
 
         return main_bench(argv[1:])
+    if argv[:1] == ["why"]:
+        return why(argv[1:])
     if argv[:1] == ["lint"]:
         from ivr.simulator import main_lint
 
@@ -106,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _run_parser(sub)
     sub.add_parser("lint", help="check flow files: switchboard lint [PATH...] [--prompts DIR]")
     sub.add_parser("bench", help="SIPp load through the demo IVR: switchboard bench --help")
+    sub.add_parser("why", help="why the ACD offered a call to whom: switchboard why CALL_ID")
     flow = sub.add_parser("flow", help="flow tools: switchboard flow test FILE --digits 1234#")
     flow.add_argument("action", choices=["test"])
     args = parser.parse_args(argv)

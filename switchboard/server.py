@@ -51,6 +51,8 @@ from .call import Call
 from .cdr import CdrWriter
 from .center import PROMPT_BY_CODE, STATUS_BY_CODE, ContactCenter
 from .config import LOOPBACK_HOSTS, ConfigError, ServerConfig
+from .desk import AgentDesk
+from .history import CustomerHistory, customer_key
 from .httpclient import FlowHttpClient
 
 log = logging.getLogger("switchboard.server")
@@ -94,6 +96,8 @@ class Server:
         self._check_dids()
         self.prompts.preload(self._prompt_names(), cfg.codecs)
         self.cdr = CdrWriter(cfg.data_dir)
+        self.history = CustomerHistory(cfg.data_dir)
+        self.desk = AgentDesk(set(self.acd_settings.agents))
         self.clock = MediaClock()
         self.clock.start()
         local = {"UDP": (cfg.sdp_ip, cfg.sip.port), "TCP": (cfg.sdp_ip, cfg.sip.port)}
@@ -161,6 +165,8 @@ class Server:
             self.clock.stop()
         if self.center is not None:
             self.center.close()
+        await self.desk.close()
+        self.history.close()
         if self._poll_task is not None:
             self._poll_task.cancel()
         if self._http_runner is not None:
@@ -479,6 +485,11 @@ class Server:
         if self.center is not None:
             self.center.caller_gone(call)
         record = call.cdr()  # before the session goes: the CDR names its codec
+        if call.queue is not None:
+            account = record["vars"].get("account")
+            customer = customer_key(account, call.caller)
+            if customer is not None:
+                self.history.record_call(customer, record)
         if call.session is not None:
             self.release_rtp(call.session, call.port)
             call.session, call.port = None, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from tests.sipp import SCENARIOS, SippServer, run_sipp, sipp_path, sipp_uas
 
 from .server import RunningServer
+from .wsclient import DeskClient
 
 pytestmark = [
     pytest.mark.e2e,
@@ -48,13 +50,37 @@ def caller(server: RunningServer, tmp_path: Path, account: str, choice: str, hol
     raise AssertionError("no CDR for the caller")
 
 
+def invite_times(trace: Path) -> list[float]:
+    """Wall-clock arrival of each INVITE in a SIPp -trace_msg file."""
+    times, stamp = [], None
+    for line in trace.read_text(errors="replace").splitlines():
+        if line.startswith("-----") and line.strip("- ")[:2] == "20":
+            stamp = datetime.strptime(line.strip("- "), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        elif line.startswith("INVITE ") and stamp is not None:
+            times.append(stamp)
+    return times
+
+
 def test_caller_is_bridged_to_a_ready_agent_who_gets_the_pop(server: RunningServer,
                                                               tmp_path: Path) -> None:
-    with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0"]) as agents:
+    trace = tmp_path / "agent_messages.log"
+    extra = ["-key", "agent_hangs_up_ms", "0", "-m", "1", "-trace_msg", "-message_file", str(trace)]
+    desk_url = f"http://127.0.0.1:{server.http_port}/ws/agents/"
+    with sipp_uas("agent_answer.xml", extra=extra) as agents, \
+            DeskClient(desk_url + "1001") as desk1, DeskClient(desk_url + "1002") as desk2:
         login(server, agents, 2)  # 1001 and 1002: the support queue
         record = caller(server, tmp_path, "12345678", "2", 4000)
-        time.sleep(0.5)
+        agents.proc.wait(10)  # the agent's leg ended with our BYE: SIPp completed its call
+        assert agents.proc.returncode == 0, agents.errors()
         assert agents.errors() == "", agents.errors()  # every pop header was present
+        desk = desk1 if desk1.of_type("offer") else desk2
+        ((popped_at, pop),) = desk.of_type("offer")
+        assert pop["call_id"] == record["call_id"] and pop["account"] == "12345678"
+        assert pop["vars"] == {"account": "12345678", "choice": "2"} and pop["queue"] == "support"
+        (rang_at,) = invite_times(trace)
+        assert popped_at <= rang_at, f"pop {popped_at} after the INVITE {rang_at}"
+        assert desk.wait_for("answered")["call_id"] == record["call_id"]
+        assert desk.wait_for("ended")["by"] == "caller"
     assert record["queue"] == "support" and record["agent"] in ("1001", "1002")
     assert record["vars"] == {"account": "12345678", "choice": "2"}
     assert record["bridged_at"] and record["end_reason"] == "caller_hangup"
