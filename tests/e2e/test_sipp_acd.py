@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,29 @@ def test_feature_code_from_an_unregistered_phone_is_refused(server: RunningServe
     # unknown_did.xml expects 404; a refusal is 403, so SIPp counts the call failed
     assert result.failed == 1
     assert "event=feature_refused code=*50" in server.log()
+
+
+def test_ring_no_answer_goes_to_the_next_agent(server: RunningServer, tmp_path: Path) -> None:
+    """RONA: 1001's phone rings past the ring timeout, is cancelled, 1001 goes not ready
+    ('no answer') and the caller, still at the head of the queue, is offered to 1002."""
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    lines = (SCENARIOS / "agent_login.csv").read_text().splitlines()
+    one.write_text(f"SEQUENTIAL\n{lines[1]}\n")
+    two.write_text(f"SEQUENTIAL\n{lines[2]}\n")
+    with sipp_uas("agent_no_answer.xml", extra=["-m", "1"]) as silent, \
+            sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0"]) as answering:
+        for csv, phone in ((one, silent), (two, answering)):
+            result = run_sipp("agent_login.xml", server.sip, calls=1, inject=csv,
+                              extra=["-key", "contact_port", str(phone.port)], timeout=30)
+            assert result.ok, result.errors[-2000:]
+            time.sleep(0.3)  # 1001 has been idle longest: it gets the first offer
+        record = caller(server, tmp_path, "4711", "2", 25000)
+        silent.proc.wait(10)
+        assert silent.proc.returncode == 0, silent.errors()
+    assert record["agent"] == "1002" and record["end_reason"] == "caller_hangup"
+    events = [(e["event"], e["agent"]) for e in queue_log(server, record["call_id"])]
+    assert ("RINGNOANSWER", "1001") in events and ("CONNECT", "1002") in events
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/api/agents/1001",
+                                timeout=5) as resp:
+        agent = json.loads(resp.read())
+    assert agent["status"] == "not_ready" and agent["reason"] == "no answer"
