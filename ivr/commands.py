@@ -88,7 +88,11 @@ class EnterQueue:
 
 @dataclass(frozen=True)
 class QueueResult:
+    """How the call left the queue. `target` names a node of the same flow to continue at
+    (an exit key or a `node:<id>` overflow); otherwise the queue step's `next` applies."""
+
     outcome: str
+    target: str | None = None
 
 
 @dataclass(frozen=True)

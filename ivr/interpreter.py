@@ -339,7 +339,9 @@ class FlowRun:
             prompts=tuple(node["prompts"] or ()),
         )
         self.variables["queue_outcome"] = result.outcome
-        self._event("queue_result", node=node.id, outcome=result.outcome)
+        self._event("queue_result", node=node.id, outcome=result.outcome, target=result.target)
+        if result.target and result.target in self.flow.nodes:
+            return str(result.target)
         if node.get("next"):
             return str(node["next"])
         reason = f"queue_{result.outcome}"

@@ -208,13 +208,14 @@ class Call:
         if self.session is not None and self.agent is None:
             self.session.play(self._frames(prompts), then_loop=self._hold)
 
-    def queue_result(self, outcome: str) -> None:
-        """The ACD let go of the call (timeout, empty, key): the flow continues."""
+    def queue_result(self, outcome: str, target: str | None = None) -> None:
+        """The ACD let go of the call (timeout, empty, key): the flow continues, at `target`
+        when the queue names a node (exit key, overflow to a node)."""
         if self.ended or not isinstance(self._command, EnterQueue):
             return
         if self.session is not None:
             self.session.stop()
-        self._send(QueueResult(outcome))
+        self._send(QueueResult(outcome, target))
 
     def play_then_hangup(self, prompts: tuple[str, ...], reason: str) -> None:
         """Feature codes: confirm with a prompt, then hang up."""

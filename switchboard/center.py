@@ -361,7 +361,9 @@ class ContactCenter:
         if call is not None:
             log.info("event=queue_exit call=%s queue=%s reason=%s", call.call_id, action.queue,
                      action.reason)
-            call.queue_result(action.reason)
+            target = action.target[len("node:"):] if action.target and \
+                action.target.startswith("node:") else action.target
+            call.queue_result(action.reason, target)
 
     def _queue_log(self, event: LogEvent) -> None:
         record = {"time": iso(event.time + self._wall_offset()), "call_id": event.call_id or None,

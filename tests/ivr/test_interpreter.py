@@ -463,3 +463,20 @@ def test_say_digits_of_sensitive_variable_is_masked_in_events() -> None:
     assert commands[-1] == Play(("digits/2", "digits/4", "digits/6", "digits/8"), False)  # the caller hears it
     assert "2468" not in json.dumps(run.events)
     assert ("say_digits", {"node": "s", "digits": "****"}) in run.events
+
+
+@pytest.mark.parametrize(("result", "path_end", "last"), [
+    (QueueResult("key", "goodbye"), ["to_billing", "goodbye"], Play(("goodbye",), False)),
+    (QueueResult("timeout", "no_such_node"), ["to_billing"], Hangup("queue_timeout")),
+    (QueueResult("empty"), ["to_billing"], Hangup("queue_empty")),
+])
+def test_queue_exit_continues_at_the_target_node(result: QueueResult, path_end: list[str],
+                                                  last: object) -> None:
+    """An exit key or a node overflow names where the flow goes on; otherwise it ends."""
+    run = FlowRun(demo())
+    run.start()
+    for step in (OK, digits("1234"), OK, digits("1", "max")):
+        run.send(step)
+    command = run.send(result)
+    assert run.path[-len(path_end):] == path_end
+    assert command == last
