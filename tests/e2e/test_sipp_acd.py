@@ -131,3 +131,72 @@ def test_ring_no_answer_goes_to_the_next_agent(server: RunningServer, tmp_path: 
                                 timeout=5) as resp:
         agent = json.loads(resp.read())
     assert agent["status"] == "not_ready" and agent["reason"] == "no answer"
+
+
+def test_caller_abandons_while_queued(server: RunningServer, tmp_path: Path) -> None:
+    record = caller(server, tmp_path, "4711", "1", 3000)  # nobody is logged in to billing
+    assert record["queue"] == "billing" and record["agent"] is None
+    assert record["end_reason"] == "caller_hangup"
+    events = [e["event"] for e in queue_log(server, record["call_id"])]
+    assert events[0] == "ENTERQUEUE" and events[-1] == "ABANDON"
+
+
+def acd_config(tmp: Path, billing_strategy: str) -> Path:
+    """The demo config with the billing queue's strategy changed."""
+    from .server import REPO
+
+    queues = (REPO / "config/queues.yaml").read_text().replace(
+        "  billing:\n    strategy: longest_idle", f"  billing:\n    strategy: {billing_strategy}", 1)
+    (tmp / "queues.yaml").write_text(queues)
+    cfg = (REPO / "config/switchboard.yaml").read_text()
+    cfg = cfg.replace("prompts: ../prompts", f"prompts: {REPO / 'prompts'}")
+    cfg = cfg.replace("flows: flows", f"flows: {REPO / 'config/flows'}")
+    cfg = cfg.replace("agents: agents.yaml", f"agents: {REPO / 'config/agents.yaml'}")
+    (tmp / "switchboard.yaml").write_text(cfg)
+    return tmp / "switchboard.yaml"
+
+
+def test_skills_routing_picks_the_most_skilled_agent(tmp_path: Path) -> None:
+    """billing needs skill billing>=1: 1003 has 8, 1004 has 6. 1004 logs in first (longest
+    idle would pick it); the skills strategy picks 1003."""
+    from .server import start_server
+
+    srv = start_server(tmp_path, config=acd_config(tmp_path, "skills"))
+    lines = (SCENARIOS / "agent_login.csv").read_text().splitlines()
+    try:
+        with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0"]) as agents:
+            for line in (lines[4], lines[3]):  # 1004, then 1003
+                csv = tmp_path / "agent.csv"
+                csv.write_text(f"SEQUENTIAL\n{line}\n")
+                result = run_sipp("agent_login.xml", srv.sip, calls=1, inject=csv,
+                                  extra=["-key", "contact_port", str(agents.port)], timeout=30)
+                assert result.ok, result.errors[-2000:]
+                time.sleep(0.3)
+            record = caller(srv, tmp_path, "4711", "1", 2000)
+        assert record["queue"] == "billing" and record["agent"] == "1003"
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{srv.http_port}/api/calls/{record['call_id']}/why",
+                timeout=5) as resp:
+            why = "\n".join(json.loads(resp.read())["decisions"])
+        assert "strategy=skills" in why and "billing>=1" in why
+    finally:
+        srv.stop()
+
+
+def test_history_survives_a_restart(tmp_path: Path) -> None:
+    from .server import start_server
+
+    srv = start_server(tmp_path)
+    try:
+        first = caller(srv, tmp_path, "98765", "2", 1000)
+    finally:
+        srv.stop()
+    srv = start_server(tmp_path)  # same data dir
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/api/history/98765",
+                                    timeout=5) as resp:
+            calls = json.loads(resp.read())["calls"]
+        assert [c["call_id"] for c in calls] == [first["call_id"]]
+        assert calls[0]["queue"] == "support" and calls[0]["outcome"] == "caller_hangup"
+    finally:
+        srv.stop()
