@@ -31,6 +31,7 @@ async def health(request: web.Request) -> web.Response:
         "sip_transactions": sip.ua.transaction_count if sip else 0,
         "flows": server.flows.names(),
         "agents_registered": sorted(server.registered),
+        "bridged": len(server.center.bridged) if server.center else 0,
         "media_clock": {
             "ticks": server.clock.ticks if server.clock else 0,
             "late_p50_ms": server.clock.lateness.percentile(50) if server.clock else 0,

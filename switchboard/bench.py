@@ -15,6 +15,7 @@ stopped, by their PID.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -89,6 +91,9 @@ class Bench:
         self.data_dir: Path | None = None
         self.rtp_ports = (20000, 29999)
         self.clock: dict[str, Any] = {}
+        self.peak_bridged = 0
+        self.agent_ids: list[str] = []
+        self.agents_ready = 0
         self.gc: dict[str, Any] = {}
 
     # -- set-up ----------------------------------------------------------------------------
@@ -101,9 +106,10 @@ class Bench:
             return str(self.args.server)
         sip, http = _free_port(), _free_port()
         self.data_dir = self.report_dir / "var"
+        config = ["--config", str(self._agent_config())] if self.args.agents else []
         cmd = _pinned([sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip}",
                        "--http", f"127.0.0.1:{http}", "--rtp-ports", f"{self.rtp_ports[0]}-{self.rtp_ports[1]}",
-                       "--data-dir", str(self.data_dir), "--log-level", "WARNING"],
+                       "--data-dir", str(self.data_dir), "--log-level", "WARNING", *config],
                       self.args.server_cpu)
         log = open(self.report_dir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
         self.server = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -119,6 +125,62 @@ class Bench:
             except OSError:
                 time.sleep(0.2)
         raise SystemExit("server did not come up within 30 s")
+
+    def _agent_config(self) -> Path:
+        """The demo config with `--agents` agents (2001...) serving both queues, wrap-up 2 s."""
+        secret = os.urandom(6).hex()
+        self.agent_ids = [str(2001 + i) for i in range(self.args.agents)]
+        lines = ["agents:"]
+        for agent in self.agent_ids:
+            lines += [f"  - id: '{agent}'", f"    password: bench-{agent}-{secret}",
+                      "    skills: {billing: 5, support: 5}", "    queues: {billing: 0, support: 0}"]
+        (self.report_dir / "agents.yaml").write_text("\n".join(lines) + "\n")
+        queues = (REPO / "config/queues.yaml").read_text().replace("wrapup: 10", "wrapup: 2")
+        (self.report_dir / "queues.yaml").write_text(queues)
+        cfg = (REPO / "config/switchboard.yaml").read_text()
+        for old, new in (("prompts: ../prompts", f"prompts: {REPO / 'prompts'}"),
+                         ("flows: flows", f"flows: {REPO / 'config/flows'}"),
+                         ("agents: agents.yaml", f"agents: {self.report_dir / 'agents.yaml'}"),
+                         ("queues: queues.yaml", f"queues: {self.report_dir / 'queues.yaml'}")):
+            cfg = cfg.replace(old, new)
+        (self.report_dir / "switchboard.yaml").write_text(cfg)
+        logins = [f"{a};[authentication username={a} password=bench-{a}-{secret}]"
+                  for a in self.agent_ids]
+        (self.report_dir / "agents.csv").write_text("SEQUENTIAL\n" + "\n".join(logins) + "\n")
+        return self.report_dir / "switchboard.yaml"
+
+    def start_agents(self, target: str) -> subprocess.Popen[bytes]:
+        """SIPp answering every offer (with agent audio), then every agent registers and
+        dials *50 with its Contact pointing there."""
+        a = self.args
+        port = _free_port()
+        uas = subprocess.Popen(_pinned(
+            ["sipp", "-sf", "agent_answer.xml", "-i", "127.0.0.1", "-p", str(port),
+             "-mi", "127.0.0.1", "-mp", str(a.media_port + 4000), "-m", str(a.calls),
+             "-key", "agent_hangs_up_ms", "0", "-nostdin", "-max_socket", "60000",
+             "-trace_err", "-error_file", str(self.report_dir / "agents_errors.log"),
+             "-trace_stat", "-stf", str(self.report_dir / "agents_stat.csv"), "-fd", "1"],
+            a.sipp_cpu), cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        time.sleep(1.0)
+        login = subprocess.run(_pinned(
+            ["sipp", target, "-sf", "agent_login.xml", "-inf", str(self.report_dir / "agents.csv"),
+             "-key", "contact_port", str(port), "-m", str(a.agents), "-r", "50",
+             "-l", str(a.agents), "-i", "127.0.0.1", "-mi", "127.0.0.1",
+             "-mp", str(a.media_port + 8000), "-nostdin", "-timeout", "60s", "-timeout_error",
+             "-trace_err", "-error_file", str(self.report_dir / "login_errors.log")],
+            a.sipp_cpu), cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            timeout=90, check=False)
+        ready = sum(1 for agent in self._agents() if agent["status"] == "ready")
+        print(f"bench: agents registered and ready: {ready}/{a.agents} (sipp rc={login.returncode})",
+              flush=True)
+        self.agents_ready = ready
+        return uas
+
+    def _agents(self) -> list[dict[str, Any]]:
+        assert self.http
+        with urllib.request.urlopen(self.http + "/api/agents", timeout=5) as resp:
+            return list(json.loads(resp.read())["agents"])
 
     def health(self) -> dict[str, Any]:
         if not self.http:
@@ -159,11 +221,24 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         target = self.start_server()
-        capture = None
+        capture = agents = None
+        desks = None
         try:
+            if self.args.agents:
+                agents = self.start_agents(target)
+                desks = Desks(self.http or "", self.agent_ids)
+                desks.start()
             capture = self.start_capture()
-            return self.measure(target, capture)
+            result = self.measure(target, capture)
+            if desks is not None:
+                result.update(desks.summary())
+            return result
         finally:
+            if desks is not None:
+                desks.stop()
+            if agents is not None and agents.poll() is None:
+                os.killpg(agents.pid, signal.SIGKILL)
+                agents.wait(5)
             _stop(capture, signal.SIGINT)
             _stop(self.server)
 
@@ -187,6 +262,7 @@ class Bench:
                 continue
             calls = health.get("calls", 0)
             peak_calls = max(peak_calls, calls)
+            self.peak_bridged = max(self.peak_bridged, int(health.get("bridged", 0)))
             peak_rss = max(peak_rss, _rss_kib(pid))
             lag = max(lag, float(health.get("media_clock", {}).get("late_p99_ms", 0.0)))
             self.clock = health.get("media_clock", {})
@@ -217,12 +293,16 @@ class Bench:
                 capture: subprocess.Popen[bytes] | None) -> dict[str, Any]:
         a = self.args
         cdrs = self._cdrs()[cdr_before:]
-        completed = [c for c in cdrs if c.get("end_reason") == "caller_hangup"]
+        completed = [c for c in cdrs if c.get("end_reason") == "caller_hangup"
+                     and (not a.agents or c.get("agent"))]
         digits_ok = sum(1 for c in completed if c.get("vars") == EXPECTED_VARS)
         reasons: dict[str, int] = {}
         for c in cdrs:
-            if c.get("end_reason") != "caller_hangup":
-                reasons[str(c.get("end_reason"))] = reasons.get(str(c.get("end_reason")), 0) + 1
+            if c not in completed:
+                why = str(c.get("end_reason"))
+                if why == "caller_hangup":
+                    why = "never_reached_an_agent"
+                reasons[why] = reasons.get(why, 0) + 1
         missing = a.calls - len(cdrs)
         if missing > 0:
             reasons["no_cdr"] = missing
@@ -234,6 +314,9 @@ class Bench:
             "digits_right": digits_ok,
             "digits_right_pct": round(100.0 * digits_ok / len(completed), 2) if completed else 0.0,
             "max_concurrent": peak_calls,
+            "max_bridged": self.peak_bridged,
+            "agents": a.agents,
+            "agents_ready": self.agents_ready,
             "cps": round(a.calls / elapsed, 2) if elapsed else 0.0,
             "cps_target": a.cps,
             "elapsed_s": round(elapsed, 1),
@@ -262,6 +345,62 @@ class Bench:
         return result
 
 
+class Desks:
+    """One desktop WebSocket per agent, in a thread: pop latency = arrival - decided_at."""
+
+    def __init__(self, http: str, agents: list[str]) -> None:
+        self.url = http.replace("http://", "ws://") + "/ws/agents/"
+        self.agents = agents
+        self.latencies: list[float] = []
+        self.connected = 0
+        self._stop_flag = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while self.connected < len(self.agents) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop_flag = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+    async def _main(self) -> None:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=0)  # one connection per agent, no pool cap
+        async with aiohttp.ClientSession(connector=connector) as session:
+            tasks = [asyncio.create_task(self._desk(session, a)) for a in self.agents]
+            while not self._stop_flag:
+                await asyncio.sleep(0.2)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _desk(self, session: Any, agent: str) -> None:
+        async with session.ws_connect(self.url + agent, heartbeat=30) as ws:
+            self.connected += 1
+            async for msg in ws:
+                event = json.loads(msg.data)
+                if event.get("type") == "offer" and "decided_at" in event:
+                    self.latencies.append(time.time() - float(event["decided_at"]))
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+
+        def pct(p: float) -> float:
+            if not ordered:
+                return 0.0
+            return round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 2)
+
+        return {"desktops_connected": self.connected, "pops": len(ordered),
+                "pop_latency_p50_ms": pct(50), "pop_latency_p99_ms": pct(99),
+                "pop_latency_max_ms": round(1000 * ordered[-1], 2) if ordered else 0.0}
+
+
 def _markdown(r: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in r.items() if k != "report_dir")
     return f"| figure | value |\n|---|---|\n{rows}\n"
@@ -275,6 +414,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--talk", type=float, default=20.0,
                    help="seconds from answer to the caller's BYE (default 20; IVR + queue)")
     p.add_argument("--cps", type=float, default=10.0, help="call attempts per second (default 10)")
+    p.add_argument("--agents", type=int, default=0,
+                   help="SIPp agents that register, go ready and answer (default 0: IVR and queue only)")
     p.add_argument("--server", help="HOST:PORT of a running server (default: start one)")
     p.add_argument("--http", help="with --server: its HTTP base URL, e.g. http://127.0.0.1:8080")
     p.add_argument("--server-pid", type=int, help="with --server: its PID, for CPU and RSS")
@@ -288,6 +429,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.calls < 1 or args.concurrency < 1 or args.cps <= 0 or args.talk < 0:
         p.error("--calls, --concurrency and --cps must be positive, --talk >= 0")
+    if args.agents < 0 or (args.agents and args.server):
+        p.error("--agents needs a server the bench starts itself (it writes its agents' config)")
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):

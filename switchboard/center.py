@@ -239,7 +239,7 @@ class ContactCenter:
         if isinstance(action, LogEvent):
             self._queue_log(action)
         elif isinstance(action, Offer):
-            self.loop.create_task(self._offer(action))
+            self.loop.create_task(self._offer(action, time.time()))
         elif isinstance(action, CancelOffer):
             self._cancel(action)
         elif isinstance(action, Bridge):
@@ -255,7 +255,7 @@ class ContactCenter:
             log.info("event=agent_state agent=%s status=%s state=%s reason=%s", action.agent_id,
                      action.status.value, action.state.value, action.reason)
 
-    async def _offer(self, offer: Offer) -> None:
+    async def _offer(self, offer: Offer, decided_at: float) -> None:
         call = self.calls.get(offer.call_id)
         bindings = self.server.agent_bindings(offer.agent_id)
         if call is None or not bindings:
@@ -277,7 +277,9 @@ class ContactCenter:
             return
         binding = bindings[0]
         peer = _contact_peer(binding.contact, binding.source)
-        await self.server.desk.send(offer.agent_id, self._pop_event(offer, call))
+        pop = self._pop_event(offer, call)
+        pop["decided_at"] = decided_at  # when the ACD chose the agent (pop latency = at - this)
+        await self.server.desk.send(offer.agent_id, pop)
         if leg.cancelled or offer.offer_id not in self.legs:
             self._release(leg)
             return
