@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from acd.actions import AgentChanged, Announce, Bridge, CancelOffer, ExitQueue, LogEvent, Offer
@@ -52,7 +52,8 @@ class AgentLeg:
     offer_id: str
     agent_id: str
     call: Call
-    handle: int = 0
+    handle: int = 0  # the contact that answered (or the only one)
+    ringing: set[int] = field(default_factory=set)  # INVITEs still out, one per contact
     port: int | None = None
     session: RtpSession | None = None
     answered: bool = False
@@ -175,6 +176,17 @@ class ContactCenter:
     # -- SIP outcomes of offers --------------------------------------------------------------
 
     def _answered(self, leg: AgentLeg, event: CallAnswered, now: float) -> None:
+        leg.ringing.discard(event.handle)
+        if leg.answered:
+            # another of the agent's phones answered first: end this one (RFC 3261 §13.2.2.4)
+            self.by_handle.pop(event.handle, None)
+            self.server.ua_hangup(event.handle)
+            return
+        leg.handle = event.handle
+        for other in list(leg.ringing):  # stop the agent's other phones ringing
+            leg.ringing.discard(other)
+            self.by_handle.pop(other, None)
+            self.server.ua_hangup(other)
         if leg.cancelled or leg.offer_id not in self.legs or leg.session is None:
             self.server.ua_hangup(leg.handle)
             self._end_leg(leg)
@@ -193,7 +205,10 @@ class ContactCenter:
         self.engine.offer_answered(leg.offer_id, now)
 
     def _failed(self, leg: AgentLeg, event: CallFailed, now: float) -> None:
-        self.by_handle.pop(leg.handle, None)
+        self.by_handle.pop(event.handle, None)
+        leg.ringing.discard(event.handle)
+        if leg.answered or leg.ringing:
+            return  # another of the agent's phones answered or still rings
         self._release(leg)
         if leg.cancelled or leg.offer_id not in self.legs:
             self.legs.pop(leg.offer_id, None)
@@ -275,8 +290,6 @@ class ContactCenter:
             self._release(leg)
             self.legs.pop(offer.offer_id, None)
             return
-        binding = bindings[0]
-        peer = _contact_peer(binding.contact, binding.source)
         pop = self._pop_event(offer, call)
         pop["decided_at"] = decided_at  # when the ACD chose the agent (pop latency = at - this)
         await self.server.desk.send(offer.agent_id, pop)
@@ -287,9 +300,13 @@ class ContactCenter:
         sdp = build_offer(local_ip=cfg.sdp_ip, local_port=leg.port, codecs=cfg.codecs,
                           session_id=int(leg.port), session_version=1)
         headers = self._pop_headers(offer, call)
-        leg.handle = self.server.ua_invite(uri=binding.contact, peer=peer, caller=call.caller,
+        for binding in bindings:  # ring every phone the agent registered (parallel forking)
+            peer = _contact_peer(binding.contact, binding.source)
+            handle = self.server.ua_invite(uri=binding.contact, peer=peer, caller=call.caller,
                                            to_user=offer.agent_id, sdp=sdp, headers=headers)
-        self.by_handle[leg.handle] = leg
+            leg.ringing.add(handle)
+            self.by_handle[handle] = leg
+        leg.handle = min(leg.ringing)
         log.info("event=offer call=%s agent=%s queue=%s attempt=%d", call.call_id, offer.agent_id,
                  offer.queue, offer.attempt)
 
@@ -325,8 +342,9 @@ class ContactCenter:
         leg.cancelled = True
         self.server.desk.notify(leg.agent_id, {"type": "offer_cancelled", "offer_id": leg.offer_id,
                                                "call_id": leg.call.call_id, "reason": action.reason})
-        if leg.handle:
-            self.server.ua_hangup(leg.handle)  # CANCEL (or BYE if it was just answered)
+        if leg.ringing:
+            for handle in list(leg.ringing):
+                self.server.ua_hangup(handle)  # CANCEL (or BYE if it was just answered)
         else:
             self._release(leg)
 
@@ -378,6 +396,8 @@ class ContactCenter:
 
     def _end_leg(self, leg: AgentLeg) -> None:
         self.by_handle.pop(leg.handle, None)
+        for handle in leg.ringing:
+            self.by_handle.pop(handle, None)
         self.legs.pop(leg.offer_id, None)
         self._release(leg)
 

@@ -200,3 +200,38 @@ def test_history_survives_a_restart(tmp_path: Path) -> None:
         assert calls[0]["queue"] == "support" and calls[0]["outcome"] == "caller_hangup"
     finally:
         srv.stop()
+
+
+def test_all_of_an_agents_phones_ring_and_the_first_answer_wins(server: RunningServer,
+                                                                 tmp_path: Path) -> None:
+    """1001 registers two phones: both ring; one answers, the other is cancelled."""
+    csv = tmp_path / "one.csv"
+    csv.write_text("SEQUENTIAL\n" + (SCENARIOS / "agent_login.csv").read_text().splitlines()[1] + "\n")
+    with sipp_uas("agent_no_answer.xml", extra=["-m", "1"]) as desk_phone, \
+            sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0", "-m", "1"]) as mobile:
+        for phone in (desk_phone, mobile):
+            result = run_sipp("agent_login.xml", server.sip, calls=1, inject=csv,
+                              extra=["-key", "contact_port", str(phone.port)], timeout=30)
+            assert result.ok, result.errors[-2000:]
+        record = caller(server, tmp_path, "4711", "2", 3000)
+        desk_phone.proc.wait(10)  # its INVITE was cancelled when the other phone answered
+        mobile.proc.wait(10)
+        assert desk_phone.proc.returncode == 0, desk_phone.errors()
+        assert mobile.proc.returncode == 0, mobile.errors()
+    assert record["agent"] == "1001" and record["end_reason"] == "caller_hangup"
+
+
+def test_caller_hanging_up_while_the_agent_rings_cancels_the_offer(server: RunningServer,
+                                                                     tmp_path: Path) -> None:
+    csv = tmp_path / "one.csv"
+    csv.write_text("SEQUENTIAL\n" + (SCENARIOS / "agent_login.csv").read_text().splitlines()[1] + "\n")
+    with sipp_uas("agent_no_answer.xml", extra=["-m", "1"]) as phone:
+        result = run_sipp("agent_login.xml", server.sip, calls=1, inject=csv,
+                          extra=["-key", "contact_port", str(phone.port)], timeout=30)
+        assert result.ok, result.errors[-2000:]
+        record = caller(server, tmp_path, "4711", "2", 3000)  # ring timeout is 15 s
+        phone.proc.wait(10)
+        assert phone.proc.returncode == 0, phone.errors()  # it got the CANCEL
+    assert record["agent"] is None and record["end_reason"] == "caller_hangup"
+    events = [e["event"] for e in queue_log(server, record["call_id"])]
+    assert "OFFER" in events and "ABANDON" in events
