@@ -255,7 +255,7 @@ class Bench:
         last_print = 0.0
         deadline = t0 + self.budget() + 30
         while sipp.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(self.args.poll)
             try:
                 health = self.health()
             except OSError:
@@ -426,6 +426,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--server-cpu", default="0", help="core for the server (taskset; default 0)")
     p.add_argument("--sipp-cpu", default="1", help="core for SIPp and tcpdump (default 1)")
     p.add_argument("--no-capture", action="store_true", help="do not capture RTP with tcpdump")
+    p.add_argument("--poll", type=float, default=5.0,
+                   help="seconds between the bench's /api/health polls (default 5; each poll is an HTTP request on the media loop)")
     args = p.parse_args(argv)
     if args.calls < 1 or args.concurrency < 1 or args.cps <= 0 or args.talk < 0:
         p.error("--calls, --concurrency and --cps must be positive, --talk >= 0")
