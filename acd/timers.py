@@ -1,5 +1,8 @@
 """One timer heap for every ACD deadline (ring timeouts, wrap-up, max wait, relaxation,
-announcements). Sans-IO: the owner reads `next_deadline()` and calls `fire(now)`."""
+announcements). Sans-IO: the owner reads `next_deadline()` and calls `fire(now)`.
+
+The same small heap as `signaling/timers.py`, kept apart on purpose: `acd` imports no
+other project package (DESIGN.md, "Layers"), so it can run on any process or store."""
 
 from __future__ import annotations
 
