@@ -44,6 +44,7 @@ from .transaction import (
     Outcome,
     State,
     Transaction,
+    TransactionStateError,
     response_event,
     tu_event,
 )
@@ -188,8 +189,8 @@ class UserAgent:
             if peer.conn == conn and tx.state is not State.TERMINATED:
                 try:
                     tx.handle(Ev.TRANSPORT_ERROR, now)
-                except Exception:  # noqa: BLE001 - state has no transport error row
-                    pass
+                except TransactionStateError:
+                    pass  # e.g. Confirmed: the RFC figure has nothing left to fail
 
     # -- commands from the application ---------------------------------------------------
 
