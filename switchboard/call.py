@@ -66,6 +66,7 @@ class Call:
         self.agent: str | None = None
         self.bridged_at: float | None = None
         self._hold: list[tuple[bytes, ...]] = []
+        self._entry_until = 0.0
         self._after_play: str | None = None  # feature-code calls hang up after their prompt
         self._command: Any = None
         self._collector: DigitCollector | None = None
@@ -191,6 +192,9 @@ class Call:
                  command.priority)
         self._hold = self._frames((command.music or "music_on_hold", "please_hold"))
         self.session.play(self._frames(command.prompts), then_loop=self._hold)
+        # announcements wait until the entry prompts have been heard in full
+        self._entry_until = self.loop.time() + sum(
+            self.server.prompts.duration(p) for p in command.prompts if self.server.prompts.exists(p))
         center = self.server.center
         if center is None or not center.enqueue(self, command):
             self.loop.call_soon(self.queue_result, "error")
@@ -204,8 +208,13 @@ class Call:
         self._command = None
 
     def announce(self, prompts: tuple[str, ...]) -> None:
-        """Position/wait announcement over the hold music, then the music again."""
-        if self.session is not None and self.agent is None:
+        """Position/wait announcement instead of the hold music, then the music again;
+        never over the queue's entry prompts."""
+        wait = self._entry_until - self.loop.time()
+        if wait > 0:
+            self.loop.call_later(wait, self.announce, prompts)
+            return
+        if self.session is not None and self.agent is None and not self.ended:
             self.session.play(self._frames(prompts), then_loop=self._hold)
 
     def queue_result(self, outcome: str, target: str | None = None) -> None:

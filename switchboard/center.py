@@ -374,6 +374,8 @@ class ContactCenter:
                 prompts.append("less_than_a_minute")
             else:
                 prompts += ["estimated_wait", *(f"digits/{d}" for d in str(minutes)), "minutes"]
+        log.info("event=announce call=%s queue=%s position=%s ewt=%s", call.call_id, action.queue,
+                 action.position, action.ewt_seconds)
         call.announce(tuple(prompts))
 
     def _exit(self, action: ExitQueue) -> None:

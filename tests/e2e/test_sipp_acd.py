@@ -141,12 +141,14 @@ def test_caller_abandons_while_queued(server: RunningServer, tmp_path: Path) -> 
     assert events[0] == "ENTERQUEUE" and events[-1] == "ABANDON"
 
 
-def acd_config(tmp: Path, billing_strategy: str) -> Path:
-    """The demo config with the billing queue's strategy changed."""
+def acd_config(tmp: Path, billing_strategy: str, announce_every: int = 30) -> Path:
+    """The demo config with the billing queue's strategy (and announcement period) changed."""
     from .server import REPO
 
     queues = (REPO / "config/queues.yaml").read_text().replace(
         "  billing:\n    strategy: longest_idle", f"  billing:\n    strategy: {billing_strategy}", 1)
+    queues = queues.replace("announce_frequency: 30",
+                            f"announce_frequency: {announce_every}\n    min_announce_gap: 0")
     (tmp / "queues.yaml").write_text(queues)
     cfg = (REPO / "config/switchboard.yaml").read_text()
     cfg = cfg.replace("prompts: ../prompts", f"prompts: {REPO / 'prompts'}")
@@ -235,3 +237,17 @@ def test_caller_hanging_up_while_the_agent_rings_cancels_the_offer(server: Runni
     assert record["agent"] is None and record["end_reason"] == "caller_hangup"
     events = [e["event"] for e in queue_log(server, record["call_id"])]
     assert "OFFER" in events and "ABANDON" in events
+
+
+def test_position_and_wait_are_announced_while_queued(tmp_path: Path) -> None:
+    from .server import start_server
+
+    srv = start_server(tmp_path, config=acd_config(tmp_path, "longest_idle", announce_every=3))
+    try:
+        record = caller(srv, tmp_path, "4711", "1", 8000)  # nobody answers billing
+        announced = [line for line in srv.log().splitlines()
+                     if "event=announce" in line and record["call_id"] in line]
+        assert len(announced) >= 2, srv.log()[-2000:]
+        assert "position=1" in announced[0] and "queue=billing" in announced[0]
+    finally:
+        srv.stop()
