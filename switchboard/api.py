@@ -46,6 +46,13 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    from .metrics import render
+
+    return web.Response(text=render(_server(request)), content_type="text/plain",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
 async def calls(request: web.Request) -> web.Response:
     server = _server(request)
     items = []
@@ -195,6 +202,7 @@ def build_app(server: Server) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[SERVER_KEY] = server
     app.router.add_get("/api/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/calls", calls)
     app.router.add_get("/api/calls/{call_id}", call_detail)
     app.router.add_get("/api/calls/{call_id}/why", call_why)

@@ -78,6 +78,7 @@ class Server:
         self._stopped = asyncio.Event()
         self.gc_pauses = LatenessHistogram()
         self.registered: set[str] = set()  # agents with at least one binding
+        self.rtp_totals: Counter[str] = Counter()
         self.center: ContactCenter | None = None
         self._gc_started = 0.0
 
@@ -366,6 +367,8 @@ class Server:
         raise PortPoolExhausted("no bindable RTP port")
 
     def release_rtp(self, session: RtpSession, port: int | None) -> None:
+        for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt"):
+            self.rtp_totals[name] += getattr(session, name)  # /metrics keeps ended calls' counts
         if self.clock is not None:
             self.clock.discard(session)
         session.close()
