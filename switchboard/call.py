@@ -97,27 +97,26 @@ class Call:
         self._execute(command)
 
     def _execute(self, command: Any) -> None:
-        """Run commands until one has to wait for the caller, the clock or the network."""
-        while not self.ended:
-            self._command = command
-            if isinstance(command, GetTime):
-                command = self._step(datetime.now(UTC))
-                continue
-            if isinstance(command, Play):
-                self._play(command)
-            elif isinstance(command, GetDigits):
-                self._collect(command)
-            elif isinstance(command, HttpRequest):
-                self._task = self.loop.create_task(self._http(command))
-            elif isinstance(command, EnterQueue):
-                self._enter_queue(command)
-            elif isinstance(command, Hangup):
-                self.hangup(f"flow_hangup:{command.reason}" if command.reason else "flow_hangup")
-            else:
-                log.error("event=flow_unknown_command call=%s command=%r", self.call_id, command)
-                self.hangup("flow_error")
+        """Run one command; only GetTime is answered at once, the rest wait for the caller,
+        the clock or the network and come back through `_send`."""
+        while isinstance(command, GetTime) and not self.ended:
+            command = self._step(datetime.now(UTC))
+        if self.ended:
             return
-        return
+        self._command = command
+        if isinstance(command, Play):
+            self._play(command)
+        elif isinstance(command, GetDigits):
+            self._collect(command)
+        elif isinstance(command, HttpRequest):
+            self._task = self.loop.create_task(self._http(command))
+        elif isinstance(command, EnterQueue):
+            self._enter_queue(command)
+        elif isinstance(command, Hangup):
+            self.hangup(f"flow_hangup:{command.reason}" if command.reason else "flow_hangup")
+        else:
+            log.error("event=flow_unknown_command call=%s command=%r", self.call_id, command)
+            self.hangup("flow_error")
 
     def _step(self, result: object) -> Any:
         assert self.run is not None
