@@ -1,0 +1,504 @@
+"""Crash-safe per-call recording: RTP payloads in, one stereo WAV out.
+
+A call's recording lives in ``<id>.part/`` until it is finished:
+
+- ``journal.jsonl``: append-only JSON lines. The first is the header (id, rate,
+  started); each flush appends ``{"t": "flush", "now": ..., "samples": [left, right]}``
+  after the PCM it counts has been fsynced. The journal is the only thing recovery
+  trusts, so a crash between a segment write and its journal line loses that batch
+  instead of producing audio nobody vouched for.
+- ``caller.pcm`` / ``other.pcm``: raw little-endian int16 per leg. Each flush writes at
+  the offset the journal already vouches for and truncates after it, so bytes left
+  by a failed or torn write are overwritten rather than shifting the timeline.
+
+``add`` runs for every RTP packet and only appends a tuple to a list; placement,
+decoding and I/O happen in ``flush``, about once a second. The newest
+``HOLDBACK_SECONDS`` of placed audio stay in memory so that a packet reordered across
+a flush boundary still finds its slot; with one flush a second a ``kill -9`` loses at
+most about 1.2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from media import g711
+from recorder.wavfile import read_wav, write_stereo_wav_chunks
+
+__all__ = ["LEFT", "RIGHT", "RecordingWriter", "recover"]
+
+log = logging.getLogger("switchboard.recorder")
+
+LEFT, RIGHT = "caller", "other"
+LEGS = (LEFT, RIGHT)
+
+JOURNAL = "journal.jsonl"
+PART_SUFFIX = ".part"
+HOLDBACK_SECONDS = 0.2
+# A stream whose RTP timestamps drift this far from arrival time has jumped (a
+# device reset its clock without changing SSRC): re-anchor instead of leaving a
+# huge gap or dropping the rest of the call as "late".
+MAX_SKEW_SECONDS = 2.0
+_BLOCK = 8000 * 30  # samples per leg read at once when building a WAV
+
+Int16Array = npt.NDArray[np.int16]
+Packet = tuple[str, bytes, str, int, int, float]
+
+
+def _segment_path(part: Path, leg: str) -> Path:
+    return part / f"{leg}.pcm"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still done
+    finally:
+        os.close(fd)
+
+
+def _append_journal(part: Path, record: dict[str, Any]) -> None:
+    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    with open(part / JOURNAL, "ab") as journal:
+        journal.write(line)
+        journal.flush()
+        os.fsync(journal.fileno())
+
+
+def _write_segment(path: Path, offset_samples: int, pcm: Int16Array) -> None:
+    mode = "r+b" if path.exists() else "wb"
+    with open(path, mode) as seg:
+        seg.seek(offset_samples * 2)
+        seg.write(pcm.astype("<i2").tobytes())
+        seg.truncate()
+        seg.flush()
+        os.fsync(seg.fileno())
+
+
+@dataclass
+class _Stream:
+    """Where one (leg, SSRC) stream sits on the call timeline."""
+
+    ssrc: int
+    anchor_pos: int
+    anchor_ts: int  # unwrapped RTP timestamp of the anchor packet
+    last_ts: int  # raw 32-bit timestamp of the newest packet
+    last_unwrapped: int
+    suspect: tuple[int, int] | None = None  # (ts, arrival) of a packet far off its slot
+
+
+@dataclass
+class _Leg:
+    """One channel: `written` samples are on disk, `tail` is placed but not yet written."""
+
+    written: int = 0
+    tail: Int16Array = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    filled: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    stream: _Stream | None = None
+
+    @property
+    def end(self) -> int:
+        return self.written + len(self.tail)
+
+    def grow(self, end: int) -> None:
+        extra = end - self.end
+        if extra > 0:
+            self.tail = np.concatenate([self.tail, np.zeros(extra, dtype=np.int16)])
+            self.filled = np.concatenate([self.filled, np.zeros(extra, dtype=bool)])
+
+    def place(self, pos: int, pcm: Int16Array) -> None:
+        """First packet wins: a duplicate never overwrites audio already placed."""
+        start = pos - self.written
+        stop = start + len(pcm)
+        free = ~self.filled[start:stop]
+        self.tail[start:stop][free] = pcm[free]
+        self.filled[start:stop] = True
+
+    def silence(self, start: int, stop: int | None) -> None:
+        lo = max(start - self.written, 0)
+        hi = len(self.tail) if stop is None else min(stop - self.written, len(self.tail))
+        if hi > lo:
+            self.tail[lo:hi] = 0
+            self.filled[lo:hi] = True
+
+
+class RecordingWriter:
+    """Turns one call's RTP payloads into ``<directory>/<recording_id>.wav``.
+
+    Left channel: the caller; right: everything else (IVR prompts, then the agent).
+    Time is passed in as `now` (monotonic seconds, same clock as `started`).
+    """
+
+    def __init__(
+        self, directory: Path, recording_id: str, *, started: float, rate: int = 8000
+    ) -> None:
+        if not recording_id or "/" in recording_id or recording_id.startswith("."):
+            raise ValueError(f"bad recording id {recording_id!r}")
+        if rate <= 0:
+            raise ValueError(f"bad sample rate {rate}")
+        self.directory = Path(directory)
+        self.recording_id = recording_id
+        self.started = started
+        self.rate = rate
+        self.dropped = 0  # packets refused at flush: late, duplicate, bad leg or codec
+        self.part = self.directory / f"{recording_id}{PART_SUFFIX}"
+        self.path = self.directory / f"{recording_id}.wav"
+        self._buf: list[Packet] = []
+        self._append = self._buf.append
+        self._accepting = True
+        self._paused = False
+        self._finished = False
+        self._pauses: list[tuple[int, int | None]] = []
+        self._legs = {leg: _Leg() for leg in LEGS}
+        self.part.mkdir(parents=True)
+        header = {"t": "header", "v": 1, "id": recording_id, "rate": rate, "started": started}
+        _append_journal(self.part, header)
+        _fsync_dir(self.directory)
+
+    # -- hot path -------------------------------------------------------------------
+
+    def add(self, leg: str, payload: bytes, codec: str, rtp_ts: int, ssrc: int, now: float) -> None:
+        """Buffer one RTP payload. Called per packet: no decoding, no I/O, no logging."""
+        if self._accepting:
+            self._append((leg, payload, codec, rtp_ts, ssrc, now))
+
+    # -- PCI pause ------------------------------------------------------------------
+
+    def pause(self, now: float) -> None:
+        """Stop recording audio; the span until `resume` becomes silence."""
+        if self._finished or self._paused:
+            return
+        self._paused = True
+        self._accepting = False
+        self._pauses.append((self._pos(now), None))
+
+    def resume(self, now: float) -> None:
+        if self._finished or not self._paused:
+            return
+        start, _ = self._pauses[-1]
+        self._pauses[-1] = (start, max(start, self._pos(now)))
+        self._paused = False
+        self._accepting = True
+
+    # -- batches off the packet path --------------------------------------------------
+
+    @property
+    def samples(self) -> tuple[int, int]:
+        return self._legs[LEFT].written, self._legs[RIGHT].written
+
+    def flush(self, now: float) -> None:
+        """Place, decode and durably append what `add` buffered since the last flush."""
+        if self._finished:
+            raise RuntimeError(f"recording {self.recording_id} is already finished")
+        self._flush(now, final=False)
+
+    def finish(self, now: float) -> Path:
+        """Flush everything, pad to the call length, write the WAV atomically."""
+        if self._finished:
+            return self.path
+        self._accepting = False
+        self._flush(now, final=True)
+        frames = max(self._pos(now), *self.samples)
+        _build_wav(self.part, self.path, self.rate, frames, self.samples)
+        shutil.rmtree(self.part, ignore_errors=True)
+        _fsync_dir(self.directory)
+        self._finished = True
+        return self.path
+
+    def _flush(self, now: float, *, final: bool) -> None:
+        batch = self._buf[:]
+        del self._buf[:]
+        placed = [self._locate(*packet) for packet in batch]
+        ends: dict[str, int] = {}
+        for item in placed:
+            if item is not None:
+                leg, pos, pcm = item
+                ends[leg] = max(ends.get(leg, 0), pos + len(pcm))
+        for leg, end in ends.items():
+            self._legs[leg].grow(end)  # once per flush, not once per packet
+        for item in placed:
+            if item is not None:
+                leg, pos, pcm = item
+                self._legs[leg].place(pos, pcm)
+        for start, stop in self._pauses:
+            for state in self._legs.values():
+                state.silence(start, stop)
+        limit = max(self._pos(now) - round(HOLDBACK_SECONDS * self.rate), 0)
+        commits = {leg: self._commit_len(state, limit, final) for leg, state in self._legs.items()}
+        for leg, n in commits.items():
+            state = self._legs[leg]
+            if n:
+                _write_segment(_segment_path(self.part, leg), state.written, state.tail[:n])
+        counts = [self._legs[leg].written + commits[leg] for leg in LEGS]
+        _append_journal(self.part, {"t": "flush", "now": now, "samples": counts})
+        for leg, n in commits.items():
+            state = self._legs[leg]
+            state.written += n
+            state.tail = state.tail[n:].copy()
+            state.filled = state.filled[n:].copy()
+        self._pauses = [(a, b) for a, b in self._pauses if b is None or b > self._written_min()]
+
+    def _written_min(self) -> int:
+        return min(state.written for state in self._legs.values())
+
+    @staticmethod
+    def _commit_len(state: _Leg, limit: int, final: bool) -> int:
+        if final:
+            return len(state.tail)
+        return max(min(state.end, limit) - state.written, 0)
+
+    def _pos(self, now: float) -> int:
+        return max(round((now - self.started) * self.rate), 0)
+
+    def _locate(
+        self, leg: str, payload: bytes, codec: str, rtp_ts: int, ssrc: int, now: float
+    ) -> tuple[str, int, Int16Array] | None:
+        """Decode a packet and find its timeline position; None if it is dropped."""
+        state = self._legs.get(leg)
+        if state is None or not payload:
+            self.dropped += 1
+            return None
+        try:
+            pcm = g711.decode(codec, payload)
+        except ValueError:
+            self.dropped += 1
+            return None
+        pos = self._timeline_pos(state, rtp_ts & 0xFFFFFFFF, ssrc, self._pos(now))
+        if pos is None or pos < state.written:
+            self.dropped += 1  # late or duplicate of audio already on disk
+            return None
+        return leg, pos, pcm
+
+    def _timeline_pos(self, state: _Leg, ts: int, ssrc: int, arrival_pos: int) -> int | None:
+        """Sample index for a packet: by RTP timestamp within a stream, by arrival for a
+        new stream; None to drop it."""
+        stream = state.stream
+        if stream is None or stream.ssrc != ssrc:
+            state.stream = _Stream(ssrc, arrival_pos, ts, ts, ts)
+            return arrival_pos
+        delta = _ts_delta(ts, stream.last_ts)
+        unwrapped = stream.last_unwrapped + delta
+        pos = stream.anchor_pos + unwrapped - stream.anchor_ts
+        skew = MAX_SKEW_SECONDS * self.rate
+        if abs(pos - arrival_pos) <= skew:
+            stream.suspect = None
+            if delta > 0:
+                stream.last_ts, stream.last_unwrapped = ts, unwrapped
+            return pos
+        # One packet far off its slot is a straggler: drop it. Two in a row that agree
+        # with each other mean the sender's clock jumped: re-anchor at the first of them.
+        if stream.suspect is not None and 0 < _ts_delta(ts, stream.suspect[0]) <= skew:
+            first_ts, first_pos = stream.suspect
+            state.stream = _Stream(
+                ssrc, first_pos, first_ts, ts, first_ts + _ts_delta(ts, first_ts)
+            )
+            return first_pos + _ts_delta(ts, first_ts)
+        stream.suspect = (ts, arrival_pos)
+        return None
+
+
+def _ts_delta(ts: int, ref: int) -> int:
+    """Signed difference of two 32-bit RTP timestamps (RFC 3550 §5.1: they wrap)."""
+    return ((ts - ref + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+# -- building WAVs from segments --------------------------------------------------------
+
+
+def _read_blocks(path: Path, count: int) -> Generator[Int16Array, None, None]:
+    """`count` samples from a raw segment in blocks; zeros where the file is short."""
+    handle: BinaryIO | None
+    try:
+        handle = open(path, "rb")
+    except OSError:
+        handle = None
+    try:
+        done = 0
+        while done < count:
+            n = min(_BLOCK, count - done)
+            raw = handle.read(n * 2) if handle is not None else b""
+            block = np.zeros(n, dtype=np.int16)
+            got = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2")
+            block[: len(got)] = got
+            done += n
+            yield block
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _build_wav(part: Path, final: Path, rate: int, frames: int, counts: tuple[int, int]) -> None:
+    """Write `final` atomically: a temp file inside the .part directory, fsync, rename."""
+    tmp = part / f"{final.name}.tmp"
+    left = _read_blocks(_segment_path(part, LEFT), counts[0])
+    right = _read_blocks(_segment_path(part, RIGHT), counts[1])
+    empty = np.zeros(0, dtype=np.int16)
+
+    def pairs() -> Iterator[tuple[Int16Array, Int16Array]]:
+        while True:
+            a, b = next(left, empty), next(right, empty)
+            if not len(a) and not len(b):
+                return
+            yield a, b
+
+    try:
+        with open(tmp, "wb") as out:
+            write_stereo_wav_chunks(out, frames, pairs(), rate)
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        left.close()
+        right.close()
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+# -- crash recovery ---------------------------------------------------------------------
+
+
+@dataclass
+class _JournalState:
+    rate: int = 8000
+    started: float | None = None
+    samples: tuple[int, int] = (0, 0)
+    last_now: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ValueError(f"bad sample count {value!r}")
+    return value
+
+
+def _read_journal(part: Path) -> _JournalState:
+    """What the journal vouches for; a torn last line or a garbled line is skipped."""
+    state = _JournalState()
+    try:
+        data = (part / JOURNAL).read_bytes()
+    except OSError as exc:
+        state.problems.append(f"journal unreadable: {exc.__class__.__name__}")
+        return state
+    lines = data.split(b"\n")
+    if lines[-1]:
+        state.problems.append("torn last journal line")
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            record = json.loads(line)
+            _apply_record(state, record, first=number == 1)
+        except Exception:  # any garbage, including absurdly nested JSON, is just a bad line
+            state.problems.append(f"bad journal line {number}")
+    return state
+
+
+def _apply_record(state: _JournalState, record: dict[str, Any], *, first: bool) -> None:
+    kind = record["t"]
+    if kind == "header" and first:
+        rate = record["rate"]
+        if isinstance(rate, int) and not isinstance(rate, bool) and 0 < rate <= 384000:
+            state.rate = rate
+        started = record["started"]
+        if isinstance(started, int | float) and not isinstance(started, bool):
+            state.started = float(started)
+    elif kind == "flush":
+        left, right = record["samples"]
+        state.samples = (_count(left), _count(right))
+        now = record.get("now")
+        if isinstance(now, int | float) and not isinstance(now, bool):
+            state.last_now = float(now)
+
+
+def _segment_samples(part: Path, leg: str) -> int:
+    try:
+        return _segment_path(part, leg).stat().st_size // 2
+    except OSError:
+        return 0
+
+
+def _vouched_samples(part: Path, journal: _JournalState) -> tuple[int, int]:
+    """Journal counts, but never more than the segment holds: a lying journal must not
+    turn into hours of made-up silence."""
+    left, right = journal.samples
+    counts = (min(left, _segment_samples(part, LEFT)), min(right, _segment_samples(part, RIGHT)))
+    if counts != journal.samples:
+        journal.problems.append(f"segments shorter than journal {journal.samples} -> {counts}")
+    return counts
+
+
+def _call_frames(journal: _JournalState, counts: tuple[int, int]) -> int:
+    """Pad to the call length the last flush saw, within the holdback and skew margins."""
+    frames = max(counts)
+    if journal.started is not None and journal.last_now is not None:
+        call = round((journal.last_now - journal.started) * journal.rate)
+        margin = round((HOLDBACK_SECONDS + MAX_SKEW_SECONDS) * journal.rate)
+        if frames < call <= frames + margin:
+            frames = call
+    return frames
+
+
+def _recover_one(part: Path) -> Path:
+    final = part.parent / f"{part.name[: -len(PART_SUFFIX)]}.wav"
+    if final.exists():
+        try:
+            read_wav(final)
+        except (OSError, ValueError):
+            pass  # torn or foreign file: rebuild it from the segments
+        else:
+            return final  # finish() renamed it but died before removing the .part
+    journal = _read_journal(part)
+    try:
+        counts = _vouched_samples(part, journal)
+        _build_wav(part, final, journal.rate, _call_frames(journal, counts), counts)
+    except Exception as exc:  # a hopeless .part still becomes a valid (empty) WAV
+        journal.problems.append(f"segments unreadable: {exc.__class__.__name__}")
+        _build_wav(part, final, journal.rate, 0, (0, 0))
+    if journal.problems:
+        log.warning(
+            "event=recording_recovered_with_problems part=%s problems=%s",
+            part.name,
+            ";".join(journal.problems),
+        )
+    return final
+
+
+def recover(directory: Path) -> list[Path]:
+    """Complete every ``<id>.part`` left by a crash into ``<id>.wav``; never raises."""
+    recovered: list[Path] = []
+    try:
+        parts = sorted(p for p in Path(directory).iterdir() if p.name.endswith(PART_SUFFIX))
+    except OSError as exc:
+        log.error(
+            "event=recording_recovery_failed dir=%s error=%s", directory, exc.__class__.__name__
+        )
+        return recovered
+    for part in parts:
+        try:
+            if not part.is_dir() or part.name == PART_SUFFIX:
+                continue
+            final = _recover_one(part)
+        except Exception as exc:  # one bad .part must not stop the others or the server
+            log.error(
+                "event=recording_recovery_failed part=%s error=%s",
+                part.name,
+                exc.__class__.__name__,
+            )
+            continue
+        shutil.rmtree(part, ignore_errors=True)
+        log.info("event=recording_recovered part=%s wav=%s", part.name, final.name)
+        recovered.append(final)
+    return recovered
