@@ -1,14 +1,11 @@
-"""A fake-clock rig for the ACD engine, plus the layering rules of the package."""
+"""A fake-clock rig for the ACD engine (layering rules: tests/test_layering.py)."""
 
 from __future__ import annotations
 
-import ast
 import itertools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from acd.actions import (
     Action,
@@ -107,33 +104,6 @@ def of(kind: type, actions: Iterable[Action]) -> list[Any]:
 
 
 __all__ = ["AgentChanged", "Announce", "Bridge", "CancelOffer", "ExitQueue", "LogEvent", "Offer"]
-
-
-# ---------------------------------------------------------------- layering
-
-FORBIDDEN = {"asyncio", "socket", "time", "random", "signaling", "media", "ivr", "switchboard",
-             "recorder", "threading", "datetime"}
-MODULES = sorted((ROOT / "acd").glob("*.py"))
-
-
-def imported(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
-def test_sans_io_and_no_project_imports(path: Path) -> None:
-    assert imported(path) & FORBIDDEN == set()
-
-
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
-def test_modules_stay_small(path: Path) -> None:
-    assert len(path.read_text(encoding="utf-8").splitlines()) < 800
 
 
 def test_rig_runs_timers_at_their_deadlines() -> None:
