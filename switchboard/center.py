@@ -292,7 +292,9 @@ class ContactCenter:
             return
         pop = self._pop_event(offer, call)
         pop["decided_at"] = decided_at  # when the ACD chose the agent (pop latency = at - this)
-        await self.server.desk.send(offer.agent_id, pop)
+        desktops = await self.server.desk.send(offer.agent_id, pop)
+        log.info("event=pop_sent call=%s agent=%s desktops=%d at=%.6f", call.call_id,
+                 offer.agent_id, desktops, time.time())  # written out before the INVITE goes
         if leg.cancelled or offer.offer_id not in self.legs:
             self._release(leg)
             return

