@@ -17,7 +17,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = PACKAGE_ROOT / "config" / "switchboard.yaml"
 
 _TOP_KEYS = {"sip", "http", "rtp", "media", "prompts", "flows", "data_dir", "dids", "limits",
-             "log_level", "agents", "queues", "realm"}
+             "log_level", "agents", "queues", "realm", "users", "recording"}
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -59,6 +59,23 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 
 @dataclass
+class RecordingConfig:
+    """Which calls are recorded (the most specific setting wins: queue, flow, DID)."""
+
+    enabled: bool = True  # the default for calls no DID/flow/queue setting names
+    retention_days: float = 90.0  # 0 keeps recordings forever
+    directory: Path | None = None  # default: DATA_DIR/recordings
+    dids: dict[str, bool] = field(default_factory=dict)
+    flows: dict[str, bool] = field(default_factory=dict)
+    queues: dict[str, bool] = field(default_factory=dict)
+
+    def at_start(self, did: str, flow: str) -> bool:
+        if flow in self.flows:
+            return self.flows[flow]
+        return self.dids.get(did, self.enabled)
+
+
+@dataclass
 class ServerConfig:
     source: Path
     sip: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 5060))
@@ -79,6 +96,8 @@ class ServerConfig:
     queues_file: Path | None = None
     realm: str = "switchboard"
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # RFC 8760 order of preference
+    users_file: Path | None = None  # supervisors and admins of the web desktop and API
+    recording: RecordingConfig = field(default_factory=lambda: RecordingConfig())
 
     @property
     def sdp_ip(self) -> str:
@@ -128,6 +147,7 @@ class _Builder:
         self._network(cfg)
         self._paths(cfg, data)
         self._dids(cfg, data)
+        self._recording(cfg)
         if self.errors:
             raise ConfigError(self.errors)
         return cfg
@@ -173,7 +193,7 @@ class _Builder:
                 if not target.is_dir():
                     self.error((key,), f"'{key}' directory not found: {target}")
                 setattr(cfg, attr, target)
-        for key, attr in (("agents", "agents_file"), ("queues", "queues_file")):
+        for key, attr in (("agents", "agents_file"), ("queues", "queues_file"), ("users", "users_file")):
             if data.get(key):
                 target = (base / str(data[key])).resolve()
                 if not target.is_file():
@@ -202,6 +222,36 @@ class _Builder:
                 cfg.answer_delay[str(did)] = float(delay)
             else:
                 cfg.dids[str(did)] = str(target)
+
+    def _recording(self, cfg: ServerConfig) -> None:
+        section = self.section("recording")
+        rec = cfg.recording
+        for key in section:
+            if key not in ("enabled", "retention_days", "directory", "dids", "flows", "queues"):
+                self.error(("recording", key), f"unknown key 'recording.{key}'")
+        enabled = section.get("enabled", rec.enabled)
+        if not isinstance(enabled, bool):
+            self.error(("recording", "enabled"), "recording.enabled must be true or false")
+        else:
+            rec.enabled = enabled
+        days = section.get("retention_days", rec.retention_days)
+        if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+            self.error(("recording", "retention_days"),
+                       "recording.retention_days must be a number of days >= 0 (0 keeps forever)")
+        else:
+            rec.retention_days = float(days)
+        if section.get("directory"):
+            rec.directory = Path(str(section["directory"]))
+        for kind in ("dids", "flows", "queues"):
+            table = section.get(kind, {}) or {}
+            if not isinstance(table, dict):
+                self.error(("recording", kind), f"recording.{kind} maps names to true/false")
+                continue
+            for name, value in table.items():
+                if not isinstance(value, bool):
+                    self.error(("recording", kind, name), f"recording.{kind}.{name} must be true or false")
+                else:
+                    getattr(rec, kind)[str(name)] = value
 
     def _try(self, keypath: tuple[str | int, ...], fn: Any) -> None:
         try:
