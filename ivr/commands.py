@@ -48,6 +48,14 @@ class GetDigits:
     spec: DigitSpec
     barge_in: bool
     typeahead: str = ""
+    sensitive: bool = False  # the recording is paused while these digits are keyed
+
+
+@dataclass(frozen=True)
+class RecordControl:
+    """Pause or resume the call's recording (PCI); the driver answers with None."""
+
+    action: str  # 'pause' | 'resume'
 
 
 @dataclass(frozen=True)
@@ -105,5 +113,5 @@ class GetTime:
     """Ask the driver for the current time; the result is an aware ``datetime``."""
 
 
-Command = Play | GetDigits | HttpRequest | EnterQueue | Hangup | GetTime
+Command = Play | GetDigits | HttpRequest | EnterQueue | Hangup | GetTime | RecordControl
 Result = PlayResult | DigitsResult | HttpResult | QueueResult | datetime

@@ -28,6 +28,7 @@ from .commands import (
     Play,
     PlayResult,
     QueueResult,
+    RecordControl,
 )
 from .diagnostics import UsageError
 from .model import WAITING_TYPES, Flow, Node
@@ -44,6 +45,7 @@ _EXPECTED: dict[type, type] = {
     HttpRequest: HttpResult,
     EnterQueue: QueueResult,
     GetTime: datetime,
+    RecordControl: type(None),
 }
 
 
@@ -244,7 +246,8 @@ class FlowRun:
         for attempt in range(1, attempts + 1):
             prompts = tuple(node["prompts"] if attempt == 1 else retry)
             self._event("get_digits", node=node.id, attempt=attempt, prompts=list(prompts))
-            result = yield GetDigits(prompts, spec, node["barge_in"], self._take_typeahead())
+            result = yield GetDigits(prompts, spec, node["barge_in"], self._take_typeahead(),
+                                     bool(node.get("sensitive")))
             verdict, detail = judge(node, result)
             if verdict == "ok":
                 return detail
@@ -310,6 +313,11 @@ class FlowRun:
     def _do_goto(self, node: Node) -> Step:
         return str(node["node"])
         yield
+
+    def _do_record(self, node: Node) -> Step:
+        self._event("record", node=node.id, action=node["action"])
+        yield RecordControl(str(node["action"]))
+        return str(node["next"])
 
     def _do_hangup(self, node: Node) -> Step:
         self._event("hangup", node=node.id, reason=node["reason"])

@@ -63,6 +63,7 @@ _KIND_DESCRIPTIONS = {
     "schedule": "a mapping of days to time ranges",
     "holidays": "a list of dates",
     "method": "an HTTP method",
+    "record_action": "pause or resume",
 }
 
 

@@ -99,6 +99,7 @@ KINDS: dict[str, dict[str, Any]] = {
     },
     "holidays": {"type": "array", "items": {"type": "string", "pattern": DATE_PATTERN}},
     "method": {"enum": list(METHODS)},
+    "record_action": {"enum": ["pause", "resume"]},
 }
 
 _COMMON = {"type": Field("str", True), "description": Field("str")}
@@ -176,6 +177,7 @@ NODE_FIELDS: dict[str, dict[str, Field]] = {
     },
     "goto": {"node": Field("id"), "flow": Field("id")},
     "hangup": {"reason": Field("str", default="normal")},
+    "record": {"action": Field("record_action", True), "next": Field("id", True)},
 }
 
 # "at least one of" / "exactly one of" key groups, per node type.

@@ -29,6 +29,7 @@ from .commands import (
     HttpResult,
     Play,
     PlayResult,
+    RecordControl,
 )
 from .diagnostics import FlowError, UsageError
 from .digits import DigitCollector
@@ -172,6 +173,8 @@ class _Sim:
             return self.get_digits(cmd)
         if isinstance(cmd, GetTime):
             return self.start + timedelta(seconds=self.now)
+        if isinstance(cmd, RecordControl):
+            return None
         if isinstance(cmd, HttpRequest):
             if self.http is None:
                 return HttpResult(None, b"", NO_NETWORK)

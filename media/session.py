@@ -23,6 +23,9 @@ SAMPLES_PER_FRAME = 160
 INBAND_BATCH = 4  # frames decoded together for the in-band detector (80 ms)
 
 
+Tap = Callable[[str, bytes, str, int, int, float], None]
+
+
 class MediaListener(Protocol):
     def on_dtmf(self, digit: str, source: str) -> None: ...
     def on_play_done(self) -> None: ...
@@ -64,6 +67,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self._xlate: bytes | None = None  # PCMU<->PCMA table for what we relay
         self._relay_src: int | None = None  # SSRC of the stream we relay into our own
         self._ts_offset = 0
+        # A recording tap, (leg, payload, codec, rtp_ts, ssrc, now): what we hear is leg
+        # "caller", what we send (prompts, then the bridged agent) is leg "other".
+        self.tap: Tap | None = None
+        self._now: Callable[[], float] = clock or _loop_time
         # counters (metrics)
         self.rx_packets = 0
         self.rx_bad = 0
@@ -144,6 +151,8 @@ class RtpSession(asyncio.DatagramProtocol):
         remote = self.remote
         if remote is None or not self.sending or self.transport is None:
             return
+        if self.tap is not None:
+            self.tap("other", payload, self.codec, self.ts, self.ssrc, self._now())
         marker = 0x80 if self._marker else 0
         self._marker = False
         self.transport.sendto(
@@ -189,6 +198,8 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.relay.send_relayed(data, self.relay.pt, self._xlate)
             elif self._inband is not None:
                 self._inband_feed(data)
+            if self.tap is not None:
+                self._tap_in(data)
         elif 72 <= pt <= 76:
             pass  # RTCP multiplexed (RFC 5761 §4): not ours to count as audio
         else:
@@ -214,11 +225,9 @@ class RtpSession(asyncio.DatagramProtocol):
         remote = self.remote
         if pt is None or remote is None or not self.sending or self.transport is None:
             return
-        offset = 12 + 4 * (data[0] & 0x0F)
-        if data[0] & 0x10:
-            if len(data) < offset + 4:
-                return
-            offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
+        offset = payload_offset(data)
+        if offset is None:
+            return
         _, b1, _, ts, ssrc = HEADER.unpack_from(data)
         if ssrc != self._relay_src:
             # a new source stream: continue our timeline where it stands
@@ -228,21 +237,30 @@ class RtpSession(asyncio.DatagramProtocol):
         payload = data[offset:]
         if xlate is not None:
             payload = payload.translate(xlate)
+        if self.tap is not None and pt == self.pt:
+            self.tap("other", payload, self.codec, out_ts, self.ssrc, self._now())
         self.transport.sendto(
             HEADER.pack(0x80, pt | (b1 & 0x80), self.seq, out_ts, self.ssrc) + payload, remote)
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (out_ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.tx_packets += 1
 
+    def _tap_in(self, data: bytes) -> None:
+        assert self.tap is not None
+        offset = payload_offset(data)
+        if offset is None:
+            self.rx_bad += 1
+            return
+        _, _, _, ts, ssrc = HEADER.unpack_from(data)
+        self.tap("caller", data[offset:], self.codec, ts, ssrc, self._now())
+
     def _telephone_event(self, data: bytes) -> None:
         _, _, _, ts, ssrc = HEADER.unpack_from(data)
-        offset = 12 + 4 * (data[0] & 0x0F)
-        if data[0] & 0x10:
-            if len(data) < offset + 4:
-                self.rx_bad += 1
-                return
-            offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
-        now = self._clock() if self._clock is not None else _loop_time()
+        offset = payload_offset(data)
+        if offset is None:
+            self.rx_bad += 1
+            return
+        now = self._now()
         digit = self._rfc4733.feed(data[offset:offset + 4], ts, ssrc, now)
         if digit is not None:
             self.listener.on_dtmf(digit, "rfc4733")
@@ -268,6 +286,17 @@ class RtpSession(asyncio.DatagramProtocol):
             self.transport = None
 
 
+def payload_offset(data: bytes) -> int | None:
+    """Where the payload starts after the CSRC list and any header extension (RFC 3550
+    §5.3.1); None when the packet is too short for the extension it announces."""
+    offset = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if len(data) < offset + 4:
+            return None
+        offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
+    return offset
+
+
 def _transcode_table(src: str, dst: str) -> bytes:
     """G.711 code-to-code conversion: decode with one law, encode with the other."""
     return encode(dst, decode(src, bytes(range(256))))
@@ -281,4 +310,4 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
-__all__ = ["RtpSession", "MediaListener", "PAYLOAD_TYPES"]
+__all__ = ["RtpSession", "MediaListener", "PAYLOAD_TYPES", "Tap"]

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from media import g711
 from recorder.wavfile import read_wav, write_stereo_wav_chunks
 
-__all__ = ["LEFT", "RIGHT", "RecordingWriter", "recover"]
+__all__ = ["LEFT", "RIGHT", "FinishJob", "RecordingWriter", "WriteBatch", "recover", "write_batch"]
 
 log = logging.getLogger("switchboard.recorder")
 
@@ -72,22 +72,61 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _append_journal(part: Path, record: dict[str, Any]) -> None:
+def _append_journal(part: Path, record: dict[str, Any], durable: bool = True) -> None:
     line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     with open(part / JOURNAL, "ab") as journal:
         journal.write(line)
         journal.flush()
-        os.fsync(journal.fileno())
+        if durable:
+            os.fsync(journal.fileno())
 
 
-def _write_segment(path: Path, offset_samples: int, pcm: Int16Array) -> None:
+def _write_segment(path: Path, offset_samples: int, pcm: Int16Array, durable: bool = True) -> None:
     mode = "r+b" if path.exists() else "wb"
     with open(path, mode) as seg:
         seg.seek(offset_samples * 2)
         seg.write(pcm.astype("<i2").tobytes())
         seg.truncate()
         seg.flush()
-        os.fsync(seg.fileno())
+        if durable:
+            os.fsync(seg.fileno())
+
+
+@dataclass
+class WriteBatch:
+    """Segment writes plus the journal line that vouches for them (no writer state)."""
+
+    part: Path
+    chunks: list[tuple[str, int, Int16Array]]  # (leg, offset in samples, pcm)
+    record: dict[str, Any]
+    durable: bool  # fsync; without it the data still survives a crash of the process
+
+
+def write_batch(batch: WriteBatch) -> None:
+    """Segments first, then the journal line: the journal never vouches for audio that
+    is not in the segment files yet."""
+    for leg, offset, pcm in batch.chunks:
+        _write_segment(_segment_path(batch.part, leg), offset, pcm, batch.durable)
+    _append_journal(batch.part, batch.record, batch.durable)
+
+
+@dataclass
+class FinishJob:
+    """The I/O half of `RecordingWriter.finish`: last segments, then the WAV."""
+
+    batch: WriteBatch
+    part: Path
+    path: Path
+    rate: int
+    frames: int
+    counts: tuple[int, int]
+
+    def run(self) -> Path:
+        write_batch(self.batch)
+        _build_wav(self.part, self.path, self.rate, self.frames, self.counts)
+        shutil.rmtree(self.part, ignore_errors=True)
+        _fsync_dir(self.path.parent)
+        return self.path
 
 
 @dataclass
@@ -145,8 +184,16 @@ class RecordingWriter:
     """
 
     def __init__(
-        self, directory: Path, recording_id: str, *, started: float, rate: int = 8000
+        self,
+        directory: Path,
+        recording_id: str,
+        *,
+        started: float,
+        rate: int = 8000,
+        create: bool = True,
     ) -> None:
+        """With ``create=False`` nothing touches the disk yet: call `create` (from the
+        same worker that later runs this writer's batches) before the first batch."""
         if not recording_id or "/" in recording_id or recording_id.startswith("."):
             raise ValueError(f"bad recording id {recording_id!r}")
         if rate <= 0:
@@ -165,8 +212,16 @@ class RecordingWriter:
         self._finished = False
         self._pauses: list[tuple[int, int | None]] = []
         self._legs = {leg: _Leg() for leg in LEGS}
+        self._ready: dict[str, list[Int16Array]] = {leg: [] for leg in LEGS}
+        self._on_disk = dict.fromkeys(LEGS, 0)
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        """The ``.part`` directory and the journal header (I/O)."""
         self.part.mkdir(parents=True)
-        header = {"t": "header", "v": 1, "id": recording_id, "rate": rate, "started": started}
+        header = {"t": "header", "v": 1, "id": self.recording_id, "rate": self.rate,
+                  "started": self.started}
         _append_journal(self.part, header)
         _fsync_dir(self.directory)
 
@@ -199,38 +254,50 @@ class RecordingWriter:
 
     @property
     def samples(self) -> tuple[int, int]:
+        """Samples per leg that are final (handed to `take_io`, on disk or about to be)."""
         return self._legs[LEFT].written, self._legs[RIGHT].written
 
     def flush(self, now: float) -> None:
         """Place, decode and durably append what `add` buffered since the last flush."""
         if self._finished:
             raise RuntimeError(f"recording {self.recording_id} is already finished")
-        self._flush(now, final=False)
+        self.advance(now)
+        write_batch(self.take_io(now, durable=True))
 
     def finish(self, now: float) -> Path:
         """Flush everything, pad to the call length, write the WAV atomically."""
         if self._finished:
             return self.path
-        self._accepting = False
-        self._flush(now, final=True)
-        frames = max(self._pos(now), *self.samples)
-        _build_wav(self.part, self.path, self.rate, frames, self.samples)
-        shutil.rmtree(self.part, ignore_errors=True)
-        _fsync_dir(self.directory)
-        self._finished = True
+        self.prepare_finish(now).run()
         return self.path
 
-    def _flush(self, now: float, *, final: bool) -> None:
+    def prepare_finish(self, now: float) -> FinishJob:
+        """The event-loop half of `finish`: place the last packets. The returned job does
+        the I/O (segments, journal, WAV) and may run in a worker thread."""
+        if self._finished:
+            raise RuntimeError(f"recording {self.recording_id} is already finished")
+        self._accepting = False
+        self.advance(now, final=True)
+        batch = self.take_io(now, durable=True)
+        frames = max(self._pos(now), *self.samples)
+        self._finished = True
+        return FinishJob(batch, self.part, self.path, self.rate, frames, self.samples)
+
+    def advance(self, now: float, *, final: bool = False) -> list[tuple[str, int, Int16Array]]:
+        """Decode and place what `add` buffered; audio older than the holdback becomes
+        final. Returns the newly final audio as ``(leg, first_sample, pcm)`` (paused spans
+        already silenced) for live analytics. No I/O: runs on the event loop."""
         batch = self._buf[:]
         del self._buf[:]
         placed = [self._locate(*packet) for packet in batch]
-        ends: dict[str, int] = {}
+        limit = max(self._pos(now) - round(HOLDBACK_SECONDS * self.rate), 0)
+        ends: dict[str, int] = {} if final else dict.fromkeys(LEGS, limit)
         for item in placed:
             if item is not None:
                 leg, pos, pcm = item
                 ends[leg] = max(ends.get(leg, 0), pos + len(pcm))
         for leg, end in ends.items():
-            self._legs[leg].grow(end)  # once per flush, not once per packet
+            self._legs[leg].grow(end)  # once per advance, not once per packet
         for item in placed:
             if item is not None:
                 leg, pos, pcm = item
@@ -238,20 +305,33 @@ class RecordingWriter:
         for start, stop in self._pauses:
             for state in self._legs.values():
                 state.silence(start, stop)
-        limit = max(self._pos(now) - round(HOLDBACK_SECONDS * self.rate), 0)
-        commits = {leg: self._commit_len(state, limit, final) for leg, state in self._legs.items()}
-        for leg, n in commits.items():
+        out: list[tuple[str, int, Int16Array]] = []
+        for leg in LEGS:
             state = self._legs[leg]
+            n = self._commit_len(state, limit, final)
             if n:
-                _write_segment(_segment_path(self.part, leg), state.written, state.tail[:n])
-        counts = [self._legs[leg].written + commits[leg] for leg in LEGS]
-        _append_journal(self.part, {"t": "flush", "now": now, "samples": counts})
-        for leg, n in commits.items():
-            state = self._legs[leg]
-            state.written += n
-            state.tail = state.tail[n:].copy()
-            state.filled = state.filled[n:].copy()
+                chunk = state.tail[:n].copy()
+                out.append((leg, state.written, chunk))
+                self._ready[leg].append(chunk)
+                state.written += n
+                state.tail = state.tail[n:].copy()
+                state.filled = state.filled[n:].copy()
         self._pauses = [(a, b) for a, b in self._pauses if b is None or b > self._written_min()]
+        return out
+
+    def take_io(self, now: float, *, durable: bool) -> WriteBatch:
+        """The disk writes for audio made final since the last call; `write_batch` runs
+        them (in a worker thread if the caller likes: the batch shares no state)."""
+        chunks = []
+        for leg in LEGS:
+            ready = self._ready[leg]
+            if ready:
+                pcm = ready[0] if len(ready) == 1 else np.concatenate(ready)
+                chunks.append((leg, self._on_disk[leg], pcm))
+                self._on_disk[leg] += len(pcm)
+                ready.clear()
+        record = {"t": "flush", "now": now, "samples": [self._on_disk[leg] for leg in LEGS]}
+        return WriteBatch(self.part, chunks, record, durable)
 
     def _written_min(self) -> int:
         return min(state.written for state in self._legs.values())

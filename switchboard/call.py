@@ -25,6 +25,7 @@ from ivr.commands import (
     Play,
     PlayResult,
     QueueResult,
+    RecordControl,
 )
 from ivr.digits import DigitCollector
 from ivr.interpreter import FlowRun
@@ -35,6 +36,7 @@ from media.session import RtpSession
 from .cdr import iso
 
 if TYPE_CHECKING:
+    from .recording import CallRecording
     from .server import Server
 
 log = logging.getLogger("switchboard.call")
@@ -72,6 +74,8 @@ class Call:
         self._collector: DigitCollector | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self.recording: CallRecording | None = None  # while the call is being recorded
+        self.recording_id: str | None = None  # for the CDR, also after the recording ends
 
     @property
     def ended(self) -> bool:
@@ -104,6 +108,7 @@ class Call:
         if self.ended:
             return
         self._command = command
+        self._pci(command)
         if isinstance(command, Play):
             self._play(command)
         elif isinstance(command, GetDigits):
@@ -114,9 +119,29 @@ class Call:
             self._enter_queue(command)
         elif isinstance(command, Hangup):
             self.hangup(f"flow_hangup:{command.reason}" if command.reason else "flow_hangup")
+        elif isinstance(command, RecordControl):
+            self.loop.call_soon(self._send, None)
         else:
             log.error("event=flow_unknown_command call=%s command=%r", self.call_id, command)
             self.hangup("flow_error")
+
+    def _pci(self, command: Any) -> None:
+        """A sensitive collect pauses the recording until the flow moves on; a `record`
+        node pauses/resumes it for the flow. Fails closed: an error leaves it paused."""
+        rec = self.recording
+        if rec is None:
+            return
+        try:
+            if isinstance(command, GetDigits) and command.sensitive:
+                rec.pause("pci")
+            else:
+                rec.resume("pci")
+            if isinstance(command, RecordControl):
+                (rec.pause if command.action == "pause" else rec.resume)("flow")
+        except Exception:
+            log.exception("event=recording_pause_failed call=%s", self.call_id)
+            rec.reasons.add("error")
+            rec.writer.pause(self.loop.time())
 
     def _step(self, result: object) -> Any:
         assert self.run is not None
@@ -187,6 +212,7 @@ class Call:
         """Join the ACD queue; the caller hears the entry prompts, then hold music."""
         assert self.session is not None
         self.queue = command.queue
+        self._queue_recording(command.queue)
         log.info("event=queue_enter call=%s queue=%s priority=%d", self.call_id, command.queue,
                  command.priority)
         self._hold = self._frames((command.music or "music_on_hold", "please_hold"))
@@ -198,6 +224,17 @@ class Call:
         if center is None or not center.enqueue(self, command):
             self.loop.call_soon(self.queue_result, "error")
 
+    def _queue_recording(self, queue: str) -> None:
+        """The queue's recording setting, when it has one, beats the DID's and the flow's."""
+        recordings = self.server.recordings
+        wanted = self.server.cfg.recording.queues.get(queue)
+        if wanted is False and self.recording is not None:
+            recordings.end(self, stopped=f"queue {queue} is not recorded")
+        elif wanted and self.recording is None:
+            recordings.begin(self)
+        if self.recording is not None:
+            self.recording.event("queued", queue=queue)
+
     # -- called by the contact center ---------------------------------------------------
 
     def connected(self, agent_id: str) -> None:
@@ -205,6 +242,8 @@ class Call:
         self.agent = agent_id
         self.bridged_at = time.time()
         self._command = None
+        if self.recording is not None:
+            self.recording.event("bridged", agent=agent_id, queue=self.queue)
 
     def announce(self, prompts: tuple[str, ...]) -> None:
         """Position/wait announcement instead of the hold music, then the music again;
@@ -242,6 +281,8 @@ class Call:
         if self.ended:
             return
         self.server.stats["dtmf_" + source] += 1
+        if self.recording is not None:
+            self.recording.on_dtmf(digit, source)
         command = self._command
         if self._collector is not None:
             collector = self._collector
@@ -322,7 +363,7 @@ class Call:
             "vars": self.collected_vars(),
             "queue": self.queue,
             "agent": self.agent,
-            "recording": None,
+            "recording": self.recording_id,
             "bridged_at": iso(self.bridged_at),
             "flow_version": self.flow.version if self.flow else None,
             "codec": self.session.codec if self.session else None,

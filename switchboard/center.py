@@ -393,6 +393,9 @@ class ContactCenter:
         record = {"time": iso(event.time + self._wall_offset()), "call_id": event.call_id or None,
                   "queue": event.queue or None, "agent": event.agent or None, "event": event.event,
                   "data": dict(event.data)}
+        rec = self.server.recordings.get(event.call_id) if event.call_id else None
+        if rec is not None:
+            record["recording"] = rec.id
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         os.write(self._qlog, line.encode())
 

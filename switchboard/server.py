@@ -54,6 +54,7 @@ from .config import LOOPBACK_HOSTS, ConfigError, ServerConfig
 from .desk import AgentDesk
 from .history import CustomerHistory, customer_key
 from .httpclient import FlowHttpClient
+from .recording import Recordings
 
 log = logging.getLogger("switchboard.server")
 
@@ -80,6 +81,7 @@ class Server:
         self.registered: set[str] = set()  # agents with at least one binding
         self.rtp_totals: Counter[str] = Counter()
         self.center: ContactCenter | None = None
+        self.recordings = Recordings(cfg.recording, cfg.data_dir)
         self._gc_started = 0.0
 
     # -- start / stop --------------------------------------------------------------------
@@ -99,6 +101,7 @@ class Server:
         self.cdr = CdrWriter(cfg.data_dir)
         self.history = CustomerHistory(cfg.data_dir)
         self.desk = AgentDesk(set(self.acd_settings.agents))
+        await self.recordings.start()
         self.clock = MediaClock()
         self.clock.start()
         local = {"UDP": (cfg.sdp_ip, cfg.sip.port), "TCP": (cfg.sdp_ip, cfg.sip.port)}
@@ -166,6 +169,7 @@ class Server:
             self.clock.stop()
         if self.center is not None:
             self.center.close()
+        await self.recordings.stop()
         await self.desk.close()
         self.history.close()
         if self._poll_task is not None:
@@ -339,6 +343,8 @@ class Server:
             call.play_then_hangup((PROMPT_BY_CODE[call.feature],), "feature_code")
             return
         assert call.flow is not None
+        if self.cfg.recording.at_start(call.did, call.flow.name):
+            self.recordings.begin(call)
         call.start_flow(call.flow)
 
     async def _bind(self, call: Call) -> int:
@@ -487,6 +493,7 @@ class Server:
         self.calls.pop(call.handle, None)
         if self.center is not None:
             self.center.caller_gone(call)
+        self.recordings.end(call)  # after the queue log's last line, which names it
         record = call.cdr()  # before the session goes: the CDR names its codec
         if call.queue is not None:
             account = record["vars"].get("account")

@@ -18,7 +18,8 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "media": (set(), {"session.py", "clock.py"}),
     "acd": (set(), set()),
     "ivr": (set(), set()),
-    "recorder": ({"media"}, set()),
+    # mediastream: an aiohttp WebSocket client; hooks: one worker thread per analyzer
+    "recorder": ({"media"}, {"mediastream.py", "hooks.py"}),
 }
 EXTRA_IO = {"acd": {"datetime"}}  # the ACD takes `now` as a float: no wall clock at all
 MODULES = [(pkg, path) for pkg in sorted(RULES) for path in sorted((ROOT / pkg).glob("*.py"))]

@@ -89,7 +89,7 @@ def test_lint_paths_reports_load_errors_and_duplicates(tmp_path: Path) -> None:
     assert got == [
         f"{tmp_path / 'b.yml'}:1:7: duplicate flow name 't' (also in {tmp_path / 'a.yaml'})",
         f"{tmp_path / 'c.yaml'}:4:13: node 'a': unknown node type 'nope' (known: play, collect, menu, say_digits, "
-        "set, branch, hours, http, queue, goto, hangup)",
+        "set, branch, hours, http, queue, goto, hangup, record)",
     ]
 
 

@@ -1,0 +1,469 @@
+"""Network recording of calls: the RTP Switchboard relays, into one stereo WAV per call.
+
+The caller's RTP session carries a tap (``media.session.Tap``): what the caller sends
+is the left channel, what the caller hears (IVR prompts, then the agent) the right.
+The tap only appends to the call's `RecordingWriter` buffer. Every 100 ms a single
+pass over the live recordings places the buffered packets (on the event loop: a few
+numpy operations per call) and feeds the final audio to analytics; about once a
+second per call (staggered, so a thousand calls never flush in the same pass) the
+disk writes go to one I/O thread, in order. Files per recording, in the recordings
+directory:
+
+- ``<id>.part/``: segments and journal while the call is up (``recorder.writer``);
+- ``<id>.meta.json``: the sidecar so far, rewritten at each call event, so that a
+  crash still knows whose call it was;
+- ``<id>.wav`` and ``<id>.json`` (the sidecar) once the call ends; a crash leaves the
+  first two, which `Recordings.start` turns into the last two, marked interrupted.
+
+PCI pauses fail closed: the recording is paused while *any* reason holds (a sensitive
+collect, a flow node, an API call), and a failure while changing the pause state
+leaves it paused. DTMF keyed while paused is written to the sidecar as masked, and is
+neither logged nor passed to analytics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from recorder.wavfile import read_wav
+from recorder.writer import PART_SUFFIX, RecordingWriter, recover, write_batch
+
+from .cdr import iso
+
+if TYPE_CHECKING:
+    from .call import Call
+    from .config import RecordingConfig
+
+log = logging.getLogger("switchboard.recording")
+
+TICK = 0.1  # seconds between placement passes (analytics get ~100 ms chunks)
+FLUSH_EVERY = 10  # ticks between disk writes of one recording (1 s)
+FSYNC_EVERY = 10  # disk writes between fsyncs of one recording (process crashes lose
+# nothing written; fsync bounds what an OS crash or power loss can take)
+RETENTION_CHECK = 3600.0
+_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{12}")
+
+
+class AudioConsumer(Protocol):
+    """Live analytics or a media stream: gets final audio and call events."""
+
+    def audio(self, leg: str, t: float, pcm: np.ndarray) -> None: ...
+    def event(self, event: dict[str, Any]) -> None: ...
+    def close(self, t: float) -> None: ...
+
+
+def valid_id(recording_id: str) -> bool:
+    return bool(_ID.fullmatch(recording_id))
+
+
+def new_id(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + uuid.uuid4().hex[:12]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(data, out, separators=(",", ":"), default=str)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+class CallRecording:
+    """One call's recording: the writer, the pause state and the sidecar being built."""
+
+    def __init__(self, owner: Recordings, call: Call, recording_id: str, started: float) -> None:
+        self.owner = owner
+        self.call = call
+        self.id = recording_id
+        self.started = started  # loop time of the timeline's zero (the answer)
+        self.wall_started = time.time()
+        self.writer = RecordingWriter(owner.directory, recording_id, started=started,
+                                      create=False)
+        self.reasons: set[str] = set()
+        self.pauses: list[dict[str, Any]] = []
+        self.dtmf: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.consumers: list[AudioConsumer] = []
+        self.flushes = 0
+        self.phase = 0  # which tick of FLUSH_EVERY this recording writes on
+        self.stopped: str | None = None
+
+    # -- timeline ------------------------------------------------------------------------
+
+    def t(self) -> float:
+        return round(max(self.owner.loop.time() - self.started, 0.0), 3)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.reasons)
+
+    def event(self, kind: str, **data: Any) -> None:
+        event = {"t": self.t(), "type": kind, **data}
+        self.events.append(event)
+        self._tell(event)
+        self.owner.save_meta(self)
+
+    def _tell(self, event: dict[str, Any]) -> None:
+        for consumer in self.consumers:
+            try:
+                consumer.event(event)
+            except Exception:  # a consumer never takes the recording down
+                log.exception("event=recording_consumer_failed recording=%s", self.id)
+
+    # -- PCI pause -------------------------------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        was = self.paused
+        self.reasons.add(reason)
+        if not was:
+            self.writer.pause(self.owner.loop.time())
+            self.pauses.append({"start": self.t(), "end": None, "reason": reason})
+            self.event("paused", reason=reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self.reasons:
+            return
+        self.reasons.discard(reason)
+        if not self.reasons:
+            self.writer.resume(self.owner.loop.time())
+            if self.pauses:
+                self.pauses[-1]["end"] = self.t()
+            self.event("resumed", reason=reason)
+
+    def on_dtmf(self, digit: str, source: str) -> None:
+        if self.paused:
+            self.dtmf.append({"t": self.t(), "masked": True})
+            return
+        entry = {"t": self.t(), "digit": digit, "leg": "caller", "source": source}
+        self.dtmf.append(entry)
+        self._tell({"type": "dtmf", **entry})
+
+    # -- sidecar ---------------------------------------------------------------------------
+
+    def sidecar(self, *, ended: bool) -> dict[str, Any]:
+        call = self.call
+        record = call.cdr()
+        return {
+            "recording_id": self.id,
+            "call_id": call.call_id,
+            "did": call.did,
+            "caller": call.caller,
+            "flow": record["flow"],
+            "account": record["vars"].get("account"),
+            "vars": record["vars"],
+            "queue": call.queue,
+            "agent": call.agent,
+            "started_at": iso(self.wall_started),
+            "answered_at": iso(call.answered_at),
+            "bridged_at": iso(call.bridged_at),
+            "ended_at": iso(call.ended_at) if ended else None,
+            "end_reason": call.end_reason if ended else None,
+            "duration_s": self.t(),
+            "rate": self.writer.rate,
+            "channels": {"left": "caller", "right": "other"},
+            "wav": f"{self.id}.wav",
+            "interrupted": False,
+            "stopped": self.stopped,
+            "pauses": [dict(p) for p in self.pauses],
+            "dtmf": list(self.dtmf),
+            "events": list(self.events),
+            "timeline": list(self.timeline),
+        }
+
+
+class Recordings:
+    """Every live recording of the process, the I/O thread and the finished index."""
+
+    def __init__(self, cfg: RecordingConfig, data_dir: Path) -> None:
+        self.cfg = cfg
+        self.directory = Path(cfg.directory or Path(data_dir) / "recordings")
+        self.active: dict[str, CallRecording] = {}  # by call id
+        self.index: dict[str, dict[str, Any]] = {}  # finished, by recording id
+        self.io = ThreadPoolExecutor(1, thread_name_prefix="recorder-io")
+        self.stats = {"started": 0, "finished": 0, "recovered": 0, "io_errors": 0,
+                      "dropped_packets": 0, "deleted": 0}
+        self.consumer_factories: list[Callable[[CallRecording], AudioConsumer | None]] = []
+        self._ticks = 0
+        self._task: asyncio.Task[None] | None = None
+        self._next_retention = 0.0
+        self._pending = 0  # I/O jobs queued
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        recovered = await self.loop.run_in_executor(self.io, self._recover)
+        self.stats["recovered"] += len(recovered)
+        for sidecar in await self.loop.run_in_executor(self.io, self._load_index):
+            self.index[sidecar["recording_id"]] = _summary(sidecar)
+        self._task = self.loop.create_task(self._run())
+        log.info("event=recordings_ready dir=%s finished=%d recovered=%d", self.directory,
+                 len(self.index), len(recovered))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for rec in list(self.active.values()):
+            self.end(rec.call)
+        await self.loop.run_in_executor(self.io, lambda: None)  # drain
+        self.io.shutdown(wait=True)
+
+    # -- per call --------------------------------------------------------------------------
+
+    def begin(self, call: Call) -> CallRecording | None:
+        """At answer (or at queue entry, for a queue that records when the DID did not)."""
+        if call.call_id in self.active:
+            return self.active[call.call_id]
+        rec = CallRecording(self, call, new_id(time.time()), self.loop.time())
+        rec.phase = len(self.active) % FLUSH_EVERY
+        self.active[call.call_id] = rec
+        self._submit(rec.writer.create)
+        self.stats["started"] += 1
+        for factory in self.consumer_factories:
+            try:
+                consumer = factory(rec)
+            except Exception:
+                log.exception("event=recording_consumer_failed recording=%s", rec.id)
+                consumer = None
+            if consumer is not None:
+                rec.consumers.append(consumer)
+        if call.session is not None:
+            call.session.tap = rec.writer.add
+        call.recording, call.recording_id = rec, rec.id
+        log.info("event=recording_start call=%s recording=%s", call.call_id, rec.id)
+        rec.event("start", did=call.did, caller=call.caller)
+        return rec
+
+    def get(self, call_id: str) -> CallRecording | None:
+        return self.active.get(call_id)
+
+    def end(self, call: Call, stopped: str | None = None) -> str | None:
+        """The call ended (or a queue that is not recorded took it): finish the WAV."""
+        rec = self.active.pop(call.call_id, None)
+        if rec is None:
+            return None
+        call.recording = None
+        if call.session is not None and call.session.tap == rec.writer.add:
+            call.session.tap = None
+        rec.stopped = stopped
+        rec.event("end", reason=call.end_reason or stopped)
+        self._deliver(rec, rec.writer.advance(self.loop.time()))
+        for consumer in rec.consumers:
+            try:
+                consumer.close(rec.t())
+            except Exception:
+                log.exception("event=recording_consumer_failed recording=%s", rec.id)
+        self.stats["dropped_packets"] += rec.writer.dropped
+        job = rec.writer.prepare_finish(self.loop.time())
+        sidecar = rec.sidecar(ended=stopped is None)
+        if stopped is not None:
+            sidecar["ended_at"] = iso(time.time())
+        directory = self.directory
+
+        def finish() -> dict[str, Any]:
+            job.run()
+            _write_json(directory / f"{rec.id}.json", sidecar)
+            (directory / f"{rec.id}.meta.json").unlink(missing_ok=True)
+            return sidecar
+
+        future = self.loop.run_in_executor(self.io, finish)
+        self._pending += 1
+        future.add_done_callback(lambda f: self._finished(rec, f))
+        log.info("event=recording_end call=%s recording=%s", call.call_id, rec.id)
+        return rec.id
+
+    def _finished(self, rec: CallRecording, future: asyncio.Future[dict[str, Any]]) -> None:
+        self._pending -= 1
+        if future.cancelled() or future.exception() is not None:
+            self.stats["io_errors"] += 1
+            log.error("event=recording_finish_failed recording=%s error=%r", rec.id,
+                      None if future.cancelled() else future.exception())
+            return
+        self.index[rec.id] = _summary(future.result())
+        self.stats["finished"] += 1
+
+    def add_timeline(self, call_id: str, event: dict[str, Any]) -> None:
+        rec = self.active.get(call_id)
+        if rec is not None:
+            event.setdefault("t", rec.t())
+            rec.timeline.append(event)
+
+    def save_meta(self, rec: CallRecording) -> None:
+        sidecar = rec.sidecar(ended=False)
+        path = self.directory / f"{rec.id}.meta.json"
+        self._submit(lambda: _write_json(path, sidecar))
+
+    # -- the pass every 100 ms -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                self._tick()
+            except Exception:  # keep recording the other calls
+                log.exception("event=recording_tick_failed")
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        self._ticks += 1
+        slot = self._ticks % FLUSH_EVERY
+        for rec in list(self.active.values()):
+            due = rec.phase == slot
+            if rec.consumers:
+                self._deliver(rec, rec.writer.advance(now))
+            elif due:
+                rec.writer.advance(now)
+            if due:
+                rec.flushes += 1
+                batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
+                self._submit(lambda b=batch: write_batch(b))  # type: ignore[misc]
+        if now >= self._next_retention:
+            self._next_retention = now + RETENTION_CHECK
+            self.apply_retention()
+
+    def _deliver(self, rec: CallRecording, chunks: list[tuple[str, int, Any]]) -> None:
+        if not rec.consumers:
+            return
+        rate = rec.writer.rate
+        for leg, start, pcm in chunks:
+            for consumer in rec.consumers:
+                try:
+                    consumer.audio(leg, start / rate, pcm)
+                except Exception:
+                    log.exception("event=recording_consumer_failed recording=%s", rec.id)
+
+    def _submit(self, job: Callable[[], Any]) -> None:
+        self._pending += 1
+        future = self.loop.run_in_executor(self.io, job)
+        future.add_done_callback(self._io_done)
+
+    def _io_done(self, future: asyncio.Future[Any]) -> None:
+        self._pending -= 1
+        if not future.cancelled() and future.exception() is not None:
+            self.stats["io_errors"] += 1
+            log.error("event=recording_io_failed error=%r", future.exception())
+
+    @property
+    def io_backlog(self) -> int:
+        return self._pending
+
+    # -- finished recordings -----------------------------------------------------------------
+
+    def path(self, recording_id: str, kind: str) -> Path | None:
+        if not valid_id(recording_id) or recording_id not in self.index:
+            return None
+        return self.directory / f"{recording_id}.{kind}"
+
+    def sidecar(self, recording_id: str) -> dict[str, Any] | None:
+        path = self.path(recording_id, "json")
+        if path is None:
+            return None
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def delete(self, recording_id: str) -> bool:
+        if self.path(recording_id, "wav") is None:
+            return False
+        self.index.pop(recording_id, None)
+        for suffix in ("wav", "json"):
+            (self.directory / f"{recording_id}.{suffix}").unlink(missing_ok=True)
+        self.stats["deleted"] += 1
+        log.info("event=recording_deleted recording=%s", recording_id)
+        return True
+
+    def apply_retention(self) -> int:
+        days = self.cfg.retention_days
+        if days <= 0:
+            return 0
+        cutoff = time.time() - days * 86400
+        old = [rid for rid, summary in self.index.items()
+               if summary.get("_ended", cutoff + 1) < cutoff]
+        for rid in old:
+            self.delete(rid)
+        if old:
+            log.info("event=recording_retention deleted=%d days=%g", len(old), days)
+        return len(old)
+
+    # -- start-up (I/O thread) ------------------------------------------------------------------
+
+    def _recover(self) -> list[Path]:
+        wavs = recover(self.directory)
+        for wav in wavs:
+            rid = wav.name[: -len(".wav")]
+            meta_path = self.directory / f"{rid}.meta.json"
+            try:
+                sidecar = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                sidecar = {"recording_id": rid, "timeline": [], "events": [], "dtmf": [],
+                           "pauses": []}
+            try:
+                rate, frames = read_wav(wav)
+                duration = round(len(frames) / rate, 3)
+            except (OSError, ValueError):
+                duration = 0.0
+            sidecar.update(recording_id=rid, interrupted=True, duration_s=duration,
+                           wav=wav.name, end_reason="interrupted")
+            sidecar.setdefault("ended_at", None)
+            if not sidecar.get("ended_at"):
+                sidecar["ended_at"] = iso(wav.stat().st_mtime)
+            for pause in sidecar.get("pauses", []):
+                if pause.get("end") is None:
+                    pause["end"] = duration
+            _write_json(self.directory / f"{rid}.json", sidecar)
+            meta_path.unlink(missing_ok=True)
+            log.warning("event=recording_interrupted recording=%s duration=%.1f", rid, duration)
+        for meta in self.directory.glob("*.meta.json"):  # a crash before any audio
+            rid = meta.name[: -len(".meta.json")]
+            if not (self.directory / f"{rid}{PART_SUFFIX}").exists():
+                meta.unlink(missing_ok=True)
+        return wavs
+
+    def _load_index(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.directory.glob("*.json")):
+            if path.name.endswith(".meta.json") or not valid_id(path.stem):
+                continue
+            try:
+                sidecar = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                log.warning("event=recording_sidecar_unreadable file=%s", path.name)
+                continue
+            if isinstance(sidecar, dict) and (self.directory / f"{path.stem}.wav").exists():
+                sidecar["recording_id"] = path.stem
+                out.append(sidecar)
+        return out
+
+
+SUMMARY_FIELDS = ("recording_id", "call_id", "did", "caller", "account", "flow", "queue",
+                  "agent", "started_at", "ended_at", "duration_s", "interrupted", "end_reason")
+
+
+def _summary(sidecar: dict[str, Any]) -> dict[str, Any]:
+    from datetime import datetime
+
+    summary = {key: sidecar.get(key) for key in SUMMARY_FIELDS}
+    summary["id"] = summary["recording_id"]
+    ended = sidecar.get("ended_at") or sidecar.get("started_at")
+    try:
+        summary["_ended"] = datetime.fromisoformat(str(ended)).timestamp()
+    except ValueError:
+        summary["_ended"] = time.time()
+    return summary
