@@ -1,0 +1,116 @@
+"""Built-in analyzers (talk, stress, keywords) and the framing and energy VAD they share.
+
+Audio reaches an analyzer in chunks of about 100 ms stamped with timeline seconds; the
+analyzers work on fixed frames, so `Framer` cuts each leg's chunks into frames that keep
+their own timeline position and starts afresh where the stamps show a gap (a PCI pause,
+lost packets). `EnergyVad` is the frame-level speech/non-speech decision the talk and
+stress analyzers both use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["RATE", "EnergyVad", "Framer", "check_positive", "frame_levels", "parse_options"]
+
+RATE = 8000
+FloatArray = npt.NDArray[np.float64]
+FULL_SCALE = 32768.0
+SILENT_DB = -100.0  # the level given to digital silence
+
+
+def frame_levels(frames: FloatArray) -> FloatArray:
+    """RMS level of each row in dBFS (a full-scale square wave is 0 dB)."""
+    power = np.mean(np.square(frames / FULL_SCALE), axis=-1)
+    return np.maximum(10.0 * np.log10(power + 1e-12), SILENT_DB)
+
+
+@dataclass
+class Framer:
+    """Cuts one leg's stamped chunks into frames of `window` samples every `hop` samples."""
+
+    hop: int
+    window: int
+    _buf: FloatArray = field(default_factory=lambda: np.zeros(0))
+    _t: float = 0.0  # timeline seconds of _buf[0]
+
+    def push(self, t: float, pcm: npt.NDArray[np.int16]) -> tuple[FloatArray, FloatArray]:
+        """Add a chunk; return ``(starts, frames)``: each complete frame's timeline start
+        (seconds) and the frames as float rows. A chunk that does not continue the previous
+        one within half a hop drops the unfinished frame."""
+        expected = self._t + len(self._buf) / RATE
+        if not len(self._buf) or abs(t - expected) > self.hop / RATE / 2:
+            self._buf, self._t = pcm.astype(np.float64), t
+        else:
+            self._buf = np.concatenate([self._buf, pcm.astype(np.float64)])
+        count = (len(self._buf) - self.window) // self.hop + 1
+        if count <= 0:
+            return np.zeros(0), np.zeros((0, self.window))
+        windows = np.lib.stride_tricks.sliding_window_view(self._buf, self.window)
+        frames = windows[: count * self.hop : self.hop].copy()
+        starts = (self._t + np.arange(count) * (self.hop / RATE)).astype(np.float64)
+        self._buf = self._buf[count * self.hop :]
+        self._t += count * self.hop / RATE
+        return starts, frames
+
+
+@dataclass
+class EnergyVad:
+    """Speech where a frame's level clears both `threshold_db` and the noise floor plus
+    `margin_db`. The floor follows quiet frames down at once and creeps up at
+    `floor_rise_db_per_s`, so a steady line noise stops counting as speech within
+    seconds while the dips between words keep the floor low during speech."""
+
+    threshold_db: float = -40.0
+    margin_db: float = 10.0
+    floor_rise_db_per_s: float = 3.0
+    floor_db: float = -60.0
+
+    def active(self, levels: FloatArray, frame_s: float) -> npt.NDArray[np.bool_]:
+        rise = self.floor_rise_db_per_s * frame_s
+        out = np.zeros(len(levels), dtype=bool)
+        for i, level in enumerate(levels.tolist()):
+            self.floor_db = min(level, self.floor_db + rise)
+            out[i] = level > max(self.threshold_db, self.floor_db + self.margin_db)
+        return out
+
+
+def parse_options(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """`defaults` updated with `options`; ValueError for an unknown key or a wrong type.
+
+    A default's type is the option's type: a float takes any number, a list any list, and
+    a None default an optional string (a path)."""
+    out = dict(defaults)
+    for key, value in options.items():
+        if key not in defaults:
+            raise ValueError(f"unknown option {key!r} (known: {', '.join(sorted(defaults))})")
+        default = defaults[key]
+        if isinstance(default, bool):
+            kind, ok = "true or false", isinstance(value, bool)
+        elif isinstance(default, int | float):
+            kind = "a number"
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = ok and (isinstance(value, int) or isinstance(default, float))
+        elif isinstance(default, list):
+            kind, ok = "a list", isinstance(value, list)
+        else:
+            kind, ok = "a string", isinstance(value, str)
+        if not ok:
+            raise ValueError(f"option {key!r}: expected {kind}, not {value!r}")
+        out[key] = value
+    return out
+
+
+def check_positive(options: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        if not options[key] > 0:
+            raise ValueError(f"option {key!r}: must be positive, not {options[key]!r}")
+
+
+# Last: `recorder.hooks` imports the built-ins back, and they need the helpers above
+# and `Analyzer` from it, whichever of the two modules is imported first.
+from recorder.hooks import Analyzer  # noqa: E402,F401

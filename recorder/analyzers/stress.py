@@ -1,0 +1,240 @@
+"""A caller stress indicator: pitch and loudness against the caller's own baseline.
+
+An arousal heuristic, not emotion detection (docs/analytics.md says why). Every 20 ms
+frame of one leg (the caller by default) that the energy VAD calls speech gets an F0
+estimate with YIN (de Cheveigné & Kawahara 2002: difference function, cumulative mean
+normalised difference, absolute threshold, parabolic interpolation) and an RMS level.
+Frames YIN finds aperiodic are left out.
+
+The first `baseline_s` seconds of voiced speech give the caller's baseline: mean and
+spread of F0 in semitones and of the level in dB. After that, every `report_s` seconds
+with at least `min_voiced_s` of voiced speech, the window's median F0 and level become
+z-scores against that baseline, and their mean is the ``score`` emitted. A score of
+`alert_z` or more raises an ``alert`` (at most one per `cooldown_s`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.analyzers import RATE, EnergyVad, Framer, check_positive, frame_levels, parse_options
+from recorder.hooks import Analyzer, Emit
+
+__all__ = ["StressAnalyzer", "yin"]
+
+FloatArray = npt.NDArray[np.float64]
+HOP = 160  # 20 ms
+FRAME_S = HOP / RATE
+WINDOW = 240  # 30 ms integration window of the difference function
+F0_MIN, F0_MAX = 70.0, 400.0
+TAU_MIN, TAU_MAX = int(RATE / F0_MAX), math.ceil(RATE / F0_MIN)
+SPAN = WINDOW + TAU_MAX + 1  # samples one F0 estimate looks at
+BATCH = 25  # frames (0.5 s) analyzed together
+# Only lags 0..TAU_MAX are read, and head[j] * x[j + lag] never wraps past SPAN samples.
+NFFT = 1 << math.ceil(math.log2(SPAN))
+# Spreads below these are a too-steady baseline (a monotone reader, a synthetic tone):
+# dividing by them would turn any small change into a huge z-score.
+MIN_SD_SEMITONES, MIN_SD_DB = 1.0, 2.0
+
+DEFAULTS: dict[str, Any] = {
+    "leg": "caller",
+    "baseline_s": 6.0,  # seconds of voiced speech that make the baseline
+    "report_s": 5.0,  # one score per this many seconds of call time
+    "min_voiced_s": 1.0,  # a window with less voiced speech gives no score
+    "alert_z": 2.0,
+    "cooldown_s": 60.0,
+    "yin_threshold": 0.2,
+    "threshold_db": -40.0,
+    "margin_db": 10.0,
+}
+
+
+def yin(frames: FloatArray, threshold: float = 0.2) -> tuple[FloatArray, FloatArray]:
+    """F0 in Hz of each row of `frames` (rows of at least SPAN samples at 8 kHz), and its
+    aperiodicity (the normalised difference at the chosen lag: 0 is perfectly periodic).
+    A row with no lag under `threshold` gets F0 = 0."""
+    x = frames[:, :SPAN]
+    head = x[:, :WINDOW]
+    cross = np.fft.irfft(np.fft.rfft(x, NFFT) * np.conj(np.fft.rfft(head, NFFT)), NFFT)
+    cross = cross[:, : TAU_MAX + 1]
+    energy = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x * x, axis=1)], axis=1)
+    lags = np.arange(TAU_MAX + 1)
+    shifted = energy[:, lags + WINDOW] - energy[:, lags]
+    diff = np.maximum(energy[:, [WINDOW]] + shifted - 2.0 * cross, 0.0)
+    running = np.cumsum(diff[:, 1:], axis=1)
+    cmnd = np.ones_like(diff)
+    cmnd[:, 1:] = diff[:, 1:] * lags[1:] / np.maximum(running, 1e-12)
+    tau = _dips(cmnd, threshold)
+    rows = np.flatnonzero(tau > 0)
+    f0 = np.zeros(len(x))
+    aperiodicity = np.ones(len(x))
+    aperiodicity[rows] = cmnd[rows, tau[rows]]
+    f0[rows] = RATE / _refine(cmnd[rows], tau[rows])
+    return f0, aperiodicity
+
+
+def _dips(cmnd: FloatArray, threshold: float) -> npt.NDArray[np.intp]:
+    """Per row, the first lag in range under the threshold, followed down to its local
+    minimum; 0 where no lag is under the threshold."""
+    search = cmnd[:, TAU_MIN : TAU_MAX + 1]
+    below = search < threshold
+    first = np.argmax(below, axis=1)
+    # The local minimum: the first lag from `first` on where the curve stops falling.
+    stops = np.diff(search, axis=1, append=np.inf) >= 0
+    stops &= np.arange(search.shape[1]) >= first[:, None]
+    tau = TAU_MIN + np.argmax(stops, axis=1)
+    return np.where(below.any(axis=1), tau, 0)
+
+
+def _refine(cmnd: FloatArray, tau: npt.NDArray[np.intp]) -> FloatArray:
+    """Parabolic interpolation of each row's minimum around `tau` (1 <= tau < last)."""
+    index = np.arange(len(tau))
+    a, b, c = cmnd[index, tau - 1], cmnd[index, tau], cmnd[index, np.minimum(tau + 1, TAU_MAX)]
+    bend = a - 2 * b + c
+    shift = np.where(bend > 0, 0.5 * (a - c) / np.where(bend > 0, bend, 1.0), 0.0)
+    return (tau + np.clip(shift, -1.0, 1.0)).astype(np.float64)
+
+
+def semitones(f0: FloatArray) -> FloatArray:
+    return 12.0 * np.log2(f0 / 100.0)
+
+
+@dataclass
+class _Baseline:
+    pitch: float  # mean F0, semitones re 100 Hz
+    pitch_sd: float
+    level: float  # mean level, dBFS
+    level_sd: float
+
+    @classmethod
+    def of(cls, pitch: list[float], level: list[float]) -> _Baseline:
+        return cls(float(np.mean(pitch)), max(float(np.std(pitch)), MIN_SD_SEMITONES),
+                   float(np.mean(level)), max(float(np.std(level)), MIN_SD_DB))
+
+    def describe(self, voiced_s: float) -> dict[str, float]:
+        return {"f0_hz": round(100.0 * 2 ** (self.pitch / 12), 1),
+                "f0_sd_st": round(self.pitch_sd, 2), "level_db": round(self.level, 1),
+                "level_sd_db": round(self.level_sd, 1), "voiced_s": round(voiced_s, 2)}
+
+
+@dataclass
+class _Window:
+    start: float | None = None
+    pitch: list[float] = field(default_factory=list)
+    level: list[float] = field(default_factory=list)
+
+
+class StressAnalyzer(Analyzer):
+    """Raised pitch and loudness against the caller's own start. Options: see `DEFAULTS`."""
+
+    name: ClassVar[str] = "stress"
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> None:
+        opts = parse_options(DEFAULTS, options)
+        check_positive(opts, "baseline_s", "report_s", "min_voiced_s", "yin_threshold")
+        if opts["leg"] not in ("caller", "other"):
+            raise ValueError(f"option 'leg': 'caller' or 'other', not {opts['leg']!r}")
+        if opts["min_voiced_s"] > opts["report_s"]:
+            raise ValueError("option 'min_voiced_s' cannot exceed 'report_s'")
+
+    def __init__(self, call: dict[str, Any], emit: Emit, options: dict[str, Any]) -> None:
+        super().__init__(call, emit, options)
+        self.validate_options(options)
+        self.opts = parse_options(DEFAULTS, options)
+        self.framer = Framer(HOP, SPAN)
+        self.vad = EnergyVad(self.opts["threshold_db"], self.opts["margin_db"])
+        self.paused = False
+        self.pending: list[tuple[FloatArray, FloatArray]] = []  # frames not analyzed yet
+        self.pending_frames = 0
+        self.baseline: _Baseline | None = None
+        self.window = _Window()  # the baseline's frames first, then each report window's
+        self.voiced_s = 0.0
+        self.scores: list[float] = []
+        self.alerts = 0
+        self.last_alert = float("-inf")
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind in ("paused", "resumed"):
+            self.paused = kind == "paused"
+        elif kind == "end":
+            self._analyze()
+            self.emit(self.summary())
+
+    def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
+        if leg != self.opts["leg"] or self.paused:
+            return
+        starts, frames = self.framer.push(t, pcm)
+        if len(starts):
+            self.pending.append((starts, frames))
+            self.pending_frames += len(starts)
+            if self.pending_frames >= BATCH:
+                self._analyze()
+
+    def _analyze(self) -> None:
+        """The frames gathered so far, in one batch: numpy's per-call cost is paid once."""
+        if not self.pending:
+            return
+        starts = np.concatenate([s for s, _ in self.pending])
+        frames = np.concatenate([f for _, f in self.pending])
+        self.pending, self.pending_frames = [], 0
+        levels = frame_levels(frames[:, :WINDOW])
+        speech = self.vad.active(levels, FRAME_S)
+        f0 = np.zeros(len(starts))
+        if speech.any():
+            f0[speech] = yin(frames[speech], self.opts["yin_threshold"])[0]
+        voiced = f0 > 0
+        pitch = semitones(np.where(voiced, f0, 100.0))
+        for start, is_voiced, st, db in zip(starts.tolist(), voiced.tolist(), pitch.tolist(),
+                                            levels.tolist(), strict=True):
+            self._frame(start, is_voiced, st, db)
+
+    def _frame(self, start: float, voiced: bool, pitch: float, level: float) -> None:
+        window = self.window
+        if window.start is None:
+            window.start = start
+        if voiced:
+            self.voiced_s += FRAME_S
+            window.pitch.append(pitch)
+            window.level.append(level)
+        if self.baseline is None:
+            if len(window.pitch) * FRAME_S >= self.opts["baseline_s"]:
+                self.baseline = _Baseline.of(window.pitch, window.level)
+                self.window = _Window()
+        elif start + FRAME_S - window.start >= self.opts["report_s"]:
+            if len(window.pitch) * FRAME_S >= self.opts["min_voiced_s"]:
+                self._score(self.baseline, window, start + FRAME_S)
+            self.window = _Window()
+
+    def _score(self, base: _Baseline, window: _Window, t: float) -> None:
+        pitch_z = (float(np.median(window.pitch)) - base.pitch) / base.pitch_sd
+        level_z = (float(np.median(window.level)) - base.level) / base.level_sd
+        score = (pitch_z + level_z) / 2
+        self.scores.append(score)
+        f0 = 100.0 * 2 ** (float(np.median(window.pitch)) / 12)
+        self.emit({"type": "score", "name": "stress", "value": round(score, 2),
+                   "f0_z": round(pitch_z, 2), "level_z": round(level_z, 2),
+                   "f0_hz": round(f0, 1), "voiced_s": round(len(window.pitch) * FRAME_S, 2),
+                   "leg": self.opts["leg"], "t": round(t, 3)})
+        if score >= self.opts["alert_z"] and t - self.last_alert >= self.opts["cooldown_s"]:
+            self.last_alert = t
+            self.alerts += 1
+            self.emit({"type": "alert", "kind": "stress", "value": round(score, 2),
+                       "leg": self.opts["leg"], "t": round(t, 3)})
+
+    def summary(self) -> dict[str, Any]:
+        base = self.baseline
+        return {
+            "type": "summary", "leg": self.opts["leg"],
+            "baseline": base.describe(self.opts["baseline_s"]) if base else None,
+            "voiced_s": round(self.voiced_s, 2), "scores": len(self.scores),
+            "max": round(max(self.scores), 2) if self.scores else None,
+            "mean": round(float(np.mean(self.scores)), 2) if self.scores else None,
+            "alerts": self.alerts,
+        }

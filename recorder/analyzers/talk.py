@@ -1,0 +1,206 @@
+"""Talk time, silence and over-talk per leg, and a dead-air alert while bridged.
+
+Each leg runs an `EnergyVad` on 20 ms frames. A talk segment opens at a speech frame and
+closes at the last speech frame once `hangover_ms` have passed without speech, so the
+gaps between words do not split it but its end is not stretched by the hangover. The
+summary, emitted at the end of the call, adds up per leg:
+
+- ``talk_s``: time inside talk segments; ``silence_s``: the rest of the audio received;
+- ``overtalk_s``: time both legs were talking that this leg started (it talked over the
+  other), and ``interruptions``: how many of its segments began inside the other's.
+
+Dead air: while bridged and not paused, once neither leg has spoken for `dead_air_s`,
+an ``alert`` (``state: "started"``) is emitted, and another (``state: "ended"``) when
+someone speaks again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from recorder.analyzers import RATE, EnergyVad, Framer, check_positive, frame_levels, parse_options
+from recorder.hooks import Analyzer, Emit
+
+__all__ = ["TalkAnalyzer", "overlaps"]
+
+FRAME = 160  # 20 ms
+FRAME_S = FRAME / RATE
+DEFAULTS: dict[str, Any] = {
+    "threshold_db": -40.0,  # a frame quieter than this is never speech
+    "margin_db": 10.0,  # above the tracked noise floor
+    "hangover_ms": 300.0,  # pause that does not end a talk segment
+    "dead_air_s": 10.0,  # both legs silent this long while bridged: alert
+    "scope": "bridged",  # "bridged": count from the bridge on; "call": the whole call
+}
+
+Segment = tuple[float, float]
+
+
+def overlaps(a: list[Segment], b: list[Segment]) -> list[tuple[float, float, int]]:
+    """Intersections of two sorted segment lists: (start, end, who) where `who` is 0 when
+    a's segment began later (a talked over b), 1 when b's did, -1 when both began together."""
+    out: list[tuple[float, float, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            who = 0 if a[i][0] > b[j][0] else 1 if b[j][0] > a[i][0] else -1
+            out.append((start, end, who))
+        if a[i][1] <= b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+@dataclass
+class _Leg:
+    vad: EnergyVad
+    hangover: float
+    framer: Framer = field(default_factory=lambda: Framer(FRAME, FRAME))
+    segments: list[Segment] = field(default_factory=list)
+    opened: float | None = None  # start of the open segment
+    last_speech: float = float("-inf")  # end of the last speech frame
+    heard_s: float = 0.0  # audio received while counting
+    until: float = 0.0  # end of the last frame processed
+
+    def frames(self, starts: npt.NDArray[np.float64], active: npt.NDArray[np.bool_],
+               counting: bool) -> None:
+        for start, speech in zip(starts.tolist(), active.tolist(), strict=True):
+            self.until = start + FRAME_S
+            if not counting:
+                self.close()
+                continue
+            self.heard_s += FRAME_S
+            if speech:
+                if self.opened is None:
+                    self.opened = start
+                self.last_speech = self.until
+            elif self.opened is not None and self.until - self.last_speech >= self.hangover:
+                self.close()
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.segments.append((self.opened, self.last_speech))
+            self.opened = None
+
+    def talk_s(self) -> float:
+        return sum(end - start for start, end in self.segments)
+
+
+class TalkAnalyzer(Analyzer):
+    """Talk time, silence, over-talk per leg; dead-air alerts. Options: see `DEFAULTS`."""
+
+    name: ClassVar[str] = "talk"
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> None:
+        opts = parse_options(DEFAULTS, options)
+        check_positive(opts, "hangover_ms", "dead_air_s")
+        if opts["scope"] not in ("bridged", "call"):
+            raise ValueError(f"option 'scope': 'bridged' or 'call', not {opts['scope']!r}")
+
+    def __init__(self, call: dict[str, Any], emit: Emit, options: dict[str, Any]) -> None:
+        super().__init__(call, emit, options)
+        self.validate_options(options)
+        opts = parse_options(DEFAULTS, options)
+        self.dead_air_s = float(opts["dead_air_s"])
+        self.scope = opts["scope"]
+        self.legs = {
+            leg: _Leg(EnergyVad(opts["threshold_db"], opts["margin_db"]), opts["hangover_ms"] / 1000)
+            for leg in ("caller", "other")
+        }
+        self.bridged = False
+        self.paused = False
+        self.quiet_since: float | None = None  # dead-air clock start; None when not watching
+        self.dead_air_since: float | None = None  # the episode alerted, until speech ends it
+        self.dead_air: list[Segment] = []
+
+    @property
+    def counting(self) -> bool:
+        return not self.paused and (self.bridged or self.scope == "call")
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind, t = event["type"], float(event["t"])
+        if kind == "bridged" and not self.bridged:
+            self.bridged = True
+            self.quiet_since = t
+        elif kind == "paused":
+            self._end_dead_air(t)
+            self.paused, self.quiet_since = True, None
+        elif kind == "resumed" and self.paused:
+            self.paused = False
+            self.quiet_since = t if self.bridged else None
+        elif kind == "end":
+            self._end_dead_air(t)
+            for leg in self.legs.values():
+                leg.close()
+            self.emit(self.summary(t))
+
+    def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
+        state = self.legs.get(leg)
+        if state is None:
+            return
+        starts, frames = state.framer.push(t, pcm)
+        if not len(starts):
+            return
+        active = state.vad.active(frame_levels(frames), FRAME_S)
+        state.frames(starts, active, self.counting)
+        self._watch_dead_air()
+
+    def _watch_dead_air(self) -> None:
+        if self.quiet_since is None:
+            return
+        if self.dead_air_since is not None:
+            resumed = self._speech_since(self.dead_air_since)
+            if resumed is not None:
+                self._end_dead_air(resumed)
+            return
+        spoke = max(self.quiet_since, *(leg.last_speech for leg in self.legs.values()))
+        # The leg that is ahead sets "now": audio missing from the other leg is silence.
+        now = max(leg.until for leg in self.legs.values())
+        if now - spoke >= self.dead_air_s:
+            self.dead_air_since = spoke
+            self.emit({"type": "alert", "kind": "dead_air", "state": "started",
+                       "since": round(spoke, 3), "t": round(spoke + self.dead_air_s, 3)})
+
+    def _speech_since(self, since: float) -> float | None:
+        """Start of the first talk segment that began after `since`, if any."""
+        starts = [leg.opened for leg in self.legs.values() if leg.opened is not None]
+        starts += [leg.segments[-1][0] for leg in self.legs.values() if leg.segments]
+        return min((s for s in starts if s >= since), default=None)
+
+    def _end_dead_air(self, end: float) -> None:
+        since = self.dead_air_since
+        if since is None:
+            return
+        self.dead_air.append((since, end))
+        self.dead_air_since = None
+        self.emit({"type": "alert", "kind": "dead_air", "state": "ended", "since": round(since, 3),
+                   "silent_s": round(end - since, 3), "t": round(end, 3)})
+
+    def summary(self, t: float) -> dict[str, Any]:
+        caller, other = self.legs["caller"], self.legs["other"]
+        both = overlaps(caller.segments, other.segments)
+        legs: dict[str, Any] = {}
+        for index, (name, leg) in enumerate(self.legs.items()):
+            talk = leg.talk_s()
+            over = sum((end - start) * (1.0 if who == index else 0.5)
+                       for start, end, who in both if who in (index, -1))
+            legs[name] = {
+                "talk_s": round(talk, 2),
+                "silence_s": round(max(leg.heard_s - talk, 0.0), 2),
+                "overtalk_s": round(over, 2),
+                "interruptions": len({start for start, _, who in both if who == index}),
+                "segments": len(leg.segments),
+            }
+        return {
+            "type": "summary", "t": round(t, 3), "scope": self.scope, "legs": legs,
+            "overtalk_s": round(sum(end - start for start, end, _ in both), 2),
+            "dead_air": {"count": len(self.dead_air),
+                         "seconds": round(sum(e - s for s, e in self.dead_air), 2)},
+        }

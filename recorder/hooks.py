@@ -1,0 +1,487 @@
+"""Analytics hooks: in-process plugins that hear a call's events and audio while it is live.
+
+A plugin is an `Analyzer` subclass. The `HookHost` makes one instance per call per plugin
+and feeds it call events (start, DTMF, bridged, paused, resumed, queued, end) and decoded
+PCM per leg; what the instance emits goes to `on_emit`, which the server routes to the
+recording's sidecar, the queue log and the desktops' WebSockets.
+
+The host sits beside the media path, never on it:
+
+- ``start_call``/``event``/``audio``/``end_call`` only append to each plugin's own bounded
+  mailbox and return; a full mailbox refuses audio first (control events have a reserve,
+  and ``end`` is always accepted, so per-call state is always cleaned up). Refusals are
+  counted as drops.
+- One worker thread per plugin runs its instances, so a slow plugin only drops its own data.
+- A plugin's exception is counted and logged (rate-limited) and never reaches the caller,
+  the other calls or the other plugins. An instance whose ``__init__`` failed is skipped
+  for that call.
+
+``synchronous=True`` runs everything inline, without threads: offline replay
+(`recorder.replay`) and unit tests use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "Analyzer",
+    "HookHost",
+    "load_factories",
+]
+
+log = logging.getLogger("switchboard.hooks")
+
+ENTRY_POINT_GROUP = "switchboard.analyzers"
+LEGS = ("caller", "other")
+RATE = 8000
+# Beyond this many emitted events per call, an instance's further events are dropped: a
+# plugin stuck in a loop must not flood the event loop with callbacks.
+MAX_EMITS_PER_CALL = 1000
+LOG_INTERVAL = 10.0  # seconds between two error lines of the same plugin
+
+Emit = Callable[[dict[str, Any]], None]
+Int16Array = npt.NDArray[np.int16]
+
+
+class Analyzer:
+    """Base class. One instance per call per plugin, created in the plugin's worker thread.
+
+    `call` holds ``call_id``, ``recording_id`` (may be None), ``did``, ``caller``, ``flow``
+    and ``account`` (may be None or masked). `emit(event)` takes a dict with at least
+    ``"type"`` ("alert", "tag", "score", "summary"...); the host adds ``source`` (this
+    plugin's name), ``call_id`` and ``t`` when they are missing.
+    """
+
+    name: ClassVar[str] = "analyzer"
+
+    def __init__(self, call: dict[str, Any], emit: Emit, options: dict[str, Any]) -> None:
+        self.call = call
+        self.emit = emit
+        self.options = options
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> None:
+        """Raise ValueError for options this plugin cannot use; called once at config load."""
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """``{"type": ..., "t": seconds on the call timeline, ...}``; see docs/analytics.md."""
+
+    def on_audio(self, leg: str, t: float, pcm: Int16Array) -> None:
+        """`pcm`: read-only int16 mono 8 kHz of `leg`; `t`: timeline seconds of its first sample."""
+
+    def close(self) -> None:
+        """After the ``end`` event (or at host shutdown); release resources here."""
+
+
+class _Loop(Protocol):
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> object: ...
+
+
+# -- loading from config ----------------------------------------------------------------
+
+Factory = tuple[str, Any, dict[str, Any]]
+
+
+def _resolve_path(path: str) -> Any:
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"analyzer path {path!r}: expected 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(f"analyzer path {path!r}: cannot import {module_name}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"analyzer path {path!r}: {module_name} has no {attr}") from None
+    return obj
+
+
+def _resolve_name(name: str) -> Any:
+    if name in BUILTIN:
+        return BUILTIN[name]
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        known = sorted(set(BUILTIN) | {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
+        raise ValueError(f"unknown analyzer {name!r}: known are {', '.join(known)}, "
+                         f"or give a path as 'package.module:Class'")
+    try:
+        return found[0].load()
+    except Exception as exc:
+        raise ValueError(f"analyzer {name!r}: entry point {found[0].value} "
+                         f"does not load: {exc}") from exc
+
+
+def _factory(item: Any) -> Factory:
+    if isinstance(item, str):
+        item = {"path": item} if ":" in item else {"name": item}
+    if not isinstance(item, dict):
+        raise ValueError(f"analyzer entry {item!r}: expected a name, a path or a mapping")
+    unknown = set(item) - {"name", "path", "options"}
+    if unknown:
+        raise ValueError(f"analyzer entry {item!r}: unknown keys {', '.join(sorted(unknown))}")
+    options = item.get("options")
+    options = {} if options is None else options
+    name, path = item.get("name"), item.get("path")
+    if not isinstance(options, dict):
+        raise ValueError(f"analyzer {name or path!r}: options must be a mapping")
+    if path is not None:
+        if not isinstance(path, str):
+            raise ValueError(f"analyzer path {path!r}: expected 'package.module:Class'")
+        factory = _resolve_path(path)
+        name = name or getattr(factory, "name", None) or path.rpartition(":")[2].lower()
+    elif isinstance(name, str) and name:
+        factory = _resolve_name(name)
+    else:
+        raise ValueError(f"analyzer entry {item!r}: needs a 'name' or a 'path'")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"analyzer entry {item!r}: bad name {name!r}")
+    if not callable(factory):
+        raise ValueError(f"analyzer {name!r}: {factory!r} is not a class or a callable")
+    validate = getattr(factory, "validate_options", None)
+    if callable(validate):
+        try:
+            validate(options)
+        except ValueError as exc:
+            raise ValueError(f"analyzer {name!r}: {exc}") from exc
+    return name, factory, dict(options)
+
+
+def load_factories(spec: list[Any]) -> list[Factory]:
+    """Config items -> ``(name, factory, options)``; ValueError names what is wrong.
+
+    Items: ``"talk"``, ``{"name": "stress", "options": {...}}``,
+    ``{"path": "pkg.mod:Class", "options": {...}}`` (``"pkg.mod:Class"`` alone works too).
+    Names resolve against `BUILTIN` first, then the ``switchboard.analyzers`` entry points.
+    """
+    if not isinstance(spec, list):
+        raise ValueError("analyzers: expected a list")
+    factories = [_factory(item) for item in spec]
+    names = [name for name, _, _ in factories]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"analyzers: {', '.join(twice)} configured twice "
+                         f"(give one of them another 'name')")
+    return factories
+
+
+# -- the host ---------------------------------------------------------------------------
+
+# Mailbox items: (kind, call_id, payload). kind is "start", "event", "audio", "end", "stop".
+Item = tuple[str, str, Any]
+_STOP: Item = ("stop", "", None)
+
+
+class _Mailbox:
+    """A bounded FIFO: audio up to `capacity`, control events up to `capacity + reserve`,
+    ``end`` and ``stop`` always (one per call, so bounded by the live calls)."""
+
+    def __init__(self, capacity: int, reserve: int) -> None:
+        self.capacity = capacity
+        self.reserve = reserve
+        self._items: deque[Item] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self.refused = 0
+
+    def put(self, item: Item) -> bool:
+        kind = item[0]
+        with self._ready:
+            size = len(self._items)
+            if kind == "audio" and size >= self.capacity or (
+                kind in ("start", "event") and size >= self.capacity + self.reserve
+            ):
+                self.refused += 1
+                return False
+            self._items.append(item)
+            self._ready.notify()
+            return True
+
+    def get(self) -> Item:
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            return self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class _CallState:
+    now: float  # timeline seconds of the data being processed: the default "t" of emits
+    emitted: int = 0
+
+
+@dataclass
+class _Plugin:
+    """One configured plugin: its mailbox, its live instances, its counters.
+
+    Counters are written by one thread each (`mailbox.refused` under the mailbox lock by
+    the producers, the rest by the worker), so reading them needs no lock."""
+
+    name: str
+    factory: Any
+    options: dict[str, Any]
+    mailbox: _Mailbox
+    instances: dict[str, tuple[Analyzer, _CallState]] = field(default_factory=dict)
+    delivered: int = 0
+    discarded: int = 0  # items of a call without an instance (its start dropped or failed)
+    errors: int = 0
+    last_log: float = float("-inf")
+    unlogged: int = 0
+    thread: threading.Thread | None = None
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "dropped": self.mailbox.refused + self.discarded,
+            "errors": self.errors,
+            "queued": len(self.mailbox),
+            "calls": len(self.instances),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class HookHost:
+    """Runs the configured analyzers for every call; see the module docstring."""
+
+    def __init__(
+        self,
+        factories: Sequence[tuple[str, Any, dict[str, Any]]],
+        on_emit: Callable[[str, dict[str, Any]], None],
+        *,
+        loop: _Loop | None = None,
+        queue_size: int = 256,
+        synchronous: bool = False,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be positive, not {queue_size}")
+        self._on_emit = on_emit
+        self._loop = loop
+        self._synchronous = synchronous
+        self._closed = False
+        reserve = max(16, queue_size // 4)
+        self._plugins = [
+            _Plugin(name, factory, dict(options), _Mailbox(queue_size, reserve))
+            for name, factory, options in factories
+        ]
+        if not synchronous:
+            for plugin in self._plugins:
+                plugin.thread = threading.Thread(
+                    target=self._work, args=(plugin,), name=f"hook-{plugin.name}", daemon=True
+                )
+                plugin.thread.start()
+
+    # -- called from the event loop: cheap, never raise ------------------------------
+
+    def start_call(self, call_id: str, call: dict[str, Any], t: float = 0.0) -> None:
+        try:
+            info = dict(call)
+            info.setdefault("call_id", call_id)
+            self._post(("start", call_id, (info, float(t))))
+        except Exception as exc:
+            log.warning("event=hook_bad_start call_id=%s error=%s", call_id, exc)
+
+    def event(self, call_id: str, event: dict[str, Any]) -> None:
+        try:
+            kind = event.get("type")
+            if kind in ("start", "end"):
+                raise ValueError(f"{kind!r} goes through start_call/end_call")
+            if kind == "dtmf" and (event.get("masked") or "digit" not in event):
+                return  # sensitive input never reaches a plugin
+            self._post(("event", call_id, dict(event, t=float(event["t"]))))
+        except Exception as exc:
+            log.warning("event=hook_bad_event call_id=%s error=%s", call_id, exc)
+
+    def audio(self, call_id: str, leg: str, t: float, pcm: npt.ArrayLike) -> None:
+        try:
+            chunk = np.array(pcm, dtype=np.int16).reshape(-1)  # a copy the caller can't touch
+            chunk.flags.writeable = False  # one array shared by every plugin
+            self._post(("audio", call_id, (leg, float(t), chunk)))
+        except Exception as exc:
+            log.warning("event=hook_bad_audio call_id=%s error=%s", call_id, exc)
+
+    def end_call(self, call_id: str, t: float) -> None:
+        try:
+            self._post(("end", call_id, float(t)))
+        except Exception as exc:
+            log.warning("event=hook_bad_end call_id=%s error=%s", call_id, exc)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per plugin: delivered, dropped, errors (counters); queued, calls (gauges)."""
+        return {plugin.name: plugin.stats() for plugin in self._plugins}
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the workers (closing the instances still open); return within `timeout`.
+
+        A plugin stuck in its code keeps its daemon thread; the host forgets it."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._synchronous:
+            for plugin in self._plugins:
+                self._stop(plugin)
+            return
+        for plugin in self._plugins:
+            plugin.mailbox.put(_STOP)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        for plugin in self._plugins:
+            if plugin.thread is not None:
+                plugin.thread.join(max(deadline - time.monotonic(), 0.0))
+                if plugin.thread.is_alive():
+                    log.warning("event=hook_stuck analyzer=%s", plugin.name)
+
+    def _post(self, item: Item) -> None:
+        if self._closed:
+            return
+        for plugin in self._plugins:
+            if self._synchronous:
+                self._handle(plugin, item)
+            else:
+                plugin.mailbox.put(item)
+
+    # -- the worker side ------------------------------------------------------------
+
+    def _work(self, plugin: _Plugin) -> None:
+        while True:
+            item = plugin.mailbox.get()
+            if item[0] == "stop":
+                self._stop(plugin)
+                return
+            self._handle(plugin, item)
+
+    def _stop(self, plugin: _Plugin) -> None:
+        for call_id in list(plugin.instances):
+            self._close(plugin, call_id)
+
+    def _handle(self, plugin: _Plugin, item: Item) -> None:
+        kind, call_id, payload = item
+        if kind == "start":
+            self._start(plugin, call_id, *payload)
+            return
+        found = plugin.instances.get(call_id)
+        if found is None:
+            plugin.discarded += 1
+            return
+        analyzer, state = found
+        if kind == "audio":
+            leg, t, pcm = payload
+            state.now = t + len(pcm) / RATE
+            self._call(plugin, call_id, analyzer.on_audio, leg, t, pcm)
+        elif kind == "event":
+            state.now = payload["t"]
+            self._call(plugin, call_id, analyzer.on_event, dict(payload))
+        elif kind == "end":
+            state.now = payload
+            self._call(plugin, call_id, analyzer.on_event, {"type": "end", "t": payload})
+            self._close(plugin, call_id)
+
+    def _start(self, plugin: _Plugin, call_id: str, call: dict[str, Any], t: float) -> None:
+        if call_id in plugin.instances:
+            self._close(plugin, call_id)  # a repeated start replaces the old instance
+        state = _CallState(t)
+        try:
+            analyzer = plugin.factory(
+                dict(call), self._emitter(plugin, call_id, state), dict(plugin.options)
+            )
+        except Exception:
+            self._failed(plugin, call_id, "init")
+            return
+        plugin.instances[call_id] = (analyzer, state)
+        self._call(plugin, call_id, analyzer.on_event, {"type": "start", "t": t})
+
+    def _close(self, plugin: _Plugin, call_id: str) -> None:
+        analyzer, _ = plugin.instances.pop(call_id)
+        try:
+            analyzer.close()
+        except Exception:
+            self._failed(plugin, call_id, "close")
+
+    def _call(self, plugin: _Plugin, call_id: str, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            self._failed(plugin, call_id, getattr(method, "__name__", "call"))
+        else:
+            plugin.delivered += 1
+
+    def _failed(self, plugin: _Plugin, call_id: str, where: str) -> None:
+        """Count the error; log it with its traceback at most once per LOG_INTERVAL."""
+        plugin.errors += 1
+        now = time.monotonic()
+        if now - plugin.last_log < LOG_INTERVAL:
+            plugin.unlogged += 1
+            return
+        log.warning(
+            "event=hook_error analyzer=%s call_id=%s in=%s suppressed=%d",
+            plugin.name, call_id, where, plugin.unlogged, exc_info=True,
+        )
+        plugin.last_log, plugin.unlogged = now, 0
+
+    def _emitter(self, plugin: _Plugin, call_id: str, state: _CallState) -> Emit:
+        def emit(event: dict[str, Any]) -> None:
+            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                raise TypeError(f"emit takes a dict with a 'type' string, not {event!r}")
+            # A JSON round trip: numpy scalars become numbers, and the plugin can go on
+            # mutating its dict without racing the event loop.
+            out = json.loads(json.dumps(event, default=_jsonable))
+            out.setdefault("source", plugin.name)
+            out.setdefault("call_id", call_id)
+            out.setdefault("t", round(state.now, 3))
+            state.emitted += 1
+            if state.emitted > MAX_EMITS_PER_CALL:
+                plugin.discarded += 1
+                return
+            self._deliver(call_id, out)
+
+        return emit
+
+    def _deliver(self, call_id: str, event: dict[str, Any]) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._safe_emit, call_id, event)
+            except RuntimeError:  # the loop closed under us: shutting down
+                pass
+        else:
+            self._safe_emit(call_id, event)
+
+    def _safe_emit(self, call_id: str, event: dict[str, Any]) -> None:
+        try:
+            self._on_emit(call_id, event)
+        except Exception:
+            log.exception("event=hook_emit_failed call_id=%s source=%s",
+                          call_id, event.get("source"))
+
+
+# The built-ins import `Analyzer` from this module, so they come after it.
+from recorder.analyzers.keywords import KeywordAnalyzer  # noqa: E402
+from recorder.analyzers.stress import StressAnalyzer  # noqa: E402
+from recorder.analyzers.talk import TalkAnalyzer  # noqa: E402
+
+BUILTIN: dict[str, type[Analyzer]] = {
+    cls.name: cls for cls in (TalkAnalyzer, StressAnalyzer, KeywordAnalyzer)
+}
