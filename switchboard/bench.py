@@ -93,6 +93,7 @@ class Bench:
         self.clock: dict[str, Any] = {}
         self.peak_bridged = 0
         self.agent_ids: list[str] = []
+        self.agent_passwords: dict[str, str] = {}
         self.agents_ready = 0
         self.gc: dict[str, Any] = {}
 
@@ -130,6 +131,7 @@ class Bench:
         """The demo config with `--agents` agents (2001...) serving both queues, wrap-up 2 s."""
         secret = os.urandom(6).hex()
         self.agent_ids = [str(2001 + i) for i in range(self.args.agents)]
+        self.agent_passwords = {a: f"bench-{a}-{secret}" for a in self.agent_ids}
         lines = ["agents:"]
         for agent in self.agent_ids:
             lines += [f"  - id: '{agent}'", f"    password: bench-{agent}-{secret}",
@@ -178,9 +180,16 @@ class Bench:
         return uas
 
     def _agents(self) -> list[dict[str, Any]]:
+        """Each bench agent as it sees itself (logged in with its own password)."""
         assert self.http
-        with urllib.request.urlopen(self.http + "/api/agents", timeout=5) as resp:
-            return list(json.loads(resp.read())["agents"])
+        out = []
+        for agent, password in self.agent_passwords.items():
+            token = Desks.login(self.http, agent, password)
+            req = urllib.request.Request(f"{self.http}/api/agents/{agent}",
+                                         headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                out.append(json.loads(resp.read()))
+        return out
 
     def health(self) -> dict[str, Any]:
         if not self.http:
@@ -226,7 +235,7 @@ class Bench:
         try:
             if self.args.agents:
                 agents = self.start_agents(target)
-                desks = Desks(self.http or "", self.agent_ids)
+                desks = Desks(self.http or "", self.agent_passwords)
                 desks.start()
             capture = self.start_capture()
             result = self.measure(target, capture)
@@ -346,11 +355,16 @@ class Bench:
 
 
 class Desks:
-    """One desktop WebSocket per agent, in a thread: pop latency = arrival - decided_at."""
+    """One desktop WebSocket per agent, in a thread: pop latency = arrival - decided_at.
 
-    def __init__(self, http: str, agents: list[str]) -> None:
+    Each desktop logs in as its agent (POST /api/login with the agent's SIP password)
+    and opens its own socket with the token, as the web desktop does."""
+
+    def __init__(self, http: str, passwords: dict[str, str]) -> None:
+        self.http = http
         self.url = http.replace("http://", "ws://") + "/ws/agents/"
-        self.agents = agents
+        self.agents = list(passwords)
+        self.passwords = passwords
         self.latencies: list[float] = []
         self.connected = 0
         self._stop_flag = False
@@ -380,8 +394,20 @@ class Desks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    @staticmethod
+    def login(http: str, agent: str, password: str) -> str:
+        req = urllib.request.Request(f"{http}/api/login", method="POST",
+                                     data=json.dumps({"user": agent, "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(json.loads(resp.read())["token"])
+
     async def _desk(self, session: Any, agent: str) -> None:
-        async with session.ws_connect(self.url + agent, heartbeat=30) as ws:
+        async with session.post(f"{self.http}/api/login", json={
+                "user": agent, "password": self.passwords[agent]}) as resp:
+            token = (await resp.json())["token"]
+        async with session.ws_connect(self.url + agent, params={"token": token},
+                                      heartbeat=30) as ws:
             self.connected += 1
             async for msg in ws:
                 event = json.loads(msg.data)

@@ -1,9 +1,11 @@
-"""Agents' desktops over WebSocket (`/ws/agents/{id}`): the screen pop and live state.
+"""Agents' desktops and supervisors' wallboards over WebSocket.
 
-Events are JSON objects with a `type` (schema in docs/events.md): `hello` on connect,
-`offer` (the pop, sent and flushed BEFORE the INVITE leaves for the agent's phone),
-`offer_cancelled`, `answered`, `ended` and `state`. A slow or dead desktop never holds
-up calls: each send has a short timeout and a failed socket is dropped.
+`/ws/agents/{id}` (the agent itself, or a supervisor): events are JSON objects with a
+`type` (schema in docs/events.md): `hello` on connect, `offer` (the pop, sent and
+flushed BEFORE the INVITE leaves for the agent's phone), `offer_cancelled`, `answered`,
+`ended`, `state` and `analytics`. `/ws/supervisor` (supervisor or admin) gets every
+`broadcast` event: live figures for the wallboard and analytics events. A slow or dead
+socket never holds up calls: each send has a short timeout and a failed socket is dropped.
 """
 
 from __future__ import annotations
@@ -12,27 +14,42 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .webauth import allow_self, doc, principal, requires
+
 log = logging.getLogger("switchboard.desk")
 
 SEND_TIMEOUT = 0.5
+# the first event a wallboard gets (the live figures), set by switchboard.wallboard
+WALLBOARD_HELLO: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("wallboard_hello")
 
 
 class AgentDesk:
     def __init__(self, known_agents: set[str]) -> None:
         self.known = known_agents
         self.sockets: dict[str, set[web.WebSocketResponse]] = {}
+        self.supervisors: set[web.WebSocketResponse] = set()
+        self.since: dict[str, float] = {}  # agent -> when its status/state last changed
+        self.started = time.time()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def connected(self, agent_id: str) -> int:
         return len(self.sockets.get(agent_id, ()))
 
+    def state_since(self, agent_id: str) -> float:
+        return self.since.get(agent_id, self.started)
+
+    @requires("agent")
+    @doc("An agent's desktop WebSocket (agents: their own; `?token=` or the cookie)")
     async def handler(self, request: web.Request) -> web.StreamResponse:
         agent_id = request.match_info["agent"]
         if agent_id not in self.known:
             raise web.HTTPNotFound(reason=f"unknown agent {agent_id}")
+        allow_self(request, agent_id)
         ws = web.WebSocketResponse(heartbeat=20)
         await ws.prepare(request)
         self.sockets.setdefault(agent_id, set()).add(ws)
@@ -61,8 +78,51 @@ class AgentDesk:
 
     def notify(self, agent_id: str, event: dict[str, Any]) -> None:
         """Fire-and-forget variant for events nothing has to wait for."""
+        if event.get("type") == "state":
+            self.since[agent_id] = time.time()
         if self.sockets.get(agent_id):
             asyncio.get_running_loop().create_task(self.send(agent_id, event))
+
+    # -- supervisors ------------------------------------------------------------------------
+
+    @requires("supervisor")
+    @doc("The wallboard's WebSocket: `figures` every 2 s, `analytics` and other broadcasts")
+    async def supervisor_handler(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        self.supervisors.add(ws)
+        log.info("event=wallboard_connected user=%s", principal(request).name)
+        hello = request.app.get(WALLBOARD_HELLO)
+        await self._send_one(ws, hello() if hello else {"type": "hello", "at": time.time()})
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                    await ws.send_str('{"type":"pong"}')
+        finally:
+            self.supervisors.discard(ws)
+        return ws
+
+    def broadcast(self, event: dict[str, Any]) -> None:
+        """Fire-and-forget to every supervisor socket (live figures, analytics events)."""
+        if not self.supervisors:
+            return
+        event.setdefault("at", time.time())
+        text = json.dumps(event, default=str)
+        loop = asyncio.get_running_loop()
+        for ws in list(self.supervisors):
+            task = loop.create_task(self._send_text(ws, text))
+            self._tasks.add(task)  # a reference until done: the loop keeps only weak ones
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send_text(self, ws: web.WebSocketResponse, text: str) -> None:
+        if ws.closed:
+            self.supervisors.discard(ws)
+            return
+        try:
+            await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT)
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            log.warning("event=wallboard_send_failed error=%s", exc)
+            self.supervisors.discard(ws)
 
     @staticmethod
     async def _send_one(ws: web.WebSocketResponse, event: dict[str, Any]) -> bool:
@@ -79,3 +139,5 @@ class AgentDesk:
         for sockets in self.sockets.values():
             for ws in list(sockets):
                 await ws.close()
+        for ws in list(self.supervisors):
+            await ws.close()

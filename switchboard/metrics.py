@@ -133,3 +133,12 @@ def _runtime(doc: _Doc, server: Server) -> None:
                [(None, server.gc_pauses.count)])
     doc.metric("gc_pause_seconds", "gauge", "Garbage-collector pause, by quantile since start.",
                [({"quantile": "0.99"}, server.gc_pauses.percentile(99) / 1000)])
+
+
+def auth_lines(counters: dict[str, int], sessions: int) -> str:
+    """Login outcomes and open sessions of the HTTP API (the webauth state of the app)."""
+    doc = _Doc()
+    doc.metric("http_logins_total", "counter", "Logins to the HTTP API by outcome.",
+               [({"outcome": k}, float(v)) for k, v in sorted(counters.items())])
+    doc.metric("http_sessions", "gauge", "Open HTTP API sessions.", [(None, float(sessions))])
+    return doc.text()

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+_ADMIN_LINE = re.compile(r"event=initial_admin_password user=admin password=(\S+)")
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -67,6 +70,50 @@ class RunningServer:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/health", timeout=5) as r:
             return json.loads(r.read())
 
+    def admin_password(self, timeout: float = 10.0) -> str:
+        """The one-time admin password the server logged at its first start."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = _ADMIN_LINE.search(self.log())
+            if found:
+                return found.group(1)
+            if "admin_password" in self.extra:  # logged by an earlier run on this data dir
+                return str(self.extra["admin_password"])
+            time.sleep(0.1)
+        raise AssertionError(f"no initial admin password in the log\n{self.log()[-2000:]}")
+
+    def login(self, user: str = "admin", password: str | None = None) -> str:
+        """A bearer token: `admin` (the one-time password), an agent id (demo-<id>), or any
+        user of the users file with its password."""
+        if password is None:
+            password = self.admin_password() if user == "admin" else f"demo-{user}"
+        status, body = self.api("POST", "/api/login", {"user": user, "password": password},
+                                token=None)
+        assert status == 200, (status, body)
+        return str(body["token"])
+
+    def api(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+            token: str | None | bool = True) -> tuple[int, Any]:
+        """One API call; token=True logs in as the admin (once), None sends no credentials."""
+        if token is True:
+            token = self.extra.get("admin_token") or self.extra.setdefault("admin_token", self.login())
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data,
+                                     method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                payload = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            payload, status = exc.read(), exc.code
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            return status, payload.decode(errors="replace")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -100,13 +147,33 @@ def options_ok(port: int, timeout: float = 0.5) -> bool:
             return False
 
 
+def write_users(data_dir: Path, users: dict[str, tuple[str, str]]) -> None:
+    """DATA_DIR/users.yaml with {name: (role, password)} (hashed as `switchboard user add` does)."""
+    from switchboard.webauth import add_user
+
+    for name, (role, password) in users.items():
+        add_user(data_dir / "users.yaml", name, role, password)
+
+
+def _http_up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def start_server(tmp: Path, *, config: Path | None = None, rtp_span: int = 400,
-                 env: dict[str, str] | None = None) -> RunningServer:
+                 env: dict[str, str] | None = None,
+                 users: dict[str, tuple[str, str]] | None = None) -> RunningServer:
     sip_port, http_port = free_port(), free_port(socket.SOCK_STREAM)
     base = 20000 + (os.getpid() * 7 + sip_port) % 30000 // 2 * 2
     rtp = (base, base + rtp_span)
     data_dir = tmp / "var"
+    if users:
+        write_users(data_dir, users)
     log_path = tmp / "server.log"
+    earlier = _ADMIN_LINE.search(log_path.read_text(errors="replace")) if log_path.exists() else None
     args = [sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip_port}",
             "--http", f"127.0.0.1:{http_port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
             "--data-dir", str(data_dir)]
@@ -116,11 +183,13 @@ def start_server(tmp: Path, *, config: Path | None = None, rtp_span: int = 400,
         proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})
     server = RunningServer(proc, sip_port, http_port, data_dir, log_path, rtp)
+    if earlier:
+        server.extra["admin_password"] = earlier.group(1)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {server.log()}")
-        if options_ok(sip_port):
+        if options_ok(sip_port) and _http_up(http_port):
             return server
         time.sleep(0.1)
     server.stop()

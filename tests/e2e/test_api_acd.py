@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +21,8 @@ pytestmark = pytest.mark.e2e
 
 def api(server: RunningServer, method: str, path: str, body: Any = None,
         raw: bytes | None = None) -> tuple[int, Any]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}", data=data,
-                                 method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    """As the one-time admin of the demo."""
+    return server.api(method, path, body, raw)
 
 
 def test_agents_and_queues_api(server: RunningServer) -> None:
@@ -87,13 +79,14 @@ def test_history_notes_pop_and_why(server: RunningServer, tmp_path: Path) -> Non
     (pop,) = [o for o in offers if o["call_id"] == second["call_id"]]
     assert pop["history"][0]["call_id"] == first["call_id"]
     assert pop["history"][0]["notes"][0]["disposition"] == "resolved"
+    env = {**os.environ, "SWITCHBOARD_TOKEN": server.login()}
     why = subprocess.run([sys.executable, "-m", "switchboard", "why", second["call_id"],
                           "--http", f"127.0.0.1:{server.http_port}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=30, env=env)
     assert why.returncode == 0, why.stderr
     assert "queue=support strategy=longest_idle" in why.stdout
     assert second["agent"] in why.stdout
     missing = subprocess.run([sys.executable, "-m", "switchboard", "why", "no-such-call",
                               "--http", f"127.0.0.1:{server.http_port}"], cwd=REPO,
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=30, env=env)
     assert missing.returncode == 1 and "no routing decisions" in missing.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -133,9 +132,7 @@ def test_ring_no_answer_goes_to_the_next_agent(server: RunningServer, tmp_path: 
     assert record["agent"] == "1002" and record["end_reason"] == "caller_hangup"
     events = [(e["event"], e["agent"]) for e in queue_log(server, record["call_id"])]
     assert ("RINGNOANSWER", "1001") in events and ("CONNECT", "1002") in events
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/api/agents/1001",
-                                timeout=5) as resp:
-        agent = json.loads(resp.read())
+    _, agent = server.api("GET", "/api/agents/1001")
     assert agent["status"] == "not_ready" and agent["reason"] == "no answer"
 
 
@@ -182,10 +179,8 @@ def test_skills_routing_picks_the_most_skilled_agent(tmp_path: Path) -> None:
                 time.sleep(0.3)
             record = caller(srv, tmp_path, "4711", "1", 2000)
         assert record["queue"] == "billing" and record["agent"] == "1003"
-        with urllib.request.urlopen(
-                f"http://127.0.0.1:{srv.http_port}/api/calls/{record['call_id']}/why",
-                timeout=5) as resp:
-            why = "\n".join(json.loads(resp.read())["decisions"])
+        _, body = srv.api("GET", f"/api/calls/{record['call_id']}/why")
+        why = "\n".join(body["decisions"])
         assert "strategy=skills" in why and "billing>=1" in why
     finally:
         srv.stop()
@@ -201,9 +196,7 @@ def test_history_survives_a_restart(tmp_path: Path) -> None:
         srv.stop()
     srv = start_server(tmp_path)  # same data dir
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/api/history/98765",
-                                    timeout=5) as resp:
-            calls = json.loads(resp.read())["calls"]
+        calls = srv.api("GET", "/api/history/98765")[1]["calls"]
         assert [c["call_id"] for c in calls] == [first["call_id"]]
         assert calls[0]["queue"] == "support" and calls[0]["outcome"] == "caller_hangup"
     finally:

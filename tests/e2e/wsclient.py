@@ -1,19 +1,27 @@
-"""A WebSocket client in a background thread (aiohttp), recording messages with arrival times."""
+"""A WebSocket client in a background thread (aiohttp), recording messages with arrival times.
+
+The sockets need a login: give `token`, or leave it out for `/ws/agents/{id}` and the
+client logs in as that demo agent (password demo-<id>) first.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import aiohttp
 
 
 class DeskClient:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, url: str, token: str | None = None) -> None:
+        if token is None:
+            token = demo_agent_token(url)
+        self.url = f"{url}?token={token}" if token else url
         self.messages: list[tuple[float, dict[str, Any]]] = []  # (wall time, event)
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,3 +67,16 @@ class DeskClient:
                 return found[-1][1]
             time.sleep(0.05)
         raise AssertionError(f"no {kind!r} event; got {[m for _, m in self.messages]}")
+
+
+def demo_agent_token(url: str) -> str | None:
+    """Log in as the demo agent a /ws/agents/{id} URL names (None for other URLs)."""
+    found = re.match(r"(?:http|ws)://([^/]+)/ws/agents/([^/?]+)$", url)
+    if not found:
+        return None
+    host, agent = found.groups()
+    req = urllib.request.Request(f"http://{host}/api/login", method="POST",
+                                 data=json.dumps({"user": agent, "password": f"demo-{agent}"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(json.loads(resp.read())["token"])
