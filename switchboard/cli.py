@@ -27,17 +27,6 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
 
 
-def _user_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("user", help="web/API users: switchboard user add NAME --role ROLE")
-    p.add_argument("action", choices=["add"])
-    p.add_argument("name")
-    p.add_argument("--role", required=True, choices=["supervisor", "admin"])
-    p.add_argument("--config", type=Path, help="server YAML whose users file to write")
-    p.add_argument("--file", type=Path, help="users file (default: the config's `users:`, "
-                   "else DATA_DIR/users.yaml)")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-
-
 def build_config(args: argparse.Namespace) -> ServerConfig:
     cfg = load_config(args.config or DEMO_CONFIG)
     try:
@@ -111,10 +100,8 @@ def why(argv: Sequence[str]) -> int:
     parser.add_argument("--http", default="127.0.0.1:8080", help="the server's HTTP HOST:PORT")
     args = parser.parse_args(argv)
     url = f"http://{args.http}/api/calls/{urllib.parse.quote(args.call_id, safe='')}/why"
-    token = os.environ.get("SWITCHBOARD_TOKEN")  # a supervisor's token from POST /api/login
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
+        with urllib.request.urlopen(url, timeout=5) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
@@ -151,7 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description="Contact-center server")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
-    _user_parser(sub)
     sub.add_parser("lint", help="check flow files: switchboard lint [PATH...] [--prompts DIR]")
     sub.add_parser("bench", help="SIPp load through the demo IVR: switchboard bench --help")
     sub.add_parser("why", help="why the ACD offered a call to whom: switchboard why CALL_ID")
@@ -162,10 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
-    if args.command == "user":
-        from .webauth import main_user
-
-        return main_user(args)
     parser.print_help()
     return 2
 

@@ -89,7 +89,7 @@ class _Leg:
             self.opened = None
 
     def talk_s(self) -> float:
-        return sum(end - start for start, end in self.segments)
+        return sum((end - start for start, end in self.segments), 0.0)
 
 
 class TalkAnalyzer(Analyzer):
@@ -132,6 +132,8 @@ class TalkAnalyzer(Analyzer):
         elif kind == "paused":
             self._end_dead_air(t)
             self.paused, self.quiet_since = True, None
+            for leg in self.legs.values():
+                leg.close()  # no audio comes while paused: a segment must not span it
         elif kind == "resumed" and self.paused:
             self.paused = False
             self.quiet_since = t if self.bridged else None
@@ -189,8 +191,8 @@ class TalkAnalyzer(Analyzer):
         legs: dict[str, Any] = {}
         for index, (name, leg) in enumerate(self.legs.items()):
             talk = leg.talk_s()
-            over = sum((end - start) * (1.0 if who == index else 0.5)
-                       for start, end, who in both if who in (index, -1))
+            over = sum(((end - start) * (1.0 if who == index else 0.5)
+                        for start, end, who in both if who in (index, -1)), 0.0)
             legs[name] = {
                 "talk_s": round(talk, 2),
                 "silence_s": round(max(leg.heard_s - talk, 0.0), 2),
@@ -200,7 +202,7 @@ class TalkAnalyzer(Analyzer):
             }
         return {
             "type": "summary", "t": round(t, 3), "scope": self.scope, "legs": legs,
-            "overtalk_s": round(sum(end - start for start, end, _ in both), 2),
+            "overtalk_s": round(sum((end - start for start, end, _ in both), 0.0), 2),
             "dead_air": {"count": len(self.dead_air),
-                         "seconds": round(sum(e - s for s, e in self.dead_air), 2)},
+                         "seconds": round(sum((e - s for s, e in self.dead_air), 0.0), 2)},
         }

@@ -1,0 +1,339 @@
+"""The built-in analyzers on synthetic calls with known answers, run through the offline
+replay (the same host and interleaving a recording gets)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from recorder.analyzers import keywords
+from recorder.analyzers.keywords import KeywordAnalyzer
+from recorder.analyzers.stress import SPAN, StressAnalyzer, yin
+from recorder.analyzers.talk import TalkAnalyzer, overlaps
+from recorder.hooks import load_factories
+from recorder.replay import Recording, replay
+
+RATE = 8000
+FloatArray = npt.NDArray[np.float64]
+
+
+def voice(seconds: float, f0: float = 140.0, level: float = 0.2, wobble_st: float = 0.0,
+          phase: float = 0.0) -> FloatArray:
+    """A voiced burst: harmonics 1/k up to 3.5 kHz, 15 ms raised-cosine edges, and an F0
+    that swings +-`wobble_st` semitones at 0.7 Hz (intonation). Peak = `level` of full scale."""
+    n = round(seconds * RATE)
+    t = np.arange(n) / RATE
+    inst = f0 * 2 ** (wobble_st * np.sin(2 * np.pi * 0.7 * t + phase) / 12)
+    cycles = np.cumsum(inst) / RATE
+    x = sum(np.sin(2 * np.pi * k * cycles) / k for k in range(1, int(3500 / f0) + 1))
+    ramp = min(round(0.015 * RATE), n // 2)
+    edge = 0.5 - 0.5 * np.cos(np.linspace(0, np.pi, ramp))
+    x[:ramp] *= edge
+    x[n - ramp :] *= edge[::-1]
+    return np.asarray(level * 32767 * x / np.max(np.abs(x)), dtype=np.float64)
+
+
+def track(total_s: float, bursts: list[tuple[float, float, dict[str, Any]]],
+          noise_db: float = -65.0, seed: int = 1) -> npt.NDArray[np.int16]:
+    """Background noise at `noise_db` dBFS RMS with voiced bursts at (start, end, voice args)."""
+    rng = np.random.default_rng(seed)
+    out = rng.normal(0.0, 32768 * 10 ** (noise_db / 20), round(total_s * RATE))
+    for start, end, args in bursts:
+        at = round(start * RATE)
+        burst = voice(end - start, **args)
+        out[at : at + len(burst)] += burst
+    return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def run(analyzer: str | dict[str, Any], caller: npt.NDArray[np.int16],
+        other: npt.NDArray[np.int16] | None = None, **sidecar: Any) -> list[dict[str, Any]]:
+    other = np.zeros_like(caller) if other is None else other
+    recording = Recording(Path("synthetic.wav"), np.stack([caller, other], axis=1),
+                          {"recording_id": "r1", "call_id": "c1", **sidecar})
+    emitted, stats = replay(recording, load_factories([analyzer]))
+    assert all(s["errors"] == 0 and s["dropped"] == 0 for s in stats.values()), stats
+    return emitted
+
+
+def only(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+# -- talk -------------------------------------------------------------------------------
+
+BRIDGED = [{"t": 0.0, "type": "bridged", "agent": "1001", "queue": "support"}]
+CALLER_TALK = [(0.5, 3.5, {}), (6.0, 9.0, {}), (22.0, 24.0, {})]
+OTHER_TALK = [(3.0, 5.0, {"f0": 210.0}), (8.5, 10.0, {"f0": 210.0})]
+
+
+def test_overlaps_say_who_talked_over_whom() -> None:
+    assert overlaps([(0, 3), (6, 9)], [(2, 5), (8, 10), (12, 13)]) == [(2, 3, 1), (8, 9, 1)]
+    assert overlaps([(4, 6)], [(1, 5)]) == [(4, 5, 0)]
+    assert overlaps([(1, 2)], [(1, 3)]) == [(1, 2, -1)]
+    assert overlaps([(0, 1)], [(1, 2)]) == []
+
+
+def test_talk_silence_overtalk_and_dead_air() -> None:
+    caller, other = track(25, CALLER_TALK), track(25, OTHER_TALK, seed=2)
+    events = run({"name": "talk", "options": {"dead_air_s": 5}}, caller, other,
+                 events=BRIDGED, duration_s=25.0)
+    alerts = only(events, "alert")
+    assert [(a["state"], a["kind"]) for a in alerts] == [("started", "dead_air"),
+                                                         ("ended", "dead_air")]
+    assert alerts[0]["since"] == pytest.approx(10.0, abs=0.05)
+    assert alerts[0]["t"] == pytest.approx(15.0, abs=0.05)
+    assert alerts[1]["t"] == pytest.approx(22.0, abs=0.05)
+    assert alerts[1]["silent_s"] == pytest.approx(12.0, abs=0.1)
+    (summary,) = only(events, "summary")
+    assert summary["source"] == "talk" and summary["t"] == 25.0
+    legs = summary["legs"]
+    assert legs["caller"]["talk_s"] == pytest.approx(8.0, abs=0.15)
+    assert legs["caller"]["silence_s"] == pytest.approx(17.0, abs=0.15)
+    assert legs["caller"]["segments"] == 3
+    assert legs["other"]["talk_s"] == pytest.approx(3.5, abs=0.15)
+    assert legs["other"]["silence_s"] == pytest.approx(21.5, abs=0.15)
+    # The agent started both overlaps: the over-talk is theirs.
+    assert summary["overtalk_s"] == pytest.approx(1.0, abs=0.1)
+    assert legs["other"]["overtalk_s"] == pytest.approx(1.0, abs=0.1)
+    assert legs["other"]["interruptions"] == 2
+    assert legs["caller"]["overtalk_s"] == 0 and legs["caller"]["interruptions"] == 0
+    assert summary["dead_air"]["count"] == 1
+    assert summary["dead_air"]["seconds"] == pytest.approx(12.0, abs=0.1)
+
+
+def test_hangover_bridges_pauses_between_words_but_not_longer_ones() -> None:
+    words = [(1.0, 1.6, {}), (1.8, 2.4, {}), (2.6, 3.0, {}), (4.0, 5.0, {})]  # 0.2 s gaps
+    events = run({"name": "talk", "options": {"scope": "call"}}, track(6, words))
+    legs = only(events, "summary")[0]["legs"]
+    assert legs["caller"]["segments"] == 2
+    assert legs["caller"]["talk_s"] == pytest.approx(3.0, abs=0.1)  # 1.0-3.0 and 4.0-5.0
+
+
+def test_a_pause_is_neither_silence_nor_dead_air() -> None:
+    caller, other = track(25, CALLER_TALK), track(25, OTHER_TALK, seed=2)
+    events = run({"name": "talk", "options": {"dead_air_s": 5}}, caller, other,
+                 events=BRIDGED, duration_s=25.0, pauses=[{"start": 12.0, "end": 20.0}])
+    assert only(events, "alert") == []  # quiet 10-12, then 20-22: never 5 s
+    legs = only(events, "summary")[0]["legs"]
+    assert legs["caller"]["talk_s"] == pytest.approx(8.0, abs=0.15)
+    assert legs["caller"]["silence_s"] == pytest.approx(9.0, abs=0.15)  # 25 - 8 talk - 8 paused
+
+
+def test_bridged_scope_counts_from_the_bridge_on() -> None:
+    caller = track(25, CALLER_TALK)
+    events = run("talk", caller, events=[{"t": 5.0, "type": "bridged"}], duration_s=25.0)
+    legs = only(events, "summary")[0]["legs"]
+    assert legs["caller"]["talk_s"] == pytest.approx(5.0, abs=0.15)  # 6-9 and 22-24
+    assert legs["caller"]["silence_s"] == pytest.approx(15.0, abs=0.15)
+    assert len(only(events, "alert")) == 2  # nobody spoke from 9 to 22 (default 10 s)
+
+
+def test_steady_line_noise_stops_counting_as_talk() -> None:
+    noise_only = run({"name": "talk", "options": {"scope": "call"}}, track(30, [], noise_db=-35))
+    talk_noise = only(noise_only, "summary")[0]["legs"]["caller"]["talk_s"]
+    assert talk_noise < 6.0  # the floor adapts within the first seconds
+    speech = run({"name": "talk", "options": {"scope": "call"}},
+                 track(30, [(20.0, 23.0, {"level": 0.5})], noise_db=-35))
+    talk_speech = only(speech, "summary")[0]["legs"]["caller"]["talk_s"]
+    assert talk_speech - talk_noise == pytest.approx(3.0, abs=0.2)
+
+
+# -- stress -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f0", [75.0, 110.0, 150.0, 220.0, 330.0])
+def test_yin_finds_the_fundamental(f0: float) -> None:
+    x = voice(1.0, f0=f0, wobble_st=0.0)[RATE // 10 :]
+    frames = np.lib.stride_tricks.sliding_window_view(x, SPAN)[::160][:20]
+    estimate, aperiodicity = yin(frames)
+    assert np.all(np.abs(estimate - f0) < 0.01 * f0)
+    assert np.all(aperiodicity < 0.1)
+
+
+def test_yin_leaves_noise_unvoiced() -> None:
+    noise = np.random.default_rng(3).normal(0, 3000, RATE)
+    frames = np.lib.stride_tricks.sliding_window_view(noise, SPAN)[::160][:40]
+    estimate, _ = yin(frames)
+    assert np.mean(estimate > 0) < 0.1
+
+
+def speech(start: float, end: float, **args: Any) -> list[tuple[float, float, dict[str, Any]]]:
+    """Bursts of 1.6 s with 0.4 s gaps, each with its own intonation phase."""
+    starts = np.arange(start, end - 1.6 + 1e-9, 2.0)
+    return [(s, s + 1.6, dict(args, phase=float(s))) for s in starts]
+
+
+def test_stress_score_rises_with_pitch_and_loudness() -> None:
+    calm = speech(0.0, 20.0, f0=120.0, level=0.1, wobble_st=1.5)
+    raised = speech(20.0, 40.0, f0=190.0, level=0.25, wobble_st=1.5)  # +8 st, +8 dB
+    events = run("stress", track(40, calm + raised), duration_s=40.0)
+    scores = only(events, "score")
+    early = [s["value"] for s in scores if s["t"] <= 20.0]
+    late = [s["value"] for s in scores if s["t"] >= 25.0]
+    assert len(early) >= 2 and len(late) >= 3
+    assert max(abs(v) for v in early) < 1.0
+    assert min(late) > 2.0
+    assert all(s["f0_z"] > 3 and s["level_z"] > 1.5 for s in scores if s["t"] >= 25.0)
+    alerts = only(events, "alert")
+    assert len(alerts) == 1 and alerts[0]["kind"] == "stress" and alerts[0]["t"] > 20.0
+    (summary,) = only(events, "summary")
+    assert summary["baseline"]["f0_hz"] == pytest.approx(120.0, rel=0.05)
+    assert summary["alerts"] == 1 and summary["max"] > 2.0
+
+
+def test_steady_caller_scores_near_zero_and_other_leg_is_ignored() -> None:
+    calm = track(40, speech(0.0, 40.0, f0=120.0, level=0.1, wobble_st=1.5))
+    shouting_agent = track(40, speech(20.0, 40.0, f0=250.0, level=0.8), seed=5)
+    events = run("stress", calm, shouting_agent, duration_s=40.0)
+    scores = [s["value"] for s in only(events, "score")]
+    assert len(scores) >= 5 and max(abs(v) for v in scores) < 1.0
+    assert only(events, "alert") == []
+
+
+def test_no_baseline_without_enough_speech() -> None:
+    events = run("stress", track(10, [(1.0, 3.0, {})]), duration_s=10.0)
+    (summary,) = only(events, "summary")
+    assert summary["baseline"] is None and summary["scores"] == 0
+    assert summary["voiced_s"] == pytest.approx(2.0, abs=0.1)
+
+
+# -- keywords ---------------------------------------------------------------------------
+
+
+class FakeRecognizer:
+    """Vosk's recognizer interface, answering from a script: after `at` seconds of audio
+    fed, AcceptWaveform returns True once and Result gives that result."""
+
+    def __init__(self, script: list[tuple[float, dict[str, Any]]], final: dict[str, Any]) -> None:
+        self.script = list(script)
+        self.final = final
+        self.fed = 0
+        self.ready: dict[str, Any] = {}
+
+    def AcceptWaveform(self, data: bytes) -> bool:  # noqa: N802
+        self.fed += len(data) // 2
+        if self.script and self.fed >= self.script[0][0] * RATE:
+            self.ready = self.script.pop(0)[1]
+            return True
+        return False
+
+    def Result(self) -> str:  # noqa: N802
+        return json.dumps(self.ready)
+
+    def FinalResult(self) -> str:  # noqa: N802
+        return json.dumps(self.final)
+
+
+def word(text: str, start: float, conf: float = 0.9) -> dict[str, Any]:
+    return {"word": text, "start": start, "end": start + 0.3, "conf": conf}
+
+
+class FakeKeywords(KeywordAnalyzer):
+    scripts: ClassVar[dict[str, FakeRecognizer]] = {}
+
+    @classmethod
+    def check_engine(cls, opts: dict[str, Any]) -> None:
+        pass
+
+    def make_recognizer(self, leg: str) -> FakeRecognizer:  # type: ignore[override]
+        return self.scripts[leg]
+
+
+def test_keywords_are_tagged_on_the_call_timeline_across_a_pause() -> None:
+    FakeKeywords.scripts = {
+        # Stream second 4.0 is timeline 6.0: 0-3 s were fed, then 3-5 s were paused.
+        "caller": FakeRecognizer([(6.0, {"text": "cancel my account refund", "result": [
+            word("cancel", 4.0), word("my", 4.3), word("account", 4.6, 0.8),
+            word("refund", 5.5, 0.3)]})], final={"text": ""}),
+        # No word timings: placed at the end of what was fed.
+        "other": FakeRecognizer([], final={"text": "a Refund please"}),
+    }
+    options = {"keywords": ["Cancel my account", "refund"], "min_conf": 0.5}
+    events = run({"path": "tests.recorder.test_analyzers:FakeKeywords", "options": options},
+                 track(10, []), duration_s=10.0, pauses=[{"start": 3.0, "end": 5.0}])
+    tags = only(events, "tag")
+    assert tags == [
+        {"type": "tag", "kind": "keyword", "keyword": "cancel my account", "leg": "caller",
+         "conf": 0.8, "t": 6.0, "source": "keywords", "call_id": "c1"},
+        {"type": "tag", "kind": "keyword", "keyword": "refund", "leg": "other",
+         "conf": 1.0, "t": 10.0, "source": "keywords", "call_id": "c1"},
+    ]  # "refund" on the caller's side was below min_conf
+    (summary,) = only(events, "summary")
+    assert summary["keywords"] == {"cancel my account": {"caller": 1}, "refund": {"other": 1}}
+    assert summary["hits"] == 2
+    assert FakeKeywords.scripts["caller"].fed == 8 * RATE  # the paused 2 s never reached it
+
+
+@pytest.fixture
+def fake_vosk(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    made: list[Any] = []
+
+    class Model:
+        def __init__(self, path: str) -> None:
+            if Path(path, "broken").exists():
+                raise Exception("Failed to create a model")
+            made.append(("model", path))
+
+    class KaldiRecognizer:
+        def __init__(self, *args: Any) -> None:
+            self.args = args
+            self.words = False
+            made.append(("recognizer", args[1:]))
+
+        def SetWords(self, on: bool) -> None:  # noqa: N802
+            self.words = on
+
+    module = types.SimpleNamespace(Model=Model, KaldiRecognizer=KaldiRecognizer,
+                                   SetLogLevel=lambda level: None, made=made)
+    monkeypatch.setitem(sys.modules, "vosk", module)
+    monkeypatch.setattr(keywords, "_models", {})
+    return module
+
+
+def test_vosk_glue_loads_the_model_once_and_uses_a_grammar(
+        fake_vosk: types.SimpleNamespace, tmp_path: Path) -> None:
+    options = {"model": str(tmp_path), "keywords": ["refund", "Cancel  my account"],
+               "legs": ["caller"]}
+    first = KeywordAnalyzer({"call_id": "c1"}, lambda e: None, options)
+    KeywordAnalyzer({"call_id": "c2"}, lambda e: None, options)
+    grammar = json.dumps(["cancel my account", "refund", "[unk]"])
+    assert fake_vosk.made == [("model", str(tmp_path)), ("recognizer", (8000, grammar)),
+                              ("recognizer", (8000, grammar))]
+    assert first.streams["caller"].recognizer.words is True  # type: ignore[attr-defined]
+
+
+def test_keywords_errors_are_clear(fake_vosk: types.SimpleNamespace, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def error(options: dict[str, Any]) -> str:
+        with pytest.raises(ValueError) as info:
+            load_factories([{"name": "keywords", "options": options}])
+        return str(info.value)
+
+    ok = {"model": str(tmp_path), "keywords": ["refund"]}
+    assert load_factories([{"name": "keywords", "options": ok}])[0][1] is KeywordAnalyzer
+    assert "Vosk model directory '/no/such/model' does not exist" in error(
+        dict(ok, model="/no/such/model"))
+    assert "the path of a Vosk model directory is required" in error({"keywords": ["refund"]})
+    assert "a non-empty list of words or phrases" in error(dict(ok, keywords=[]))
+    assert "a non-empty list of words or phrases" in error(dict(ok, keywords=["  "]))
+    assert "'legs': 'caller' and/or 'other'" in error(dict(ok, legs=["agent"]))
+    (tmp_path / "broken").touch()
+    with pytest.raises(ValueError, match="is not a usable Vosk model directory"):
+        KeywordAnalyzer({"call_id": "c1"}, lambda e: None, ok)
+    monkeypatch.setitem(sys.modules, "vosk", None)  # as if it were not installed
+    message = error(ok)
+    assert message.startswith("analyzer 'keywords': the keywords analyzer needs the optional "
+                              "package 'vosk', which is not installed")
+    assert "pip install 'switchboard[keywords]'" in message
+
+
+def test_builtin_names() -> None:
+    assert (TalkAnalyzer.name, StressAnalyzer.name, KeywordAnalyzer.name) == (
+        "talk", "stress", "keywords")
