@@ -27,6 +27,17 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
 
 
+def _user_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("user", help="web/API users: switchboard user add NAME --role ROLE")
+    p.add_argument("action", choices=["add"])
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["supervisor", "admin"])
+    p.add_argument("--config", type=Path, help="server YAML whose users file to write")
+    p.add_argument("--file", type=Path, help="users file (default: the config's `users:`, "
+                   "else DATA_DIR/users.yaml)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+
 def build_config(args: argparse.Namespace) -> ServerConfig:
     cfg = load_config(args.config or DEMO_CONFIG)
     try:
@@ -100,8 +111,10 @@ def why(argv: Sequence[str]) -> int:
     parser.add_argument("--http", default="127.0.0.1:8080", help="the server's HTTP HOST:PORT")
     args = parser.parse_args(argv)
     url = f"http://{args.http}/api/calls/{urllib.parse.quote(args.call_id, safe='')}/why"
+    token = os.environ.get("SWITCHBOARD_TOKEN")  # a supervisor's token from POST /api/login
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
@@ -131,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from recorder.replay import main_analyze
 
         return main_analyze(argv[1:])
+    if argv[:1] == ["analyze"]:
+        from recorder.replay import main_analyze
+
+        return main_analyze(argv[1:])
     if argv[:1] == ["lint"]:
         from ivr.simulator import main_lint
 
@@ -138,9 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description="Contact-center server")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _user_parser(sub)
     sub.add_parser("lint", help="check flow files: switchboard lint [PATH...] [--prompts DIR]")
     sub.add_parser("bench", help="SIPp load through the demo IVR: switchboard bench --help")
     sub.add_parser("why", help="why the ACD offered a call to whom: switchboard why CALL_ID")
+    sub.add_parser("analyze", help="replay a recording through analyzers: "
+                   "switchboard analyze RECORDING [--analyzer NAME] [--json]")
     sub.add_parser("analyze", help="replay a recording through analyzers: "
                    "switchboard analyze RECORDING [--analyzer NAME] [--json]")
     flow = sub.add_parser("flow", help="flow tools: switchboard flow test FILE --digits 1234#")
@@ -148,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args)
+    if args.command == "user":
+        from .webauth import main_user
+
+        return main_user(args)
     parser.print_help()
     return 2
 
