@@ -144,10 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from recorder.replay import main_analyze
 
         return main_analyze(argv[1:])
-    if argv[:1] == ["analyze"]:
-        from recorder.replay import main_analyze
-
-        return main_analyze(argv[1:])
     if argv[:1] == ["lint"]:
         from ivr.simulator import main_lint
 
@@ -159,8 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("lint", help="check flow files: switchboard lint [PATH...] [--prompts DIR]")
     sub.add_parser("bench", help="SIPp load through the demo IVR: switchboard bench --help")
     sub.add_parser("why", help="why the ACD offered a call to whom: switchboard why CALL_ID")
-    sub.add_parser("analyze", help="replay a recording through analyzers: "
-                   "switchboard analyze RECORDING [--analyzer NAME] [--json]")
     sub.add_parser("analyze", help="replay a recording through analyzers: "
                    "switchboard analyze RECORDING [--analyzer NAME] [--json]")
     flow = sub.add_parser("flow", help="flow tools: switchboard flow test FILE --digits 1234#")
