@@ -230,8 +230,13 @@ class Call:
         wanted = self.server.cfg.recording.queues.get(queue)
         if wanted is False and self.recording is not None:
             recordings.end(self, stopped=f"queue {queue} is not recorded")
-        elif wanted and self.recording is None:
+        elif wanted and (self.recording is None or not self.recording.store):
             recordings.begin(self)
+        stream = self.server.cfg.streams_queues.get(queue)
+        if stream is not None and wanted is not False:
+            from .recording import StreamConsumer
+
+            recordings.attach(self, StreamConsumer(self, stream, queue))
         if self.recording is not None:
             self.recording.event("queued", queue=queue)
 

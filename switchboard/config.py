@@ -17,7 +17,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = PACKAGE_ROOT / "config" / "switchboard.yaml"
 
 _TOP_KEYS = {"sip", "http", "rtp", "media", "prompts", "flows", "data_dir", "dids", "limits",
-             "log_level", "agents", "queues", "realm", "users", "recording"}
+             "log_level", "agents", "queues", "realm", "users", "recording",
+             "streams", "analytics"}
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -98,6 +99,10 @@ class ServerConfig:
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # RFC 8760 order of preference
     users_file: Path | None = None  # supervisors and admins of the web desktop and API
     recording: RecordingConfig = field(default_factory=lambda: RecordingConfig())
+    # media streams out (docs/media-streams.md): flow or queue name -> validated setting
+    streams_flows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    streams_queues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    analytics: list[Any] = field(default_factory=list)  # analyzer specs (docs/analytics.md)
 
     @property
     def sdp_ip(self) -> str:
@@ -148,6 +153,12 @@ class _Builder:
         self._paths(cfg, data)
         self._dids(cfg, data)
         self._recording(cfg)
+        self._streams(cfg)
+        analytics = data.get("analytics") or []
+        if not isinstance(analytics, list):
+            self.error(("analytics",), "analytics lists analyzers: names, or {name|path, options}")
+        else:
+            cfg.analytics = analytics
         if self.errors:
             raise ConfigError(self.errors)
         return cfg
@@ -252,6 +263,24 @@ class _Builder:
                     self.error(("recording", kind, name), f"recording.{kind}.{name} must be true or false")
                 else:
                     getattr(rec, kind)[str(name)] = value
+
+    def _streams(self, cfg: ServerConfig) -> None:
+        from recorder.mediastream import validate_stream_config
+
+        section = self.section("streams")
+        for kind, target in (("flows", cfg.streams_flows), ("queues", cfg.streams_queues)):
+            table = section.get(kind, {}) or {}
+            if not isinstance(table, dict):
+                self.error(("streams", kind), f"streams.{kind} maps names to a stream setting")
+                continue
+            for name, value in table.items():
+                try:
+                    target[str(name)] = validate_stream_config(value)
+                except ValueError as exc:
+                    self.error(("streams", kind, name), str(exc))
+        for key in section:
+            if key not in ("flows", "queues"):
+                self.error(("streams", key), f"unknown key 'streams.{key}' (known: flows, queues)")
 
     def _try(self, keypath: tuple[str | int, ...], fn: Any) -> None:
         try:

@@ -64,6 +64,34 @@ class AudioConsumer(Protocol):
     def close(self, t: float) -> None: ...
 
 
+class StreamConsumer:
+    """A media stream out (recorder.mediastream) as a consumer of the call's audio. Call
+    milestones (queued, bridged) go out as `mark` messages named after them."""
+
+    def __init__(self, call: Call, setting: dict[str, Any], queue: str | None = None) -> None:
+        from recorder.mediastream import MediaStreamClient
+
+        info = {"call_id": call.call_id, "did": call.did, "caller": call.caller,
+                "flow": call.flow.name if call.flow else None, "queue": queue or call.queue}
+        self.client = MediaStreamClient(setting["url"], call=info, tracks=setting["tracks"],
+                                        custom_parameters=setting["parameters"],
+                                        account_sid=setting["account_sid"])
+        self.client.start()
+
+    def audio(self, leg: str, t: float, pcm: np.ndarray) -> None:
+        self.client.audio(leg, t, pcm)
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "dtmf" and event.get("digit"):
+            self.client.dtmf(str(event["digit"]))
+        elif kind in ("queued", "bridged", "paused", "resumed"):
+            self.client.mark(str(kind))
+
+    def close(self, t: float) -> None:
+        self.client.stop()
+
+
 def valid_id(recording_id: str) -> bool:
     return bool(_ID.fullmatch(recording_id))
 
@@ -84,8 +112,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 class CallRecording:
     """One call's recording: the writer, the pause state and the sidecar being built."""
 
-    def __init__(self, owner: Recordings, call: Call, recording_id: str, started: float) -> None:
+    def __init__(self, owner: Recordings, call: Call, recording_id: str, started: float,
+                 store: bool = True) -> None:
         self.owner = owner
+        self.store = store  # False: live audio for analytics/streams only, nothing on disk
         self.call = call
         self.id = recording_id
         self.started = started  # loop time of the timeline's zero (the answer)
@@ -225,15 +255,22 @@ class Recordings:
 
     # -- per call --------------------------------------------------------------------------
 
-    def begin(self, call: Call) -> CallRecording | None:
-        """At answer (or at queue entry, for a queue that records when the DID did not)."""
-        if call.call_id in self.active:
-            return self.active[call.call_id]
-        rec = CallRecording(self, call, new_id(time.time()), self.loop.time())
+    def begin(self, call: Call, *, store: bool = True) -> CallRecording:
+        """At answer (or at queue entry, for a queue that records when the DID did not).
+        With ``store=False`` the call's audio only feeds analytics and media streams."""
+        rec = self.active.get(call.call_id)
+        if rec is not None:
+            if store and not rec.store:  # a queue that records: from now on, to disk
+                rec.store = True
+                self._submit(rec.writer.create)
+                self._start_storing(call, rec)
+            return rec
+        rec = CallRecording(self, call, new_id(time.time()), self.loop.time(), store)
         rec.phase = len(self.active) % FLUSH_EVERY
         self.active[call.call_id] = rec
-        self._submit(rec.writer.create)
-        self.stats["started"] += 1
+        if store:
+            self._submit(rec.writer.create)
+            self._start_storing(call, rec)
         for factory in self.consumer_factories:
             try:
                 consumer = factory(rec)
@@ -244,10 +281,19 @@ class Recordings:
                 rec.consumers.append(consumer)
         if call.session is not None:
             call.session.tap = rec.writer.add
-        call.recording, call.recording_id = rec, rec.id
-        log.info("event=recording_start call=%s recording=%s", call.call_id, rec.id)
+        call.recording = rec
         rec.event("start", did=call.did, caller=call.caller)
         return rec
+
+    def _start_storing(self, call: Call, rec: CallRecording) -> None:
+        call.recording_id = rec.id
+        self.stats["started"] += 1
+        log.info("event=recording_start call=%s recording=%s", call.call_id, rec.id)
+
+    def attach(self, call: Call, consumer: AudioConsumer) -> None:
+        """A consumer that joins mid-call (a queue's media stream)."""
+        rec = self.active.get(call.call_id) or self.begin(call, store=False)
+        rec.consumers.append(consumer)
 
     def get(self, call_id: str) -> CallRecording | None:
         return self.active.get(call_id)
@@ -269,6 +315,8 @@ class Recordings:
             except Exception:
                 log.exception("event=recording_consumer_failed recording=%s", rec.id)
         self.stats["dropped_packets"] += rec.writer.dropped
+        if not rec.store:
+            return None
         job = rec.writer.prepare_finish(self.loop.time())
         sidecar = rec.sidecar(ended=stopped is None)
         if stopped is not None:
@@ -304,6 +352,8 @@ class Recordings:
             rec.timeline.append(event)
 
     def save_meta(self, rec: CallRecording) -> None:
+        if not rec.store:
+            return
         sidecar = rec.sidecar(ended=False)
         path = self.directory / f"{rec.id}.meta.json"
         self._submit(lambda: _write_json(path, sidecar))
@@ -331,7 +381,8 @@ class Recordings:
             if due:
                 rec.flushes += 1
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
-                self._submit(lambda b=batch: write_batch(b))  # type: ignore[misc]
+                if rec.store:
+                    self._submit(lambda b=batch: write_batch(b))  # type: ignore[misc]
         if now >= self._next_retention:
             self._next_retention = now + RETENTION_CHECK
             self.apply_retention()

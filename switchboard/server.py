@@ -82,6 +82,7 @@ class Server:
         self.rtp_totals: Counter[str] = Counter()
         self.center: ContactCenter | None = None
         self.recordings = Recordings(cfg.recording, cfg.data_dir)
+        self.recordings.consumer_factories.append(self._flow_stream)
         self._gc_started = 0.0
 
     # -- start / stop --------------------------------------------------------------------
@@ -128,6 +129,13 @@ class Server:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         gc.callbacks.append(self._gc_timer)
+
+    def _flow_stream(self, rec: Any) -> Any:
+        from .recording import StreamConsumer
+
+        flow = rec.call.flow.name if rec.call.flow else None
+        setting = self.cfg.streams_flows.get(flow or "")
+        return StreamConsumer(rec.call, setting) if setting else None
 
     def _gc_timer(self, phase: str, info: dict[str, int]) -> None:
         """Collector pauses stall the media clock: measure them (reported in /api/health)."""
@@ -343,8 +351,9 @@ class Server:
             call.play_then_hangup((PROMPT_BY_CODE[call.feature],), "feature_code")
             return
         assert call.flow is not None
-        if self.cfg.recording.at_start(call.did, call.flow.name):
-            self.recordings.begin(call)
+        store = self.cfg.recording.at_start(call.did, call.flow.name)
+        if store or call.flow.name in self.cfg.streams_flows or self.cfg.analytics:
+            self.recordings.begin(call, store=store)
         call.start_flow(call.flow)
 
     async def _bind(self, call: Call) -> int:

@@ -156,6 +156,26 @@ class Uac:
             if delay > 0:
                 time.sleep(delay)
 
+    def rfc4733_digits(self, digits: str, tone_ms: int = 100, gap_ms: int = 100,
+                       pt: int = 101) -> None:
+        """Key digits as RFC 4733 events (one timestamp per event, three end packets),
+        paced in real time, with silence between them."""
+        assert self.remote_rtp is not None
+        for digit in digits:
+            code = "0123456789*#".index(digit)
+            steps, ts = tone_ms // 20, self.ts
+            packets = [(False, k * 160) for k in range(1, steps + 1)] + [(True, steps * 160)] * 3
+            for i, (end, duration) in enumerate(packets):
+                header = bytes([0x80, pt | (0x80 if i == 0 else 0)]) + self.seq.to_bytes(2, "big")
+                event = bytes([code, (0x80 if end else 0) | 10]) + duration.to_bytes(2, "big")
+                self.rtp.sendto(header + ts.to_bytes(4, "big") + b"\x12\x34\x56\x78" + event,
+                                self.remote_rtp)
+                self.seq = (self.seq + 1) & 0xFFFF
+                self.drain_rtp()
+                time.sleep(0.02)
+            self.ts = (ts + steps * 160) & 0xFFFFFFFF
+            self.silence(gap_ms / 1000)
+
     def drain_rtp(self) -> None:
         while True:
             try:
