@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -363,3 +364,31 @@ def test_builtins_are_registered_as_entry_points(monkeypatch: pytest.MonkeyPatch
     # Without the built-in table, the name resolves through the entry point.
     monkeypatch.setattr(hooks, "BUILTIN", {})
     assert load_factories(["stress"]) == [("stress", StressAnalyzer, {})]
+
+
+def test_the_example_plugin_in_the_docs_works() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "analytics.md").read_text()
+    section = docs.split("## Writing an analyzer", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(compile(code, "docs/analytics.md", "exec"), namespace)
+    clipping = namespace["ClippingAlert"]
+    with pytest.raises(ValueError, match="'ratio': a fraction"):
+        clipping.validate_options({"ratio": 2})
+    out: list[tuple[str, dict[str, Any]]] = []
+    host = HookHost([("clipping", clipping, {"ratio": 0.05})], emitted_into(out),
+                    synchronous=True)
+    loud = np.full(800, 32767, dtype=np.int16)
+    loud[::2] = 0  # half the samples at full scale
+    host.start_call("c1", {})
+    host.audio("c1", "caller", 0.0, CHUNK)
+    host.audio("c1", "caller", 0.1, loud)
+    host.audio("c1", "caller", 0.2, loud)
+    host.audio("c1", "other", 0.2, CHUNK)
+    host.end_call("c1", 0.3)
+    assert [event for _, event in out] == [
+        {"type": "alert", "kind": "clipping", "leg": "caller", "t": 0.1, "source": "clipping",
+         "call_id": "c1"},
+        {"type": "summary", "clipped_samples": {"caller": 800, "other": 0},
+         "source": "clipping", "call_id": "c1", "t": 0.3},
+    ]
