@@ -224,6 +224,23 @@ class _Mailbox:
 
 
 @dataclass
+class _Throttle:
+    """At most one log line per LOG_INTERVAL; counts the ones held back."""
+
+    last: float = float("-inf")
+    held: int = 0
+
+    def allow(self) -> int | None:
+        """None to stay quiet, else how many were held back since the last line."""
+        now = time.monotonic()
+        if now - self.last < LOG_INTERVAL:
+            self.held += 1
+            return None
+        held, self.last, self.held = self.held, now, 0
+        return held
+
+
+@dataclass
 class _CallState:
     now: float  # timeline seconds of the data being processed: the default "t" of emits
     emitted: int = 0
@@ -244,8 +261,7 @@ class _Plugin:
     delivered: int = 0
     discarded: int = 0  # items of a call without an instance (its start dropped or failed)
     errors: int = 0
-    last_log: float = float("-inf")
-    unlogged: int = 0
+    throttle: _Throttle = field(default_factory=_Throttle)
     thread: threading.Thread | None = None
 
     def stats(self) -> dict[str, int]:
@@ -284,6 +300,8 @@ class HookHost:
         self._loop = loop
         self._synchronous = synchronous
         self._closed = False
+        self._throttle = _Throttle()  # bad input from the server itself
+        self._sink_throttle = _Throttle()  # on_emit raising
         reserve = max(16, queue_size // 4)
         self._plugins = [
             _Plugin(name, factory, dict(options), _Mailbox(queue_size, reserve))
@@ -304,7 +322,7 @@ class HookHost:
             info.setdefault("call_id", call_id)
             self._post(("start", call_id, (info, float(t))))
         except Exception as exc:
-            log.warning("event=hook_bad_start call_id=%s error=%s", call_id, exc)
+            self._bad_input("start", call_id, exc)
 
     def event(self, call_id: str, event: dict[str, Any]) -> None:
         try:
@@ -315,7 +333,7 @@ class HookHost:
                 return  # sensitive input never reaches a plugin
             self._post(("event", call_id, dict(event, t=float(event["t"]))))
         except Exception as exc:
-            log.warning("event=hook_bad_event call_id=%s error=%s", call_id, exc)
+            self._bad_input("event", call_id, exc)
 
     def audio(self, call_id: str, leg: str, t: float, pcm: npt.ArrayLike) -> None:
         try:
@@ -323,13 +341,19 @@ class HookHost:
             chunk.flags.writeable = False  # one array shared by every plugin
             self._post(("audio", call_id, (leg, float(t), chunk)))
         except Exception as exc:
-            log.warning("event=hook_bad_audio call_id=%s error=%s", call_id, exc)
+            self._bad_input("audio", call_id, exc)
 
     def end_call(self, call_id: str, t: float) -> None:
         try:
             self._post(("end", call_id, float(t)))
         except Exception as exc:
-            log.warning("event=hook_bad_end call_id=%s error=%s", call_id, exc)
+            self._bad_input("end", call_id, exc)
+
+    def _bad_input(self, where: str, call_id: str, exc: Exception) -> None:
+        held = self._throttle.allow()
+        if held is not None:
+            log.warning("event=hook_bad_input in=%s call_id=%s error=%s suppressed=%d",
+                        where, call_id, exc, held)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per plugin: delivered, dropped, errors (counters); queued, calls (gauges)."""
@@ -432,15 +456,10 @@ class HookHost:
     def _failed(self, plugin: _Plugin, call_id: str, where: str) -> None:
         """Count the error; log it with its traceback at most once per LOG_INTERVAL."""
         plugin.errors += 1
-        now = time.monotonic()
-        if now - plugin.last_log < LOG_INTERVAL:
-            plugin.unlogged += 1
-            return
-        log.warning(
-            "event=hook_error analyzer=%s call_id=%s in=%s suppressed=%d",
-            plugin.name, call_id, where, plugin.unlogged, exc_info=True,
-        )
-        plugin.last_log, plugin.unlogged = now, 0
+        held = plugin.throttle.allow()
+        if held is not None:
+            log.warning("event=hook_error analyzer=%s call_id=%s in=%s suppressed=%d",
+                        plugin.name, call_id, where, held, exc_info=True)
 
     def _emitter(self, plugin: _Plugin, call_id: str, state: _CallState) -> Emit:
         def emit(event: dict[str, Any]) -> None:
@@ -473,8 +492,10 @@ class HookHost:
         try:
             self._on_emit(call_id, event)
         except Exception:
-            log.exception("event=hook_emit_failed call_id=%s source=%s",
-                          call_id, event.get("source"))
+            held = self._sink_throttle.allow()
+            if held is not None:
+                log.exception("event=hook_emit_failed call_id=%s source=%s suppressed=%d",
+                              call_id, event.get("source"), held)
 
 
 # The built-ins import `Analyzer` from this module, so they come after it.

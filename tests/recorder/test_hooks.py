@@ -160,7 +160,9 @@ def test_masked_dtmf_never_reaches_a_plugin() -> None:
     assert kinds == ["start", "bridged"]
 
 
-def test_host_calls_never_raise() -> None:
+def test_host_calls_never_raise(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="switchboard.hooks")
+
     def broken_sink(call_id: str, event: dict[str, Any]) -> None:
         raise RuntimeError("sink down")
 
@@ -176,6 +178,9 @@ def test_host_calls_never_raise() -> None:
     host.audio("unknown-call", "caller", 0.0, CHUNK)
     assert host.stats()["rec"]["calls"] == 0
     assert host.stats()["rec"]["dropped"] == 1  # the unknown call's chunk
+    # Five bad inputs and one failing sink, each kind logged once per interval.
+    assert [r.message.split(" ")[0] for r in caplog.records] == [
+        "event=hook_bad_input", "event=hook_emit_failed"]
 
 
 def test_emitted_events_reach_the_loop_thread() -> None:
