@@ -1,16 +1,7 @@
 // Renders /api/openapi.json and sends requests with the session cookie (no libraries).
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v; else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
+const { $, el } = SB;
 
 function example(schema) {
   if (!schema || typeof schema !== "object") return null;
