@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RATE", "EnergyVad", "Framer", "check_positive", "frame_levels", "parse_options"]
+__all__ = ["RATE", "EnergyVad", "Framer", "Pauses", "check_positive", "frame_levels",
+           "parse_options"]
 
 RATE = 8000
 FloatArray = npt.NDArray[np.float64]
@@ -77,6 +78,30 @@ class EnergyVad:
             self.floor_db = min(level, self.floor_db + rise)
             out[i] = level > max(self.threshold_db, self.floor_db + self.margin_db)
         return out
+
+
+@dataclass
+class Pauses:
+    """The call's paused spans, from ``paused``/``resumed`` events.
+
+    Live, the recorder hands audio over a little after it was spoken, so an event can
+    arrive before audio older than it: frames are judged by their own timeline position,
+    not by the state at the moment they arrive."""
+
+    spans: list[list[float]] = field(default_factory=list)  # [start, end]; end inf while open
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.spans) and self.spans[-1][1] == float("inf")
+
+    def on_event(self, kind: str, t: float) -> None:
+        if kind == "paused" and not self.paused:
+            self.spans.append([t, float("inf")])
+        elif kind == "resumed" and self.paused:
+            self.spans[-1][1] = max(t, self.spans[-1][0])
+
+    def covers(self, t: float) -> bool:
+        return any(start <= t < end for start, end in reversed(self.spans))
 
 
 def parse_options(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,15 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from recorder.analyzers import RATE, EnergyVad, Framer, check_positive, frame_levels, parse_options
+from recorder.analyzers import (
+    RATE,
+    EnergyVad,
+    Framer,
+    Pauses,
+    check_positive,
+    frame_levels,
+    parse_options,
+)
 from recorder.hooks import Analyzer, Emit
 
 __all__ = ["StressAnalyzer", "yin"]
@@ -149,7 +157,7 @@ class StressAnalyzer(Analyzer):
         self.opts = parse_options(DEFAULTS, options)
         self.framer = Framer(HOP, SPAN)
         self.vad = EnergyVad(self.opts["threshold_db"], self.opts["margin_db"])
-        self.paused = False
+        self.pauses = Pauses()
         self.pending: list[tuple[FloatArray, FloatArray]] = []  # frames not analyzed yet
         self.pending_frames = 0
         self.baseline: _Baseline | None = None
@@ -161,14 +169,13 @@ class StressAnalyzer(Analyzer):
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind in ("paused", "resumed"):
-            self.paused = kind == "paused"
-        elif kind == "end":
+        self.pauses.on_event(kind, float(event["t"]))
+        if kind == "end":
             self._analyze()
             self.emit(self.summary())
 
     def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
-        if leg != self.opts["leg"] or self.paused:
+        if leg != self.opts["leg"]:
             return
         starts, frames = self.framer.push(t, pcm)
         if len(starts):
@@ -185,7 +192,8 @@ class StressAnalyzer(Analyzer):
         frames = np.concatenate([f for _, f in self.pending])
         self.pending, self.pending_frames = [], 0
         levels = frame_levels(frames[:, :WINDOW])
-        speech = self.vad.active(levels, FRAME_S)
+        heard = np.array([not self.pauses.covers(t) for t in starts.tolist()], dtype=bool)
+        speech = self.vad.active(levels, FRAME_S) & heard
         f0 = np.zeros(len(starts))
         if speech.any():
             f0[speech] = yin(frames[speech], self.opts["yin_threshold"])[0]

@@ -16,13 +16,22 @@ someone speaks again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from recorder.analyzers import RATE, EnergyVad, Framer, check_positive, frame_levels, parse_options
+from recorder.analyzers import (
+    RATE,
+    EnergyVad,
+    Framer,
+    Pauses,
+    check_positive,
+    frame_levels,
+    parse_options,
+)
 from recorder.hooks import Analyzer, Emit
 
 __all__ = ["TalkAnalyzer", "overlaps"]
@@ -69,10 +78,12 @@ class _Leg:
     until: float = 0.0  # end of the last frame processed
 
     def frames(self, starts: npt.NDArray[np.float64], active: npt.NDArray[np.bool_],
-               counting: bool) -> None:
+               counting: Callable[[float], bool]) -> None:
         for start, speech in zip(starts.tolist(), active.tolist(), strict=True):
+            if start - self.until > FRAME_S / 2:
+                self.close()  # audio is missing (a pause, lost packets): not one segment
             self.until = start + FRAME_S
-            if not counting:
+            if not counting(start):
                 self.close()
                 continue
             self.heard_s += FRAME_S
@@ -114,29 +125,29 @@ class TalkAnalyzer(Analyzer):
             leg: _Leg(EnergyVad(opts["threshold_db"], opts["margin_db"]), opts["hangover_ms"] / 1000)
             for leg in ("caller", "other")
         }
-        self.bridged = False
-        self.paused = False
+        self.bridged_at: float | None = None
+        self.pauses = Pauses()
         self.quiet_since: float | None = None  # dead-air clock start; None when not watching
         self.dead_air_since: float | None = None  # the episode alerted, until speech ends it
         self.dead_air: list[Segment] = []
 
-    @property
-    def counting(self) -> bool:
-        return not self.paused and (self.bridged or self.scope == "call")
+    def counting(self, t: float) -> bool:
+        """Whether the frame starting at `t` is in scope: after the bridge, not paused."""
+        if self.scope == "bridged" and (self.bridged_at is None or t < self.bridged_at):
+            return False
+        return not self.pauses.covers(t)
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, t = event["type"], float(event["t"])
-        if kind == "bridged" and not self.bridged:
-            self.bridged = True
-            self.quiet_since = t
+        self.pauses.on_event(kind, t)
+        if kind == "bridged" and self.bridged_at is None:
+            self.bridged_at = t
+            self.quiet_since = None if self.pauses.paused else t
         elif kind == "paused":
             self._end_dead_air(t)
-            self.paused, self.quiet_since = True, None
-            for leg in self.legs.values():
-                leg.close()  # no audio comes while paused: a segment must not span it
-        elif kind == "resumed" and self.paused:
-            self.paused = False
-            self.quiet_since = t if self.bridged else None
+            self.quiet_since = None
+        elif kind == "resumed" and self.bridged_at is not None:
+            self.quiet_since = t
         elif kind == "end":
             self._end_dead_air(t)
             for leg in self.legs.values():

@@ -17,7 +17,7 @@ from recorder.analyzers import keywords
 from recorder.analyzers.keywords import KeywordAnalyzer
 from recorder.analyzers.stress import SPAN, StressAnalyzer, yin
 from recorder.analyzers.talk import TalkAnalyzer, overlaps
-from recorder.hooks import load_factories
+from recorder.hooks import HookHost, load_factories
 from recorder.replay import Recording, replay
 
 RATE = 8000
@@ -337,3 +337,36 @@ def test_keywords_errors_are_clear(fake_vosk: types.SimpleNamespace, tmp_path: P
 def test_builtin_names() -> None:
     assert (TalkAnalyzer.name, StressAnalyzer.name, KeywordAnalyzer.name) == (
         "talk", "stress", "keywords")
+
+
+def test_talk_judges_frames_by_their_time_when_audio_lags_the_events() -> None:
+    """Live, audio reaches the hooks ~0.3 s after it was spoken, so `paused` arrives
+    before the audio that preceded it, and the paused span arrives as silence."""
+    caller = track(25, [*CALLER_TALK, (10.5, 11.9, {})])  # talking up to the pause
+    other = track(25, OTHER_TALK, seed=2)
+    for pcm in (caller, other):
+        pcm[12 * RATE : 20 * RATE] = 0  # the recorder silences a paused span
+    events = [{"t": 0.0, "type": "bridged"}, {"t": 12.0, "type": "paused"},
+              {"t": 20.0, "type": "resumed"}]
+    out: list[dict[str, Any]] = []
+    host = HookHost(load_factories([{"name": "talk", "options": {"dead_air_s": 5}}]),
+                    lambda _cid, event: out.append(event), synchronous=True)
+    host.start_call("c1", {})
+    pending = list(events)
+    for at in range(0, 25 * RATE, 800):
+        while pending and pending[0]["t"] <= at / RATE + 0.3:  # events 0.3 s ahead
+            host.event("c1", pending.pop(0))
+        host.audio("c1", "caller", at / RATE, caller[at : at + 800])
+        host.audio("c1", "other", at / RATE, other[at : at + 800])
+    host.end_call("c1", 25.0)
+    lagged = only(out, "summary")[0]
+    replayed = only(run({"name": "talk", "options": {"dead_air_s": 5}}, caller, other,
+                        events=BRIDGED, duration_s=25.0, pauses=[{"start": 12.0, "end": 20.0}]),
+                    "summary")[0]
+    assert only(out, "alert") == []
+    for key in ("caller", "other"):
+        for figure in ("talk_s", "silence_s", "overtalk_s"):
+            assert lagged["legs"][key][figure] == pytest.approx(
+                replayed["legs"][key][figure], abs=0.05)
+    assert lagged["legs"]["caller"]["talk_s"] == pytest.approx(9.4, abs=0.15)
+    assert lagged["legs"]["caller"]["silence_s"] == pytest.approx(7.6, abs=0.15)
