@@ -85,5 +85,31 @@ const SB = (() => {
     return { kind, source, text, t: inner.t };
   }
 
-  return { $, el, api, duration, socket, analytics };
+  // The login card both pages share (#login-view, #login-form, #login-user,
+  // #login-password, #login-error): opens the page for a principal `accept` takes.
+  async function startPage(accept, refusal, onOpen) {
+    const view = $("#login-view"), error = $("#login-error");
+    $("#login-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const resp = await api("POST", "/api/login", { user: $("#login-user").value.trim(), password: $("#login-password").value });
+      $("#login-password").value = "";
+      if (!resp.ok) { error.textContent = resp.data ? resp.data.error : `error ${resp.status}`; return; }
+      if (!accept(resp.data.user)) { error.textContent = refusal; return; }
+      error.textContent = "";
+      view.classList.add("hidden");
+      onOpen(resp.data.user);
+    });
+    const me = await api("GET", "/api/me");
+    if (me.ok && accept(me.data)) { onOpen(me.data); return; }
+    if (me.ok) error.textContent = refusal;
+    view.classList.remove("hidden");
+  }
+
+  async function logout(sock) {
+    await api("POST", "/api/logout");
+    if (sock) sock.close();
+    location.reload();
+  }
+
+  return { $, el, api, duration, socket, analytics, startPage, logout };
 })();

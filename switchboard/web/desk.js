@@ -22,35 +22,10 @@ function show(id, visible) { $(id).classList.toggle("hidden", !visible); }
 
 // -- login --------------------------------------------------------------------------------
 
-async function start() {
-  const me = await api("GET", "/api/me");
-  if (me.ok && me.data.role === "agent") {
-    openDesk(me.data);
-  } else {
-    if (me.ok) $("#login-error").textContent = `${me.data.name} is a ${me.data.role}: use the wallboard, or log in as an agent.`;
-    show("#login-view", true);
-  }
-}
-
-$("#login-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const resp = await api("POST", "/api/login", { user: $("#login-user").value.trim(), password: $("#login-password").value });
-  $("#login-password").value = "";
-  if (!resp.ok) { $("#login-error").textContent = resp.data ? resp.data.error : `error ${resp.status}`; return; }
-  if (resp.data.user.role !== "agent") { $("#login-error").textContent = "That account is not an agent: see the wallboard."; return; }
-  $("#login-error").textContent = "";
-  openDesk(resp.data.user);
-});
-
-$("#logout").addEventListener("click", async () => {
-  await api("POST", "/api/logout");
-  if (desk.socket) desk.socket.close();
-  location.reload();
-});
+$("#logout").addEventListener("click", () => SB.logout(desk.socket));
 
 async function openDesk(me) {
   desk.me = me;
-  show("#login-view", false);
   show("#desk-view", true);
   $("#agent-name").textContent = `Agent ${me.agent}`;
   const codes = await api("GET", "/api/reason-codes");
@@ -212,4 +187,4 @@ function onAnalytics(event) {
   record("analytics", { kind, text });
 }
 
-start();
+SB.startPage((who) => who.role === "agent", "That account is not an agent: supervisors use the wallboard.", openDesk);

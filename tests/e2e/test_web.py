@@ -143,6 +143,49 @@ def test_desktop_pop_before_answer_wrapup_note_and_next_pop(web_server: RunningS
         expect(page.locator("#wrapup")).to_be_visible(timeout=10_000)
     assert ended["end_reason"] == "api" and ended["agent"] == "1001"
     assert errors == [], errors
+    check_wallboard(browser, base)
+
+
+def check_wallboard(browser: Any, base: str) -> None:
+    """The supervisor's view after those two calls: figures, agents, chart, flows, recordings."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/wallboard")
+    page.fill("#login-user", "1001")  # an agent is refused here
+    page.fill("#login-password", "demo-1001")
+    page.click("#login-button")
+    expect(page.locator("#login-error")).to_contain_text("supervisors and admins")
+    page.fill("#login-user", SUP[0])
+    page.fill("#login-password", SUP[1])
+    page.click("#login-button")
+    expect(page.locator("#conn")).to_have_text("live", timeout=10_000)
+    support = page.locator("#queues tbody tr", has_text="support")
+    expect(support).to_have_count(1)
+    cells = support.locator("td").all_inner_texts()
+    assert cells[6] == "2" and cells[7] == "2", cells  # offered, answered
+    expect(page.locator("#agents tbody tr")).to_have_count(4)
+    expect(page.locator("#agents tbody tr", has_text="1001")).to_contain_text("ready")
+    page.wait_for_function("window.sbBoard.log.filter(e => e.type === 'figures').length >= 2",
+                           timeout=10_000)  # pushed live, every 2 s
+    expect(page.locator("#flows svg")).to_have_count(1)
+    expect(page.locator("#flows svg g.node")).to_have_count(8)
+    expect(page.locator("#flows svg")).to_contain_text("to_billing")
+    assert page.evaluate("window.sbBoard.history.length") >= 1
+    rows = page.locator("#recordings tbody tr")
+    if rows.count():  # the recordings API is there: play the newest with its timeline
+        rows.first.click()
+        page.wait_for_function("window.sbBoard.log.some(e => e.type === 'recording' && e.seconds > 0)",
+                               timeout=10_000)
+    else:
+        expect(page.locator("#recordings-empty")).to_be_visible()
+    shot(page, "wallboard.png")
+    docs = browser.new_page()
+    docs.goto(base + "/api/docs")
+    expect(docs.locator("details.op")).not_to_have_count(0)
+    expect(docs.locator("#who")).to_contain_text("logged in: sue")
+    shot(docs, "api-docs.png")
+    assert errors == [], errors
 
 
 def test_desktop_shows_offline_and_reconnects(web_server: RunningServer, browser: Any) -> None:
