@@ -156,21 +156,22 @@ async def call_recording(request: web.Request) -> web.Response:
 @doc("Pause a live call's recording (e.g. while the agent takes a card number); the span "
      "becomes silence and DTMF in it is masked", response=STATE_SCHEMA, errors=(403, 404, 409))
 async def pause_recording(request: web.Request) -> web.Response:
-    call = _call_for(request)
-    if call.recording is None:
-        raise web.HTTPConflict(reason=f"call {call.call_id} is not being recorded")
-    call.recording.pause("api")
-    return web.json_response(_state(call))
+    return _control(request, "pause")
 
 
 @requires("agent")
 @doc("Resume a recording paused through the API (a pause by the flow stays until the flow "
      "ends it)", response=STATE_SCHEMA, errors=(403, 404, 409))
 async def resume_recording(request: web.Request) -> web.Response:
+    return _control(request, "resume")
+
+
+def _control(request: web.Request, action: str) -> web.Response:
     call = _call_for(request)
-    if call.recording is None:
+    rec = call.recording
+    if rec is None or not rec.store:
         raise web.HTTPConflict(reason=f"call {call.call_id} is not being recorded")
-    call.recording.resume("api")
+    (rec.pause if action == "pause" else rec.resume)("api")
     return web.json_response(_state(call))
 
 

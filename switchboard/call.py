@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.call")
 
+PCI_TAIL = 0.3  # seconds a sensitive collect's pause outlasts it (the last tone's tail)
+
 
 class Call:
     """Implements `media.session.MediaListener`; owned by `Server`."""
@@ -76,6 +78,7 @@ class Call:
         self._task: asyncio.Task[None] | None = None
         self.recording: CallRecording | None = None  # while the call is being recorded
         self.recording_id: str | None = None  # for the CDR, also after the recording ends
+        self._pci_resume: asyncio.TimerHandle | None = None
 
     @property
     def ended(self) -> bool:
@@ -132,10 +135,15 @@ class Call:
         if rec is None:
             return
         try:
+            if self._pci_resume is not None:
+                self._pci_resume.cancel()
+                self._pci_resume = None
             if isinstance(command, GetDigits) and command.sensitive:
                 rec.pause("pci")
-            else:
-                rec.resume("pci")
+            elif "pci" in rec.reasons:
+                # the last key's tone is still arriving when its digit is detected: resume
+                # after it has ended, so no trace of sensitive input reaches the recording
+                self._pci_resume = self.loop.call_later(PCI_TAIL, rec.resume, "pci")
             if isinstance(command, RecordControl):
                 (rec.pause if command.action == "pause" else rec.resume)("flow")
         except Exception:

@@ -390,11 +390,16 @@ class ContactCenter:
             call.queue_result(action.reason, target)
 
     def _queue_log(self, event: LogEvent) -> None:
-        record = {"time": iso(event.time + self._wall_offset()), "call_id": event.call_id or None,
-                  "queue": event.queue or None, "agent": event.agent or None, "event": event.event,
-                  "data": dict(event.data)}
-        rec = self.server.recordings.get(event.call_id) if event.call_id else None
-        if rec is not None:
+        self.log_line(event.time + self._wall_offset(), event.call_id, event.queue, event.agent,
+                      event.event, dict(event.data))
+
+    def log_line(self, wall: float, call_id: str | None, queue: str | None, agent: str | None,
+                 event: str, data: dict[str, Any]) -> None:
+        """One queue_log.jsonl line (docs/acd.md); names the call's recording if any."""
+        record = {"time": iso(wall), "call_id": call_id or None, "queue": queue or None,
+                  "agent": agent or None, "event": event, "data": data}
+        rec = self.server.recordings.get(call_id) if call_id else None
+        if rec is not None and rec.store:
             record["recording"] = rec.id
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         os.write(self._qlog, line.encode())

@@ -155,10 +155,13 @@ class _Builder:
         self._recording(cfg)
         self._streams(cfg)
         analytics = data.get("analytics") or []
-        if not isinstance(analytics, list):
-            self.error(("analytics",), "analytics lists analyzers: names, or {name|path, options}")
-        else:
+        try:
+            from recorder.hooks import load_factories
+
+            load_factories(analytics)  # unknown names, bad paths and options fail here
             cfg.analytics = analytics
+        except ValueError as exc:
+            self.error(("analytics",), str(exc))
         if self.errors:
             raise ConfigError(self.errors)
         return cfg

@@ -45,6 +45,7 @@ def render(server: Server) -> str:
     _sip(doc, server)
     _rtp(doc, server)
     _acd(doc, server)
+    _recording(doc, server)
     _runtime(doc, server)
     return doc.text()
 
@@ -126,6 +127,30 @@ def _acd(doc: _Doc, server: Server) -> None:
                [({"status": st, "state": sy}, n) for (st, sy), n in sorted(by_state.items())])
     doc.metric("agents_registered", "gauge", "Agents with a registered phone.",
                [(None, len(server.registered))])
+
+
+def _recording(doc: _Doc, server: Server) -> None:
+    rec = server.recordings
+    doc.metric("recordings_active", "gauge", "Calls being recorded now.",
+               [(None, sum(1 for r in rec.active.values() if r.store))])
+    doc.metric("recordings_total", "counter", "Recordings by outcome since start.",
+               [({"outcome": k}, float(rec.stats[k]))
+                for k in ("started", "finished", "recovered", "deleted")])
+    doc.metric("recording_io_errors_total", "counter", "Recording writes that failed.",
+               [(None, float(rec.stats["io_errors"]))])
+    doc.metric("recording_io_backlog", "gauge", "Recording disk jobs waiting for the I/O thread.",
+               [(None, float(rec.io_backlog))])
+    doc.metric("recording_dropped_packets_total", "counter",
+               "RTP packets a recording refused (late, duplicate, undecodable).",
+               [(None, float(rec.stats["dropped_packets"]))])
+    hooks = server.hooks.stats() if server.hooks is not None else {}
+    doc.metric("hook_events_total", "counter", "Items handed to analytics hooks, by outcome.",
+               [({"analyzer": name, "outcome": outcome}, float(s.get(key, 0)))
+                for name, s in sorted(hooks.items())
+                for outcome, key in (("delivered", "delivered"), ("dropped", "dropped"),
+                                     ("error", "errors"))])
+    doc.metric("hook_queued", "gauge", "Items waiting in each analyzer's mailbox.",
+               [({"analyzer": name}, float(s.get("queued", 0))) for name, s in sorted(hooks.items())])
 
 
 def _runtime(doc: _Doc, server: Server) -> None:

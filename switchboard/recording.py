@@ -53,6 +53,7 @@ FLUSH_EVERY = 10  # ticks between disk writes of one recording (1 s)
 FSYNC_EVERY = 10  # disk writes between fsyncs of one recording (process crashes lose
 # nothing written; fsync bounds what an OS crash or power loss can take)
 RETENTION_CHECK = 3600.0
+HOOK_GRACE = 0.5  # seconds the sidecar waits for analyzers' end-of-call summaries
 _ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{12}")
 
 
@@ -90,6 +91,29 @@ class StreamConsumer:
 
     def close(self, t: float) -> None:
         self.client.stop()
+
+
+class HookConsumer:
+    """The analytics hooks (recorder.hooks.HookHost) as a consumer of one call's audio."""
+
+    def __init__(self, host: Any, rec: CallRecording) -> None:
+        self.host = host
+        self.call_id = rec.call.call_id
+        call = rec.call
+        host.start_call(self.call_id, {
+            "call_id": call.call_id, "recording_id": rec.id if rec.store else None,
+            "did": call.did, "caller": call.caller, "flow": call.flow.name if call.flow else None,
+            "account": call.collected_vars().get("account")}, rec.t())
+
+    def audio(self, leg: str, t: float, pcm: np.ndarray) -> None:
+        self.host.audio(self.call_id, leg, t, pcm)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") not in ("start", "end"):
+            self.host.event(self.call_id, event)
+
+    def close(self, t: float) -> None:
+        self.host.end_call(self.call_id, t)
 
 
 def valid_id(recording_id: str) -> bool:
@@ -231,6 +255,7 @@ class Recordings:
         self._task: asyncio.Task[None] | None = None
         self._next_retention = 0.0
         self._pending = 0  # I/O jobs queued
+        self.closing: dict[str, tuple[CallRecording, asyncio.TimerHandle, Any, str | None]] = {}
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -250,6 +275,10 @@ class Recordings:
             self._task.cancel()
         for rec in list(self.active.values()):
             self.end(rec.call)
+        await asyncio.sleep(HOOK_GRACE if self.closing else 0)
+        for rec, handle, job, ended in list(self.closing.values()):
+            handle.cancel()
+            self._write_final(rec, job, ended)
         await self.loop.run_in_executor(self.io, lambda: None)  # drain
         self.io.shutdown(wait=True)
 
@@ -318,9 +347,21 @@ class Recordings:
         if not rec.store:
             return None
         job = rec.writer.prepare_finish(self.loop.time())
-        sidecar = rec.sidecar(ended=stopped is None)
-        if stopped is not None:
-            sidecar["ended_at"] = iso(time.time())
+        ended = iso(time.time())
+        # analyzers emit their summaries when they hear "end": give them a moment to
+        # land in the sidecar's timeline (events later than that are only logged)
+        hooks = any(isinstance(c, HookConsumer) for c in rec.consumers)
+        handle = self.loop.call_later(HOOK_GRACE if hooks else 0.0, self._write_final, rec, job,
+                                      ended)
+        self.closing[call.call_id] = (rec, handle, job, ended)
+        log.info("event=recording_end call=%s recording=%s", call.call_id, rec.id)
+        return rec.id
+
+    def _write_final(self, rec: CallRecording, job: Any, ended: str | None) -> None:
+        self.closing.pop(rec.call.call_id, None)
+        sidecar = rec.sidecar(ended=rec.stopped is None)
+        if rec.stopped is not None:
+            sidecar["ended_at"] = ended
         directory = self.directory
 
         def finish() -> dict[str, Any]:
@@ -332,8 +373,6 @@ class Recordings:
         future = self.loop.run_in_executor(self.io, finish)
         self._pending += 1
         future.add_done_callback(lambda f: self._finished(rec, f))
-        log.info("event=recording_end call=%s recording=%s", call.call_id, rec.id)
-        return rec.id
 
     def _finished(self, rec: CallRecording, future: asyncio.Future[dict[str, Any]]) -> None:
         self._pending -= 1
@@ -346,10 +385,13 @@ class Recordings:
         self.stats["finished"] += 1
 
     def add_timeline(self, call_id: str, event: dict[str, Any]) -> None:
-        rec = self.active.get(call_id)
+        rec = self.active.get(call_id) or self.closing.get(call_id, (None, None))[0]
         if rec is not None:
             event.setdefault("t", rec.t())
             rec.timeline.append(event)
+        else:
+            log.info("event=analytics_after_end call=%s source=%s type=%s", call_id,
+                     event.get("source"), event.get("type"))
 
     def save_meta(self, rec: CallRecording) -> None:
         if not rec.store:

@@ -83,6 +83,7 @@ class Server:
         self.center: ContactCenter | None = None
         self.recordings = Recordings(cfg.recording, cfg.data_dir)
         self.recordings.consumer_factories.append(self._flow_stream)
+        self.hooks: Any = None  # recorder.hooks.HookHost when analyzers are configured
         self._gc_started = 0.0
 
     # -- start / stop --------------------------------------------------------------------
@@ -102,6 +103,12 @@ class Server:
         self.cdr = CdrWriter(cfg.data_dir)
         self.history = CustomerHistory(cfg.data_dir)
         self.desk = AgentDesk(set(self.acd_settings.agents))
+        if cfg.analytics:
+            from recorder.hooks import HookHost, load_factories
+
+            self.hooks = HookHost(load_factories(cfg.analytics), self._analytics,
+                                  loop=asyncio.get_running_loop())
+            self.recordings.consumer_factories.append(self._hook_consumer)
         await self.recordings.start()
         self.clock = MediaClock()
         self.clock.start()
@@ -136,6 +143,25 @@ class Server:
         flow = rec.call.flow.name if rec.call.flow else None
         setting = self.cfg.streams_flows.get(flow or "")
         return StreamConsumer(rec.call, setting) if setting else None
+
+    def _hook_consumer(self, rec: Any) -> Any:
+        from .recording import HookConsumer
+
+        return HookConsumer(self.hooks, rec)
+
+    def _analytics(self, call_id: str, event: dict[str, Any]) -> None:
+        """What an analyzer emitted (on the event loop): into the recording's timeline,
+        the queue log, the agent's desktop and the supervisors' WebSocket."""
+        self.recordings.add_timeline(call_id, event)
+        call = next((c for c in self.calls.values() if c.call_id == call_id), None)
+        agent = call.agent if call else None
+        if self.center is not None:
+            self.center.log_line(time.time(), call_id, call.queue if call else None, agent,
+                                 "ANALYTICS", event)
+        message = {"type": "analytics", "call_id": call_id, "agent": agent, "event": event}
+        if agent:
+            self.desk.notify(agent, dict(message))
+        self.desk.broadcast(message)
 
     def _gc_timer(self, phase: str, info: dict[str, int]) -> None:
         """Collector pauses stall the media clock: measure them (reported in /api/health)."""
@@ -178,6 +204,8 @@ class Server:
         if self.center is not None:
             self.center.close()
         await self.recordings.stop()
+        if self.hooks is not None:
+            self.hooks.close()
         await self.desk.close()
         self.history.close()
         if self._poll_task is not None:

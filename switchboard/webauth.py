@@ -524,8 +524,9 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         raise web.HTTPUnauthorized(reason="log in first (POST /api/login)")
     if not who.has(access):
         raise web.HTTPForbidden(reason=f"needs the {access} role; you are {who.role}")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and _cross_site(request):
-        raise web.HTTPForbidden(reason="cross-site request refused")
+    changes = request.method not in ("GET", "HEAD", "OPTIONS")
+    if (changes or request.path.startswith("/ws/")) and _cross_site(request):
+        raise web.HTTPForbidden(reason="cross-site request refused")  # incl. WebSocket hijacking
     return await handler(request)
 
 

@@ -273,20 +273,19 @@ dids: {{"100": pci}}
     return config
 
 
-def test_card_digits_in_a_sensitive_collect_appear_nowhere(tmp_path: Path) -> None:
-    """In-band DTMF only (no telephone-event), so the digits are audio: the WAV is checked
-    with the Goertzel detector, which must find the account (keyed unpaused) and not the card."""
-    from media.dtmf import GoertzelDetector
-
+def pci_call(server: RunningServer, first: list[bytes] | None = None) -> None:
+    """In-band only: 1 s of silence, `first` frames, the rest of the welcome prompt, the
+    card (sensitive collect), then the account; the flow hangs up."""
     from .uac import Uac, sdp
 
-    server = start_server(tmp_path, config=pci_config(tmp_path))
     welcome_s = PromptCache(PACKAGE_ROOT / "prompts").duration("welcome")
     uac = Uac(server.sip_port)
     try:
         assert uac.invite(sdp(uac.rtp_port, te=False)).status == 200
         uac.ack()
-        uac.silence(welcome_s + 1.0)
+        uac.silence(1.0)
+        uac.send_frames(first or [])
+        uac.silence(welcome_s)
         uac.inband_digits(CARD + "#")
         uac.silence(1.5)
         uac.inband_digits("4711#")
@@ -294,6 +293,16 @@ def test_card_digits_in_a_sensitive_collect_appear_nowhere(tmp_path: Path) -> No
         uac.answer_bye(timeout=15)
     finally:
         uac.close()
+
+
+def test_card_digits_in_a_sensitive_collect_appear_nowhere(tmp_path: Path) -> None:
+    """In-band DTMF only (no telephone-event), so the digits are audio: the WAV is checked
+    with the Goertzel detector, which must find the account (keyed unpaused) and not the card."""
+    from media.dtmf import GoertzelDetector
+
+
+    server = start_server(tmp_path, config=pci_config(tmp_path))
+    pci_call(server)
     try:
         (cdr,) = server.wait_cdrs(1)
         wav, sidecar = recording_files(server, cdr["recording"])
@@ -303,6 +312,7 @@ def test_card_digits_in_a_sensitive_collect_appear_nowhere(tmp_path: Path) -> No
     assert cdr["vars"] == {"card": "*" * len(CARD), "account": "4711"}, cdr["vars"]
     # the sidecar: one pause around the card; its digits masked, the account's kept
     (pause,) = sidecar["pauses"]
+    welcome_s = PromptCache(PACKAGE_ROOT / "prompts").duration("welcome")
     assert pause["reason"] == "pci" and pause["end"] > pause["start"] > welcome_s - 0.5
     masked = [d for d in sidecar["dtmf"] if d.get("masked")]
     assert len(masked) == len(CARD) + 1 and all("digit" not in d for d in masked)
@@ -422,3 +432,60 @@ streams:
     welcome = decode("PCMU", b"".join(PromptCache(PACKAGE_ROOT / "prompts").frames("welcome", "PCMU")))
     assert best_match(consumer.audio("outbound"), welcome[:RATE])[1] > 0.95
     assert {"paused", "resumed"} <= {m["mark"]["name"] for m in consumer.of("mark")}
+
+
+def test_analyzers_hear_the_call_but_not_the_card_and_a_bad_one_harms_nothing(tmp_path: Path) -> None:
+    """A spy analyzer beside one that sleeps and one that raises: the spy gets the events
+    and the audio (no card digits in either), its alert lands in the sidecar's timeline at
+    the offset of the audio that caused it, and the recording and media clock are unharmed."""
+    from media.g711 import encode
+
+
+    spy_out = tmp_path / "spy.jsonl"
+    config = pci_config(tmp_path)
+    flow = tmp_path / "flows" / "pci.yaml"  # a longer goodbye: the sleepy mailbox (256) overflows
+    flow.write_text(flow.read_text().replace("prompts: [thank_you]", "prompts: [thank_you, menu]"))
+    config.write_text(config.read_text() + f"""\
+analytics:
+  - {{path: "tests.e2e.plugins:Spy", options: {{out: "{spy_out}"}}}}
+  - tests.e2e.plugins:Sleepy
+  - tests.e2e.plugins:Raiser
+  - talk
+""")
+    server = start_server(tmp_path, config=config)
+    loud = encode("PCMU", np.full(800, 30000, dtype=np.int16))  # 100 ms, unmistakable
+    pci_call(server, [loud[i:i + 160] for i in range(0, 800, 160)])  # loud at t ~ 1.0 s
+    try:
+        (cdr,) = server.wait_cdrs(1)
+        wav, sidecar = recording_files(server, cdr["recording"])
+        health = server.health()
+        status, metrics = server.api("GET", "/metrics", token=None)
+    finally:
+        server.stop()
+    records = [json.loads(line) for line in spy_out.read_text().splitlines()]
+    assert records[0]["kind"] == "start" and records[0]["call"]["call_id"] == cdr["call_id"]
+    assert records[-1] == {"kind": "close", "heard": "4711#"}, records[-1]
+    events = [r["event"] for r in records if r["kind"] == "event"]
+    assert "".join(e["digit"] for e in events if e["type"] == "dtmf") == "4711#"
+    assert [e["type"] for e in events if e["type"] in ("paused", "resumed")] == ["paused", "resumed"]
+    assert CARD not in spy_out.read_text()
+    caller_chunks = [r for r in records if r["kind"] == "audio" and r["leg"] == "caller"]
+    assert sum(r["n"] for r in caller_chunks) / RATE > cdr_seconds(cdr) - 1.0
+    # the alert is in the timeline where the loud audio is in the WAV
+    (alert,) = [e for e in sidecar["timeline"] if e["source"] == "spy"]
+    rate, frames = read_wav(wav)
+    first_loud = int(np.flatnonzero(np.abs(frames[:, 0].astype(np.int32)) > 20000)[0]) / rate
+    assert alert["type"] == "alert" and abs(alert["t"] - first_loud) < 0.03, (alert, first_loud)
+    assert abs(first_loud - 1.0) < 0.3
+    assert any(e["source"] == "talk" for e in sidecar["timeline"])
+    # the bad analyzers: counted, not felt
+    assert status == 200 and 'switchboard_hook_events_total{analyzer="raiser",outcome="error"}' in metrics
+    dropped = [line for line in metrics.splitlines()
+               if line.startswith('switchboard_hook_events_total{analyzer="sleepy",outcome="dropped"}')]
+    assert dropped and float(dropped[0].split()[-1]) > 0, dropped
+    assert health["media_clock"]["late_p99_ms"] < 10, health["media_clock"]
+    assert abs(len(frames) / rate - cdr_seconds(cdr)) < 0.5
+
+
+def cdr_seconds(cdr: dict[str, Any]) -> float:
+    return seconds(cdr["answered_at"], cdr["ended_at"])
