@@ -107,7 +107,8 @@ class Bench:
             return str(self.args.server)
         sip, http = _free_port(), _free_port()
         self.data_dir = self.report_dir / "var"
-        config = ["--config", str(self._agent_config())] if self.args.agents else []
+        own = self.args.agents or self.args.no_record or self.args.analytics
+        config = ["--config", str(self._config())] if own else []
         cmd = _pinned([sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip}",
                        "--http", f"127.0.0.1:{http}", "--rtp-ports", f"{self.rtp_ports[0]}-{self.rtp_ports[1]}",
                        "--data-dir", str(self.data_dir), "--log-level", "WARNING", *config],
@@ -127,8 +128,25 @@ class Bench:
                 time.sleep(0.2)
         raise SystemExit("server did not come up within 30 s")
 
-    def _agent_config(self) -> Path:
-        """The demo config with `--agents` agents (2001...) serving both queues, wrap-up 2 s."""
+    def _config(self) -> Path:
+        """The demo config, with `--agents` agents (2001...) serving both queues (wrap-up
+        2 s), recording off with `--no-record`, and the `--analytics` analyzers."""
+        cfg = (REPO / "config/switchboard.yaml").read_text()
+        for old, new in (("prompts: ../prompts", f"prompts: {REPO / 'prompts'}"),
+                         ("flows: flows", f"flows: {REPO / 'config/flows'}"),
+                         ("agents: agents.yaml", f"agents: {REPO / 'config/agents.yaml'}"),
+                         ("queues: queues.yaml", f"queues: {REPO / 'config/queues.yaml'}")):
+            cfg = cfg.replace(old, new)
+        if self.args.agents:
+            cfg = self._agent_config(cfg)
+        if self.args.no_record:
+            cfg = cfg.replace("recording:\n  enabled: true", "recording:\n  enabled: false")
+        if self.args.analytics:
+            cfg += f"analytics: [{self.args.analytics}]\n"
+        (self.report_dir / "switchboard.yaml").write_text(cfg)
+        return self.report_dir / "switchboard.yaml"
+
+    def _agent_config(self, cfg: str) -> str:
         secret = os.urandom(6).hex()
         self.agent_ids = [str(2001 + i) for i in range(self.args.agents)]
         self.agent_passwords = {a: f"bench-{a}-{secret}" for a in self.agent_ids}
@@ -139,17 +157,14 @@ class Bench:
         (self.report_dir / "agents.yaml").write_text("\n".join(lines) + "\n")
         queues = (REPO / "config/queues.yaml").read_text().replace("wrapup: 10", "wrapup: 2")
         (self.report_dir / "queues.yaml").write_text(queues)
-        cfg = (REPO / "config/switchboard.yaml").read_text()
-        for old, new in (("prompts: ../prompts", f"prompts: {REPO / 'prompts'}"),
-                         ("flows: flows", f"flows: {REPO / 'config/flows'}"),
-                         ("agents: agents.yaml", f"agents: {self.report_dir / 'agents.yaml'}"),
-                         ("queues: queues.yaml", f"queues: {self.report_dir / 'queues.yaml'}")):
-            cfg = cfg.replace(old, new)
-        (self.report_dir / "switchboard.yaml").write_text(cfg)
+        cfg = cfg.replace(f"agents: {REPO / 'config/agents.yaml'}",
+                          f"agents: {self.report_dir / 'agents.yaml'}")
+        cfg = cfg.replace(f"queues: {REPO / 'config/queues.yaml'}",
+                          f"queues: {self.report_dir / 'queues.yaml'}")
         logins = [f"{a};[authentication username={a} password=bench-{a}-{secret}]"
                   for a in self.agent_ids]
         (self.report_dir / "agents.csv").write_text("SEQUENTIAL\n" + "\n".join(logins) + "\n")
-        return self.report_dir / "switchboard.yaml"
+        return cfg
 
     def start_agents(self, target: str) -> subprocess.Popen[bytes]:
         """SIPp answering every offer (with agent audio), then every agent registers and
@@ -326,6 +341,8 @@ class Bench:
             "max_bridged": self.peak_bridged,
             "agents": a.agents,
             "agents_ready": self.agents_ready,
+            "recorded": sum(1 for c in cdrs if c.get("recording")),
+            "analytics": a.analytics or None,
             "cps": round(a.calls / elapsed, 2) if elapsed else 0.0,
             "cps_target": a.cps,
             "elapsed_s": round(elapsed, 1),
@@ -452,13 +469,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--server-cpu", default="0", help="core for the server (taskset; default 0)")
     p.add_argument("--sipp-cpu", default="1", help="core for SIPp and tcpdump (default 1)")
     p.add_argument("--no-capture", action="store_true", help="do not capture RTP with tcpdump")
+    p.add_argument("--no-record", action="store_true",
+                   help="turn call recording off (default: on, as in the demo config)")
+    p.add_argument("--analytics", default="",
+                   help="comma-separated analyzers to run on every call, e.g. talk,stress")
     p.add_argument("--poll", type=float, default=5.0,
                    help="seconds between the bench's /api/health polls (default 5; each poll is an HTTP request on the media loop)")
     args = p.parse_args(argv)
     if args.calls < 1 or args.concurrency < 1 or args.cps <= 0 or args.talk < 0:
         p.error("--calls, --concurrency and --cps must be positive, --talk >= 0")
-    if args.agents < 0 or (args.agents and args.server):
-        p.error("--agents needs a server the bench starts itself (it writes its agents' config)")
+    if args.agents < 0 or ((args.agents or args.no_record or args.analytics) and args.server):
+        p.error("--agents, --no-record and --analytics need a server the bench starts itself "
+                "(it writes its config)")
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):
