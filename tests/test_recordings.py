@@ -1,0 +1,70 @@
+"""The recordings index: ids, retention and deletion (no event loop needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from switchboard.config import RecordingConfig
+from switchboard.recording import Recordings, _summary, new_id, valid_id
+
+
+def make(directory: Path, ended_at: str, account: str = "4711") -> str:
+    rid = new_id(time.time())
+    (directory / f"{rid}.wav").write_bytes(b"RIFF")
+    sidecar = {"recording_id": rid, "call_id": "c", "account": account, "ended_at": ended_at,
+               "started_at": ended_at}
+    (directory / f"{rid}.json").write_text(json.dumps(sidecar))
+    return rid
+
+
+def recordings(tmp_path: Path, days: float) -> Recordings:
+    rec = Recordings(RecordingConfig(retention_days=days), tmp_path)
+    rec.directory.mkdir(parents=True)
+    return rec
+
+
+def test_ids_are_sortable_and_checked() -> None:
+    rid = new_id(0.0)
+    assert rid.startswith("19700101T000000-") and valid_id(rid)
+    for bad in ("../x", "", "19700101T000000-XYZ", rid + "/", rid[:-1]):
+        assert not valid_id(bad)
+
+
+def test_retention_deletes_only_old_recordings(tmp_path: Path) -> None:
+    rec = recordings(tmp_path, days=30)
+    old = make(rec.directory, "2020-01-01T00:00:00+00:00")
+    new = make(rec.directory, time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+    for sidecar in rec._load_index():
+        rec.index[sidecar["recording_id"]] = _summary(sidecar)
+    assert rec.apply_retention() == 1
+    assert not (rec.directory / f"{old}.wav").exists()
+    assert not (rec.directory / f"{old}.json").exists()
+    assert (rec.directory / f"{new}.wav").exists() and list(rec.index) == [new]
+    assert rec.stats["deleted"] == 1
+
+
+def test_zero_retention_keeps_everything(tmp_path: Path) -> None:
+    rec = recordings(tmp_path, days=0)
+    old = make(rec.directory, "2001-01-01T00:00:00+00:00")
+    rec.index[old] = _summary(json.loads((rec.directory / f"{old}.json").read_text()))
+    assert rec.apply_retention() == 0 and (rec.directory / f"{old}.wav").exists()
+
+
+def test_delete_refuses_unknown_and_unsafe_ids(tmp_path: Path) -> None:
+    rec = recordings(tmp_path, days=0)
+    (tmp_path / "cdr.jsonl").write_text("keep me")
+    assert not rec.delete("../cdr") and not rec.delete(new_id(0.0))
+    assert (tmp_path / "cdr.jsonl").exists()
+    assert rec.sidecar("../cdr") is None and rec.path("../cdr", "wav") is None
+
+
+def test_index_skips_meta_files_and_sidecars_without_audio(tmp_path: Path) -> None:
+    rec = recordings(tmp_path, days=0)
+    kept = make(rec.directory, "2026-01-01T00:00:00+00:00")
+    orphan = make(rec.directory, "2026-01-01T00:00:00+00:00")
+    (rec.directory / f"{orphan}.wav").unlink()
+    (rec.directory / f"{kept}.meta.json").write_text("{}")
+    (rec.directory / "garbage.json").write_text("{not json")
+    assert [s["recording_id"] for s in rec._load_index()] == [kept]
