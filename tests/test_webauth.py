@@ -157,6 +157,12 @@ def _app(tmp_path: Path) -> web.Application:
     app.router.add_get("/api/sup/{id}", sup_route)
     app.router.add_post("/api/agent", agent_post)
     app.router.add_get("/page", ok)  # not under /api or /ws: not checked
+
+    @requires("agent")
+    async def desk(request: web.Request) -> web.Response:
+        return await ok(request)
+
+    app.router.add_get("/ws/agents/{agent}", desk)
     return app
 
 
@@ -189,6 +195,8 @@ def test_middleware_default_deny_roles_and_cookies(tmp_path: Path) -> None:
             assert forbidden.status == 403 and "supervisor" in (await forbidden.json())["error"]
             cross = await client.post("/api/agent", json={}, headers={"Origin": "http://evil.example"})
             assert cross.status == 403
+            cross_ws = await client.get("/ws/agents/1001", headers={"Origin": "http://evil.example"})
+            assert cross_ws.status == 403
             client.session.cookie_jar.clear()
             bearer = {"Authorization": f"Bearer {token}"}
             assert (await client.get("/api/me", headers=bearer)).status == 200
