@@ -73,6 +73,11 @@ class MediaClock:
         self.subticks = 0
         self.skipped = 0  # frames dropped after long stalls, per phase
         self.after_tick: list[Callable[[], None]] = []
+        # Work that must not delay a send (recording placement, disk hand-off): run right
+        # after a sub-tick's sends with the sub-tick number, in slices that fit well
+        # inside the 5 ms before the next one.
+        self.background: list[Callable[[int], None]] = []
+        self.background_errors = 0
         self._start = 0.0
         self._handle: asyncio.TimerHandle | None = None
 
@@ -131,6 +136,11 @@ class MediaClock:
             cb()
         self.work.add(time.perf_counter() - started)
         self._schedule()
+        for work in self.background:
+            try:
+                work(self.subticks)
+            except Exception:  # the clock must keep ticking whatever a slice does
+                self.background_errors += 1
 
     def _run_phase(self, phase: int, now: float) -> None:
         streams = list(self.phases[phase])

@@ -23,7 +23,7 @@ SAMPLES_PER_FRAME = 160
 INBAND_BATCH = 4  # frames decoded together for the in-band detector (80 ms)
 
 
-Tap = Callable[[str, bytes, str, int, int, float], None]
+Tap = Callable[[bytes, str, int, int], None]  # (payload, codec, rtp_ts, ssrc)
 
 
 class MediaListener(Protocol):
@@ -67,9 +67,10 @@ class RtpSession(asyncio.DatagramProtocol):
         self._xlate: bytes | None = None  # PCMU<->PCMA table for what we relay
         self._relay_src: int | None = None  # SSRC of the stream we relay into our own
         self._ts_offset = 0
-        # A recording tap, (leg, payload, codec, rtp_ts, ssrc, now): what we hear is leg
-        # "caller", what we send (prompts, then the bridged agent) is leg "other".
-        self.tap: Tap | None = None
+        # Recording taps: what we hear (the caller), and what we send (prompts, then the
+        # bridged agent's audio), as it leaves.
+        self.tap_in: Tap | None = None
+        self.tap_out: Tap | None = None
         self._now: Callable[[], float] = clock or _loop_time
         # counters (metrics)
         self.rx_packets = 0
@@ -151,8 +152,8 @@ class RtpSession(asyncio.DatagramProtocol):
         remote = self.remote
         if remote is None or not self.sending or self.transport is None:
             return
-        if self.tap is not None:
-            self.tap("other", payload, self.codec, self.ts, self.ssrc, self._now())
+        if self.tap_out is not None:
+            self.tap_out(payload, self.codec, self.ts, self.ssrc)
         marker = 0x80 if self._marker else 0
         self._marker = False
         self.transport.sendto(
@@ -198,7 +199,7 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.relay.send_relayed(data, self.relay.pt, self._xlate)
             elif self._inband is not None:
                 self._inband_feed(data)
-            if self.tap is not None:
+            if self.tap_in is not None:
                 self._tap_in(data)
         elif 72 <= pt <= 76:
             pass  # RTCP multiplexed (RFC 5761 §4): not ours to count as audio
@@ -237,8 +238,8 @@ class RtpSession(asyncio.DatagramProtocol):
         payload = data[offset:]
         if xlate is not None:
             payload = payload.translate(xlate)
-        if self.tap is not None and pt == self.pt:
-            self.tap("other", payload, self.codec, out_ts, self.ssrc, self._now())
+        if self.tap_out is not None and pt == self.pt:
+            self.tap_out(payload, self.codec, out_ts, self.ssrc)
         self.transport.sendto(
             HEADER.pack(0x80, pt | (b1 & 0x80), self.seq, out_ts, self.ssrc) + payload, remote)
         self.seq = (self.seq + 1) & 0xFFFF
@@ -246,13 +247,13 @@ class RtpSession(asyncio.DatagramProtocol):
         self.tx_packets += 1
 
     def _tap_in(self, data: bytes) -> None:
-        assert self.tap is not None
+        assert self.tap_in is not None
         offset = payload_offset(data)
         if offset is None:
             self.rx_bad += 1
             return
         _, _, _, ts, ssrc = HEADER.unpack_from(data)
-        self.tap("caller", data[offset:], self.codec, ts, ssrc, self._now())
+        self.tap_in(data[offset:], self.codec, ts, ssrc)
 
     def _telephone_event(self, data: bytes) -> None:
         _, _, _, ts, ssrc = HEADER.unpack_from(data)

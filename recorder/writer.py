@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -53,7 +53,6 @@ MAX_SKEW_SECONDS = 2.0
 _BLOCK = 8000 * 30  # samples per leg read at once when building a WAV
 
 Int16Array = npt.NDArray[np.int16]
-Packet = tuple[str, bytes, str, int, int, float]
 
 
 def _segment_path(part: Path, leg: str) -> Path:
@@ -177,6 +176,54 @@ class _Leg:
             self.filled[lo:hi] = True
 
 
+class _Intake:
+    """One leg's packets as they arrive: runs of contiguous payload (the same stream, each
+    packet's timestamp where the previous one ended) appended to one bytearray. The next
+    packet of a run costs two comparisons and an append; only a run's first packet asks
+    the clock for its arrival time, which places the run when no earlier audio of its
+    stream does."""
+
+    __slots__ = ("runs", "buf", "next_ts", "ssrc", "codec", "accepting", "clock")
+
+    def __init__(self, clock: Callable[[], float] | None) -> None:
+        self.runs: list[tuple[int, int, str, float, bytearray]] = []
+        self.buf: bytearray | None = None
+        self.next_ts = -1
+        self.ssrc = -1
+        self.codec = ""
+        self.accepting = True
+        self.clock = clock
+
+    def feed(self, payload: bytes, codec: str, ts: int, ssrc: int) -> None:
+        """The session's tap (hot path): the run's arrival time comes from the clock."""
+        if ts == self.next_ts and ssrc == self.ssrc and codec == self.codec:
+            self.buf += payload  # type: ignore[operator]  # a buffer whenever next_ts >= 0
+            self.next_ts = (ts + len(payload)) & 0xFFFFFFFF
+        elif self.accepting and self.clock is not None:
+            self.add(payload, codec, ts, ssrc, self.clock())
+
+    def add(self, payload: bytes, codec: str, ts: int, ssrc: int, now: float) -> None:
+        if not self.accepting:
+            return
+        ts &= 0xFFFFFFFF
+        if ts == self.next_ts and ssrc == self.ssrc and codec == self.codec:
+            self.buf += payload  # type: ignore[operator]
+        else:
+            self.buf = bytearray(payload)
+            self.runs.append((ts, ssrc, codec, now, self.buf))
+            self.ssrc, self.codec = ssrc, codec
+        self.next_ts = (ts + len(payload)) & 0xFFFFFFFF
+
+    def stop(self) -> None:
+        """Close the open run: the next packet starts a new one (or is refused)."""
+        self.buf, self.next_ts = None, -1
+
+    def take(self) -> list[tuple[int, int, str, float, bytearray]]:
+        runs, self.runs = self.runs, []
+        self.stop()
+        return runs
+
+
 class RecordingWriter:
     """Turns one call's RTP payloads into ``<directory>/<recording_id>.wav``.
 
@@ -192,6 +239,7 @@ class RecordingWriter:
         started: float,
         rate: int = 8000,
         create: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """With ``create=False`` nothing touches the disk yet: call `create` (from the
         same worker that later runs this writer's batches) before the first batch."""
@@ -206,8 +254,7 @@ class RecordingWriter:
         self.dropped = 0  # packets refused at flush: late, duplicate, bad leg or codec
         self.part = self.directory / f"{recording_id}{PART_SUFFIX}"
         self.path = self.directory / f"{recording_id}.wav"
-        self._buf: list[Packet] = []
-        self._append = self._buf.append
+        self._intake = {leg: _Intake(clock) for leg in LEGS}
         self._accepting = True
         self._paused = False
         self._finished = False
@@ -230,8 +277,24 @@ class RecordingWriter:
 
     def add(self, leg: str, payload: bytes, codec: str, rtp_ts: int, ssrc: int, now: float) -> None:
         """Buffer one RTP payload. Called per packet: no decoding, no I/O, no logging."""
-        if self._accepting:
-            self._append((leg, payload, codec, rtp_ts, ssrc, now))
+        intake = self._intake.get(leg)
+        if intake is None or not payload:
+            self.dropped += 1
+        else:
+            intake.add(payload, codec, rtp_ts, ssrc, now)
+
+    def tap(self, leg: str) -> Callable[[bytes, str, int, int], None]:
+        """The per-packet entry for one leg, ``(payload, codec, rtp_ts, ssrc)``; arrival
+        times come from the writer's `clock`."""
+        if self._intake[leg].clock is None:
+            raise ValueError("a tap needs the writer's clock")
+        return self._intake[leg].feed
+
+    def _set_accepting(self, accepting: bool) -> None:
+        self._accepting = accepting
+        for intake in self._intake.values():
+            intake.accepting = accepting
+            intake.stop()
 
     # -- PCI pause ------------------------------------------------------------------
 
@@ -240,7 +303,7 @@ class RecordingWriter:
         if self._finished or self._paused:
             return
         self._paused = True
-        self._accepting = False
+        self._set_accepting(False)
         self._pauses.append((self._pos(now), None))
 
     def resume(self, now: float) -> None:
@@ -249,7 +312,7 @@ class RecordingWriter:
         start, _ = self._pauses[-1]
         self._pauses[-1] = (start, max(start, self._pos(now)))
         self._paused = False
-        self._accepting = True
+        self._set_accepting(True)
 
     # -- batches off the packet path --------------------------------------------------
 
@@ -277,7 +340,7 @@ class RecordingWriter:
         the I/O (segments, journal, WAV) and may run in a worker thread."""
         if self._finished:
             raise RuntimeError(f"recording {self.recording_id} is already finished")
-        self._accepting = False
+        self._set_accepting(False)
         self.advance(now, final=True)
         batch = self.take_io(now, durable=True)
         frames = max(self._pos(now), *self.samples)
@@ -288,10 +351,7 @@ class RecordingWriter:
         """Decode and place what `add` buffered; audio older than the holdback becomes
         final. Returns the newly final audio as ``(leg, first_sample, pcm)`` (paused spans
         already silenced) for live analytics. No I/O: runs on the event loop."""
-        batch = self._buf[:]
-        del self._buf[:]
-        placed = [run for leg in LEGS for run in self._runs(leg, batch)]
-        self.dropped += sum(1 for packet in batch if packet[0] not in LEGS)
+        placed = [run for leg in LEGS for run in self._runs(leg, self._intake[leg].take())]
         limit = max(self._pos(now) - round(HOLDBACK_SECONDS * self.rate), 0)
         ends: dict[str, int] = {} if final else dict.fromkeys(LEGS, limit)
         for item in placed:
@@ -347,47 +407,37 @@ class RecordingWriter:
     def _pos(self, now: float) -> int:
         return max(round((now - self.started) * self.rate), 0)
 
-    def _runs(self, leg: str, batch: list[Packet]) -> list[tuple[str, int, Int16Array]]:
-        """One leg's packets as runs of contiguous audio, each decoded with one numpy call
-        and placed with one more: per-packet numpy calls would cost more than the rest of
-        the recording together. G.711 has one byte per sample."""
+    def _runs(self, leg: str, runs: list[tuple[int, int, str, float, bytearray]]
+              ) -> list[tuple[str, int, Int16Array]]:
+        """One leg's runs placed on the timeline, each decoded with one numpy call: per-packet
+        numpy calls would cost more than the rest of the recording together. A run is
+        placed by its first packet (RTP timestamp within its stream, arrival time for a new
+        stream); G.711 has one sample per byte."""
         state = self._legs[leg]
-        runs: list[list[Any]] = []  # [start, codec, payloads, end]
-        started, rate, skew = self.started, self.rate, MAX_SKEW_SECONDS * self.rate
-        for packet in batch:
-            if packet[0] != leg:
+        out: list[tuple[str, int, Int16Array]] = []
+        for ts, ssrc, codec, now, buf in runs:
+            n = len(buf)
+            if codec not in G711:
+                self.dropped += n // 160 or 1
                 continue
-            _, payload, codec, rtp_ts, ssrc, now = packet
-            if not payload or codec not in G711:
-                self.dropped += 1
+            arrival = max(round((now - self.started) * self.rate), 0)
+            pos = self._timeline_pos(state, ts, ssrc, arrival)
+            if pos is None:
+                self.dropped += n // 160 or 1
                 continue
-            arrival = (now - started) * rate  # float: rounded only on the slow path
             stream = state.stream
-            pos: int | None
-            if stream is not None and stream.ssrc == ssrc and stream.suspect is None:
-                # the common case, inline: the next packet of the current stream
-                delta = ((rtp_ts - stream.last_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-                unwrapped = stream.last_unwrapped + delta
-                pos = stream.anchor_pos + unwrapped - stream.anchor_ts
-                if -skew <= pos - arrival <= skew:
-                    if delta > 0:
-                        stream.last_ts, stream.last_unwrapped = rtp_ts & 0xFFFFFFFF, unwrapped
-                else:
-                    pos = self._timeline_pos(state, rtp_ts & 0xFFFFFFFF, ssrc,
-                                             max(round(arrival), 0))
-            else:
-                pos = self._timeline_pos(state, rtp_ts & 0xFFFFFFFF, ssrc, max(round(arrival), 0))
-            if pos is None or pos < state.written:
-                self.dropped += 1  # late or duplicate of audio already on disk
+            if stream is not None and stream.ssrc == ssrc and n > 1:
+                last = (ts + n - 1) & 0xFFFFFFFF  # the run's last sample moves the stream on
+                delta = _ts_delta(last, stream.last_ts)
+                if delta > 0:
+                    stream.last_ts, stream.last_unwrapped = last, stream.last_unwrapped + delta
+            skip = state.written - pos
+            if skip >= n:
+                self.dropped += n // 160 or 1  # late or duplicate of audio already on disk
                 continue
-            last = runs[-1] if runs else None
-            if last is not None and last[3] == pos and last[1] == codec:
-                last[2].append(payload)
-                last[3] = pos + len(payload)
-            else:
-                runs.append([pos, codec, [payload], pos + len(payload)])
-        return [(leg, start, g711.decode(codec, b"".join(payloads)))
-                for start, codec, payloads, _ in runs]
+            data = bytes(buf) if skip <= 0 else bytes(buf[skip:])
+            out.append((leg, max(pos, state.written), g711.decode(codec, data)))
+        return out
 
     def _timeline_pos(self, state: _Leg, ts: int, ssrc: int, arrival_pos: int) -> int | None:
         """Sample index for a packet: by RTP timestamp within a stream, by arrival for a

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from recorder.wavfile import read_wav
-from recorder.writer import PART_SUFFIX, RecordingWriter, recover, write_batch
+from recorder.writer import LEFT, PART_SUFFIX, RIGHT, RecordingWriter, recover, write_batch
 
 from .cdr import iso
 
@@ -48,8 +48,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.recording")
 
-TICK = 0.1  # seconds between placement passes (analytics get ~100 ms chunks)
-FLUSH_EVERY = 10  # ticks between disk writes of one recording (1 s)
+# The work runs in slices after the media clock's 5 ms sub-ticks: a recording belongs to
+# one of SLOTS sub-ticks per second; it is written to disk once a second (its own slot)
+# and, with analytics or streams, its audio is placed every LIVE sub-ticks (100 ms).
+SLOTS = 200
+LIVE = 20
 FSYNC_EVERY = 10  # disk writes between fsyncs of one recording (process crashes lose
 # nothing written; fsync bounds what an OS crash or power loss can take)
 RETENTION_CHECK = 3600.0
@@ -145,7 +148,7 @@ class CallRecording:
         self.started = started  # loop time of the timeline's zero (the answer)
         self.wall_started = time.time()
         self.writer = RecordingWriter(owner.directory, recording_id, started=started,
-                                      create=False)
+                                      create=False, clock=owner.loop.time)
         self.reasons: set[str] = set()
         self.pauses: list[dict[str, Any]] = []
         self.dtmf: list[dict[str, Any]] = []
@@ -153,7 +156,7 @@ class CallRecording:
         self.timeline: list[dict[str, Any]] = []
         self.consumers: list[AudioConsumer] = []
         self.flushes = 0
-        self.phase = 0  # which tick of FLUSH_EVERY this recording writes on
+        self.phase = 0  # which of the SLOTS sub-ticks of a second this recording writes on
         self.stopped: str | None = None
 
     # -- timeline ------------------------------------------------------------------------
@@ -251,28 +254,28 @@ class Recordings:
         self.stats = {"started": 0, "finished": 0, "recovered": 0, "io_errors": 0,
                       "dropped_packets": 0, "deleted": 0}
         self.consumer_factories: list[Callable[[CallRecording], AudioConsumer | None]] = []
-        self._ticks = 0
-        self._task: asyncio.Task[None] | None = None
+        self._buckets: list[dict[CallRecording, None]] = [{} for _ in range(SLOTS)]
+        self._next_phase = 0
         self._next_retention = 0.0
         self._pending = 0  # I/O jobs queued
         self.closing: dict[str, tuple[CallRecording, asyncio.TimerHandle, Any, str | None]] = {}
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, clock: Any = None) -> None:
+        """`clock`: the media clock whose sub-ticks drive placement and disk writes."""
         self.loop = asyncio.get_running_loop()
         self.directory.mkdir(parents=True, exist_ok=True)
         recovered = await self.loop.run_in_executor(self.io, self._recover)
         self.stats["recovered"] += len(recovered)
         for sidecar in await self.loop.run_in_executor(self.io, self._load_index):
             self.index[sidecar["recording_id"]] = _summary(sidecar)
-        self._task = self.loop.create_task(self._run())
+        if clock is not None:
+            clock.background.append(self.on_subtick)
         log.info("event=recordings_ready dir=%s finished=%d recovered=%d", self.directory,
                  len(self.index), len(recovered))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
         for rec in list(self.active.values()):
             self.end(rec.call)
         await asyncio.sleep(HOOK_GRACE if self.closing else 0)
@@ -295,7 +298,9 @@ class Recordings:
                 self._start_storing(call, rec)
             return rec
         rec = CallRecording(self, call, new_id(time.time()), self.loop.time(), store)
-        rec.phase = len(self.active) % FLUSH_EVERY
+        rec.phase = self._next_phase
+        self._next_phase = (self._next_phase + 1) % SLOTS
+        self._buckets[rec.phase][rec] = None
         self.active[call.call_id] = rec
         if store:
             self._submit(rec.writer.create)
@@ -309,7 +314,8 @@ class Recordings:
             if consumer is not None:
                 rec.consumers.append(consumer)
         if call.session is not None:
-            call.session.tap = rec.writer.add
+            call.session.tap_in = rec.writer.tap(LEFT)
+            call.session.tap_out = rec.writer.tap(RIGHT)
         call.recording = rec
         rec.event("start", did=call.did, caller=call.caller)
         return rec
@@ -332,9 +338,10 @@ class Recordings:
         rec = self.active.pop(call.call_id, None)
         if rec is None:
             return None
+        self._buckets[rec.phase].pop(rec, None)
         call.recording = None
-        if call.session is not None and call.session.tap == rec.writer.add:
-            call.session.tap = None
+        if call.session is not None:
+            call.session.tap_in = call.session.tap_out = None
         rec.stopped = stopped
         rec.event("end", reason=call.end_reason or stopped)
         self._deliver(rec, rec.writer.advance(self.loop.time()))
@@ -400,32 +407,30 @@ class Recordings:
         path = self.directory / f"{rec.id}.meta.json"
         self._submit(lambda: _write_json(path, sidecar))
 
-    # -- the pass every 100 ms -----------------------------------------------------------------
+    # -- slices after the media clock's sub-ticks ---------------------------------------------
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(TICK)
-            try:
-                self._tick()
-            except Exception:  # keep recording the other calls
-                log.exception("event=recording_tick_failed")
-
-    def _tick(self) -> None:
+    def on_subtick(self, subtick: int) -> None:
+        slot = subtick % SLOTS
         now = self.loop.time()
-        self._ticks += 1
-        slot = self._ticks % FLUSH_EVERY
-        for rec in list(self.active.values()):
-            due = rec.phase == slot
-            if rec.consumers:
+        for rec in list(self._buckets[slot]):
+            try:
                 self._deliver(rec, rec.writer.advance(now))
-            elif due:
-                rec.writer.advance(now)
-            if due:
                 rec.flushes += 1
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
                 if rec.store:
                     self._submit(lambda b=batch: write_batch(b))  # type: ignore[misc]
-        if now >= self._next_retention:
+            except Exception:  # keep recording the other calls
+                log.exception("event=recording_flush_failed recording=%s", rec.id)
+        for live in range(slot % LIVE, SLOTS, LIVE):
+            if live == slot:
+                continue
+            for rec in list(self._buckets[live]):
+                if rec.consumers:
+                    try:
+                        self._deliver(rec, rec.writer.advance(now))
+                    except Exception:
+                        log.exception("event=recording_advance_failed recording=%s", rec.id)
+        if slot == 0 and now >= self._next_retention:
             self._next_retention = now + RETENTION_CHECK
             self.apply_retention()
 

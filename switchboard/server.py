@@ -109,9 +109,9 @@ class Server:
             self.hooks = HookHost(load_factories(cfg.analytics), self._analytics,
                                   loop=asyncio.get_running_loop())
             self.recordings.consumer_factories.append(self._hook_consumer)
-        await self.recordings.start()
         self.clock = MediaClock()
         self.clock.start()
+        await self.recordings.start(self.clock)
         local = {"UDP": (cfg.sdp_ip, cfg.sip.port), "TCP": (cfg.sdp_ip, cfg.sip.port)}
         ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls,
                        registration=self._registration())
