@@ -35,7 +35,8 @@ import numpy.typing as npt
 from media import g711
 from recorder.wavfile import read_wav, write_stereo_wav_chunks
 
-__all__ = ["LEFT", "RIGHT", "FinishJob", "RecordingWriter", "WriteBatch", "recover", "write_batch"]
+__all__ = ["LEFT", "RIGHT", "FinishJob", "OpenFiles", "RecordingWriter", "WriteBatch", "recover",
+           "write_batch"]
 
 log = logging.getLogger("switchboard.recorder")
 
@@ -102,12 +103,54 @@ class WriteBatch:
     durable: bool  # fsync; without it the data still survives a crash of the process
 
 
-def write_batch(batch: WriteBatch) -> None:
+class OpenFiles:
+    """File descriptors kept open between batches, for the one thread that writes: a
+    batch is then one ``pwrite`` per leg and one ``write`` to the journal, instead of
+    opening, seeking, truncating and closing three files a second per call."""
+
+    def __init__(self) -> None:
+        self._fds: dict[Path, int] = {}
+
+    def fd(self, path: Path, append: bool = False) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
+            fd = self._fds[path] = os.open(path, flags, 0o640)
+        return fd
+
+    def close_under(self, part: Path) -> None:
+        for path in [p for p in self._fds if p.parent == part]:
+            os.close(self._fds.pop(path))
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+
+def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
     """Segments first, then the journal line: the journal never vouches for audio that
     is not in the segment files yet."""
+    if files is None:
+        for leg, offset, pcm in batch.chunks:
+            _write_segment(_segment_path(batch.part, leg), offset, pcm, batch.durable)
+        _append_journal(batch.part, batch.record, batch.durable)
+        return
+    used = []
     for leg, offset, pcm in batch.chunks:
-        _write_segment(_segment_path(batch.part, leg), offset, pcm, batch.durable)
-    _append_journal(batch.part, batch.record, batch.durable)
+        fd = files.fd(_segment_path(batch.part, leg))
+        os.pwrite(fd, pcm.astype("<i2").tobytes(), offset * 2)
+        used.append(fd)
+    journal = files.fd(batch.part / JOURNAL, append=True)
+    if batch.durable:
+        for fd in used:
+            os.fsync(fd)
+    os.write(journal, (json.dumps(batch.record, separators=(",", ":")) + "\n").encode())
+    if batch.durable:
+        os.fsync(journal)
 
 
 @dataclass
@@ -121,8 +164,10 @@ class FinishJob:
     frames: int
     counts: tuple[int, int]
 
-    def run(self) -> Path:
-        write_batch(self.batch)
+    def run(self, files: OpenFiles | None = None) -> Path:
+        write_batch(self.batch, files)
+        if files is not None:
+            files.close_under(self.part)
         _build_wav(self.part, self.path, self.rate, self.frames, self.counts)
         shutil.rmtree(self.part, ignore_errors=True)
         _fsync_dir(self.path.parent)

@@ -2,11 +2,10 @@
 
 The caller's RTP session carries a tap (``media.session.Tap``): what the caller sends
 is the left channel, what the caller hears (IVR prompts, then the agent) the right.
-The tap only appends to the call's `RecordingWriter` buffer. Every 100 ms a single
-pass over the live recordings places the buffered packets (on the event loop: a few
-numpy operations per call) and feeds the final audio to analytics; about once a
-second per call (staggered, so a thousand calls never flush in the same pass) the
-disk writes go to one I/O thread, in order. Files per recording, in the recordings
+The tap only appends to the call's `RecordingWriter` intake. In slices after the media
+clock's sub-ticks, each recording's packets are placed (on the event loop: a few numpy
+operations per call) every 1.5 s, or every 100 ms when analytics or a media stream
+listen, and the final audio goes to them; the disk writes go to one I/O thread, in order. Files per recording, in the recordings
 directory:
 
 - ``<id>.part/``: segments and journal while the call is up (``recorder.writer``);
@@ -27,18 +26,27 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from recorder.wavfile import read_wav
-from recorder.writer import LEFT, PART_SUFFIX, RIGHT, RecordingWriter, recover, write_batch
+from recorder.writer import (
+    LEFT,
+    PART_SUFFIX,
+    RIGHT,
+    OpenFiles,
+    RecordingWriter,
+    recover,
+    write_batch,
+)
 
 from .cdr import iso
 
@@ -49,12 +57,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.recording")
 
 # The work runs in slices after the media clock's 5 ms sub-ticks: a recording belongs to
-# one of SLOTS sub-ticks per second; it is written to disk once a second (its own slot)
+# one of SLOTS sub-ticks (1.5 s); it is written to disk once per SLOTS (its own slot)
 # and, with analytics or streams, its audio is placed every LIVE sub-ticks (100 ms).
-SLOTS = 200
+# A kill -9 loses at most what is not written yet: 1.5 s plus the 0.2 s reorder holdback.
+SLOTS = 300
 LIVE = 20
-FSYNC_EVERY = 10  # disk writes between fsyncs of one recording (process crashes lose
-# nothing written; fsync bounds what an OS crash or power loss can take)
+FSYNC_EVERY = 20  # disk writes between fsyncs of one recording (30 s): a crash of the
+# process loses nothing written; fsync bounds what an OS crash or power loss can take
 RETENTION_CHECK = 3600.0
 HOOK_GRACE = 0.5  # seconds the sidecar waits for analyzers' end-of-call summaries
 _ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{12}")
@@ -156,7 +165,7 @@ class CallRecording:
         self.timeline: list[dict[str, Any]] = []
         self.consumers: list[AudioConsumer] = []
         self.flushes = 0
-        self.phase = 0  # which of the SLOTS sub-ticks of a second this recording writes on
+        self.phase = 0  # which of the SLOTS sub-ticks this recording writes on
         self.stopped: str | None = None
 
     # -- timeline ------------------------------------------------------------------------
@@ -250,14 +259,17 @@ class Recordings:
         self.directory = Path(cfg.directory or Path(data_dir) / "recordings")
         self.active: dict[str, CallRecording] = {}  # by call id
         self.index: dict[str, dict[str, Any]] = {}  # finished, by recording id
-        self.io = ThreadPoolExecutor(1, thread_name_prefix="recorder-io")
+        self.files = OpenFiles()  # used by the I/O thread only
+        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._io_thread: threading.Thread | None = None
+        self._submitted = 0  # written by the event loop's thread only
+        self._done = 0  # written by the I/O thread only
         self.stats = {"started": 0, "finished": 0, "recovered": 0, "io_errors": 0,
                       "dropped_packets": 0, "deleted": 0}
         self.consumer_factories: list[Callable[[CallRecording], AudioConsumer | None]] = []
         self._buckets: list[dict[CallRecording, None]] = [{} for _ in range(SLOTS)]
         self._next_phase = 0
         self._next_retention = 0.0
-        self._pending = 0  # I/O jobs queued
         self.closing: dict[str, tuple[CallRecording, asyncio.TimerHandle, Any, str | None]] = {}
 
     # -- life cycle ------------------------------------------------------------------------
@@ -266,9 +278,12 @@ class Recordings:
         """`clock`: the media clock whose sub-ticks drive placement and disk writes."""
         self.loop = asyncio.get_running_loop()
         self.directory.mkdir(parents=True, exist_ok=True)
-        recovered = await self.loop.run_in_executor(self.io, self._recover)
+        recovered = await self.loop.run_in_executor(None, self._recover)
         self.stats["recovered"] += len(recovered)
-        for sidecar in await self.loop.run_in_executor(self.io, self._load_index):
+        self._io_thread = threading.Thread(target=self._io_worker, name="recorder-io",
+                                           daemon=True)
+        self._io_thread.start()
+        for sidecar in await self.loop.run_in_executor(None, self._load_index):
             self.index[sidecar["recording_id"]] = _summary(sidecar)
         if clock is not None:
             clock.background.append(self.on_subtick)
@@ -282,8 +297,9 @@ class Recordings:
         for rec, handle, job, ended in list(self.closing.values()):
             handle.cancel()
             self._write_final(rec, job, ended)
-        await self.loop.run_in_executor(self.io, lambda: None)  # drain
-        self.io.shutdown(wait=True)
+        self._jobs.put(None)  # after everything queued so far
+        if self._io_thread is not None:
+            await self.loop.run_in_executor(None, self._io_thread.join, 30.0)
 
     # -- per call --------------------------------------------------------------------------
 
@@ -371,24 +387,24 @@ class Recordings:
             sidecar["ended_at"] = ended
         directory = self.directory
 
-        def finish() -> dict[str, Any]:
-            job.run()
-            _write_json(directory / f"{rec.id}.json", sidecar)
-            (directory / f"{rec.id}.meta.json").unlink(missing_ok=True)
-            return sidecar
+        def finish() -> None:
+            try:
+                job.run(self.files)
+                _write_json(directory / f"{rec.id}.json", sidecar)
+                (directory / f"{rec.id}.meta.json").unlink(missing_ok=True)
+            except Exception as exc:
+                self.loop.call_soon_threadsafe(self._finished, rec, None, exc)
+                raise
+            self.loop.call_soon_threadsafe(self._finished, rec, sidecar, None)
 
-        future = self.loop.run_in_executor(self.io, finish)
-        self._pending += 1
-        future.add_done_callback(lambda f: self._finished(rec, f))
+        self._submit(finish)
 
-    def _finished(self, rec: CallRecording, future: asyncio.Future[dict[str, Any]]) -> None:
-        self._pending -= 1
-        if future.cancelled() or future.exception() is not None:
-            self.stats["io_errors"] += 1
-            log.error("event=recording_finish_failed recording=%s error=%r", rec.id,
-                      None if future.cancelled() else future.exception())
+    def _finished(self, rec: CallRecording, sidecar: dict[str, Any] | None,
+                  error: Exception | None) -> None:
+        if sidecar is None:
+            log.error("event=recording_finish_failed recording=%s error=%r", rec.id, error)
             return
-        self.index[rec.id] = _summary(future.result())
+        self.index[rec.id] = _summary(sidecar)
         self.stats["finished"] += 1
 
     def add_timeline(self, call_id: str, event: dict[str, Any]) -> None:
@@ -418,7 +434,7 @@ class Recordings:
                 rec.flushes += 1
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
                 if rec.store:
-                    self._submit(lambda b=batch: write_batch(b))  # type: ignore[misc]
+                    self._submit(lambda b=batch: write_batch(b, self.files))  # type: ignore[misc]
             except Exception:  # keep recording the other calls
                 log.exception("event=recording_flush_failed recording=%s", rec.id)
         for live in range(slot % LIVE, SLOTS, LIVE):
@@ -446,19 +462,26 @@ class Recordings:
                     log.exception("event=recording_consumer_failed recording=%s", rec.id)
 
     def _submit(self, job: Callable[[], Any]) -> None:
-        self._pending += 1
-        future = self.loop.run_in_executor(self.io, job)
-        future.add_done_callback(self._io_done)
+        """To the I/O thread, in order; no future, no wake-up of the event loop per job."""
+        self._submitted += 1
+        self._jobs.put(job)
 
-    def _io_done(self, future: asyncio.Future[Any]) -> None:
-        self._pending -= 1
-        if not future.cancelled() and future.exception() is not None:
-            self.stats["io_errors"] += 1
-            log.error("event=recording_io_failed error=%r", future.exception())
+    def _io_worker(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                self.files.close()
+                return
+            try:
+                job()
+            except Exception as exc:
+                self.stats["io_errors"] += 1
+                log.error("event=recording_io_failed error=%r", exc)
+            self._done += 1
 
     @property
     def io_backlog(self) -> int:
-        return self._pending
+        return self._submitted - self._done
 
     # -- finished recordings -----------------------------------------------------------------
 
