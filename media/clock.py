@@ -72,6 +72,7 @@ class MediaClock:
         self.work = LatenessHistogram()
         self.subticks = 0
         self.skipped = 0  # frames dropped after long stalls, per phase
+        self.late_subticks = 0
         self.after_tick: list[Callable[[], None]] = []
         # Work that must not delay a send (recording placement, disk hand-off): run right
         # after a sub-tick's sends with the sub-tick number, in slices that fit well
@@ -121,6 +122,8 @@ class MediaClock:
         self.subticks += 1
         due = self._start + self.subticks * SUBTICK
         self.lateness.add(now - due)
+        if now - due > SUBTICK:
+            self.late_subticks += 1  # its frames left more than 5 ms after their slot
         behind = int((now - due) / SUBTICK)  # sub-ticks missed entirely
         if behind > MAX_CATCH_UP * PHASES:
             dropped = behind - MAX_CATCH_UP * PHASES

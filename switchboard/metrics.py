@@ -104,6 +104,14 @@ def _rtp(doc: _Doc, server: Server) -> None:
                 for q in ("0.5", "0.99")])
     doc.metric("media_clock_skipped_frames_total", "counter",
                "Frames dropped after long stalls.", [(None, clock.skipped if clock else 0)])
+    doc.metric("rtp_late_subticks_total", "counter",
+               "Media clock sub-ticks (a quarter of the streams each) whose frames left more "
+               "than 5 ms after their slot.", [(None, clock.late_subticks if clock else 0)])
+    doc.metric("event_loop_lag_seconds", "gauge",
+               "How late the event loop ran a timer due now (the media clock's 5 ms timer), "
+               "by quantile since start.",
+               [({"quantile": q}, (clock.lateness.percentile(float(q) * 100) / 1000) if clock else 0)
+                for q in ("0.5", "0.99", "1")])
 
 
 def _acd(doc: _Doc, server: Server) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import pytest
@@ -43,6 +44,8 @@ def test_metrics_follow_a_call(server: RunningServer) -> None:
         during = scrape(server)
         assert during['switchboard_calls{state="ivr"}'] == 1
         assert during["switchboard_sip_dialogs"] == 1 and during["switchboard_rtp_ports_in_use"] == 1
+        assert during["switchboard_recordings_active"] == 1
+        assert during['switchboard_recordings_total{outcome="started"}'] == 1
         uac.bye()
     finally:
         uac.close()
@@ -53,3 +56,11 @@ def test_metrics_follow_a_call(server: RunningServer) -> None:
     assert after["switchboard_rtp_packets_sent_total"] >= 40  # 1 s of prompt audio
     assert after["switchboard_rtp_packets_received_total"] >= 40
     assert after['switchboard_sip_requests_received_total{method="INVITE"}'] >= 1
+    assert after["switchboard_recordings_active"] == 0
+    assert after['switchboard_event_loop_lag_seconds{quantile="0.5"}'] < 0.05
+    assert "switchboard_rtp_late_subticks_total" in after
+    assert after["switchboard_recording_io_errors_total"] == 0
+    deadline = time.monotonic() + 5  # the WAV is built by the I/O thread after the call
+    while scrape(server)['switchboard_recordings_total{outcome="finished"}'] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
