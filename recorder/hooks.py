@@ -337,8 +337,12 @@ class HookHost:
 
     def audio(self, call_id: str, leg: str, t: float, pcm: npt.ArrayLike) -> None:
         try:
-            chunk = np.array(pcm, dtype=np.int16).reshape(-1)  # a copy the caller can't touch
-            chunk.flags.writeable = False  # one array shared by every plugin
+            if (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1
+                    and not pcm.flags.writeable and pcm.base is None):
+                chunk = pcm  # already a frozen array of its own (the recorder's chunks)
+            else:
+                chunk = np.array(pcm, dtype=np.int16).reshape(-1)  # a copy the caller can't touch
+                chunk.flags.writeable = False  # one array shared by every plugin
             self._post(("audio", call_id, (leg, float(t), chunk)))
         except Exception as exc:
             self._bad_input("audio", call_id, exc)

@@ -455,6 +455,7 @@ class Recordings:
             return
         rate = rec.writer.rate
         for leg, start, pcm in chunks:
+            pcm.flags.writeable = False  # shared by every consumer, copied by none
             for consumer in rec.consumers:
                 try:
                     consumer.audio(leg, start / rate, pcm)

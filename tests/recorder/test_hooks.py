@@ -150,6 +150,30 @@ def test_audio_given_to_plugins_is_a_read_only_copy() -> None:
     assert buf[0] == 7 and seen[0][0] == 7
 
 
+def test_a_frozen_array_of_its_own_is_shared_without_a_copy() -> None:
+    """The recorder hands over chunks it froze and no longer touches: no copy per chunk.
+    A frozen view of someone else's buffer is still copied (its owner may change it)."""
+    seen: list[Any] = []
+
+    class Keeper(Analyzer):
+        def on_audio(self, leg: str, t: float, pcm: Any) -> None:
+            seen.append(pcm)
+
+    host = HookHost([("k", Keeper, {})], lambda c, e: None, synchronous=True)
+    host.start_call("c1", {})
+    frozen = np.full(800, 3, dtype=np.int16)
+    frozen.flags.writeable = False
+    host.audio("c1", "caller", 0.0, frozen)
+    owner = np.full(1600, 5, dtype=np.int16)
+    view = owner[:800]
+    view.flags.writeable = False
+    host.audio("c1", "caller", 0.1, view)
+    assert seen[0] is frozen
+    assert seen[1] is not view and not seen[1].flags.writeable
+    owner[0] = 9
+    assert seen[1][0] == 5
+
+
 def test_masked_dtmf_never_reaches_a_plugin() -> None:
     host = HookHost([("rec", Recorder, {})], lambda c, e: None, synchronous=True)
     host.start_call("c1", {})
