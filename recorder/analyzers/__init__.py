@@ -26,7 +26,7 @@ SILENT_DB = -100.0  # the level given to digital silence
 
 def frame_levels(frames: FloatArray) -> FloatArray:
     """RMS level of each row in dBFS (a full-scale square wave is 0 dB)."""
-    power = np.mean(np.square(frames / FULL_SCALE), axis=-1)
+    power = np.einsum("...i,...i->...", frames, frames) / (frames.shape[-1] * FULL_SCALE**2)
     return np.maximum(10.0 * np.log10(power + 1e-12), SILENT_DB)
 
 
@@ -47,13 +47,21 @@ class Framer:
         if not len(self._buf) or abs(t - expected) > self.hop / RATE / 2:
             self._buf, self._t = pcm.astype(np.float64), t
         else:
-            self._buf = np.concatenate([self._buf, pcm.astype(np.float64)])
-        count = (len(self._buf) - self.window) // self.hop + 1
+            self._buf = np.concatenate([self._buf, pcm])  # the result is float64
+        buf, hop, window = self._buf, self.hop, self.window
+        count = (len(buf) - window) // hop + 1
         if count <= 0:
-            return np.zeros(0), np.zeros((0, self.window))
-        windows = np.lib.stride_tricks.sliding_window_view(self._buf, self.window)
-        frames = windows[: count * self.hop : self.hop].copy()
-        starts = (self._t + np.arange(count) * (self.hop / RATE)).astype(np.float64)
+            return np.zeros(0), np.zeros((0, window))
+        # Rows are views of `buf`, which is never written in place (each push makes a
+        # new one): no copy, and no sliding_window_view, whose checks cost more than
+        # the framing of a 100 ms chunk.
+        if hop == window:
+            frames = buf[: count * hop].reshape(count, window)
+        else:
+            step = buf.strides[0]
+            frames = np.lib.stride_tricks.as_strided(
+                buf, shape=(count, window), strides=(hop * step, step), writeable=False)
+        starts = (self._t + np.arange(count) * (hop / RATE)).astype(np.float64)
         self._buf = self._buf[count * self.hop :]
         self._t += count * self.hop / RATE
         return starts, frames
@@ -72,12 +80,17 @@ class EnergyVad:
     floor_db: float = -60.0
 
     def active(self, levels: FloatArray, frame_s: float) -> npt.NDArray[np.bool_]:
+        if not len(levels):
+            return np.zeros(0, dtype=bool)
+        # floor[i] = min(level[i], floor[i-1] + rise), without a Python loop: with
+        # g[i] = floor[i] - (i+1)*rise it is g[i] = min(level[i] - (i+1)*rise, g[i-1]),
+        # a running minimum that starts from the floor so far.
         rise = self.floor_rise_db_per_s * frame_s
-        out = np.zeros(len(levels), dtype=bool)
-        for i, level in enumerate(levels.tolist()):
-            self.floor_db = min(level, self.floor_db + rise)
-            out[i] = level > max(self.threshold_db, self.floor_db + self.margin_db)
-        return out
+        ramp = np.arange(1, len(levels) + 1) * rise
+        g = np.minimum.accumulate(np.concatenate(([self.floor_db], levels - ramp)))[1:]
+        floor = g + ramp
+        self.floor_db = float(floor[-1])
+        return np.asarray(levels > np.maximum(self.threshold_db, floor + self.margin_db))
 
 
 @dataclass

@@ -370,3 +370,23 @@ def test_talk_judges_frames_by_their_time_when_audio_lags_the_events() -> None:
                 replayed["legs"][key][figure], abs=0.05)
     assert lagged["legs"]["caller"]["talk_s"] == pytest.approx(9.4, abs=0.15)
     assert lagged["legs"]["caller"]["silence_s"] == pytest.approx(7.6, abs=0.15)
+
+
+def test_energy_vad_running_minimum_matches_the_frame_by_frame_definition() -> None:
+    """`EnergyVad.active` computes floor[i] = min(level[i], floor[i-1] + rise) without a
+    loop; it must agree with the definition, frame by frame and across calls."""
+    from recorder.analyzers import EnergyVad
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        vad = EnergyVad()
+        floor = vad.floor_db = float(rng.uniform(-80, -20))
+        rise = vad.floor_rise_db_per_s * 0.02
+        for _ in range(3):  # consecutive chunks carry the floor over
+            levels = rng.uniform(-90, 0, int(rng.integers(0, 40)))
+            expected = []
+            for level in levels:
+                floor = min(level, floor + rise)
+                expected.append(level > max(vad.threshold_db, floor + vad.margin_db))
+            assert vad.active(levels, 0.02).tolist() == expected
+            assert vad.floor_db == pytest.approx(floor, abs=1e-9)
