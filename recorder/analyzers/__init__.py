@@ -116,6 +116,13 @@ class Pauses:
     def covers(self, t: float) -> bool:
         return any(start <= t < end for start, end in reversed(self.spans))
 
+    def mask(self, starts: FloatArray) -> npt.NDArray[np.bool_]:
+        """`covers` for many frame starts at once."""
+        out = np.zeros(len(starts), dtype=bool)
+        for start, end in self.spans:
+            out |= (starts >= start) & (starts < end)
+        return out
+
 
 def parse_options(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """`defaults` updated with `options`; ValueError for an unknown key or a wrong type.

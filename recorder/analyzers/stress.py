@@ -192,7 +192,7 @@ class StressAnalyzer(Analyzer):
         frames = np.concatenate([f for _, f in self.pending])
         self.pending, self.pending_frames = [], 0
         levels = frame_levels(frames[:, :WINDOW])
-        heard = np.array([not self.pauses.covers(t) for t in starts.tolist()], dtype=bool)
+        heard = ~self.pauses.mask(starts)
         speech = self.vad.active(levels, FRAME_S) & heard
         f0 = np.zeros(len(starts))
         if speech.any():

@@ -16,7 +16,6 @@ someone speaks again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,12 +77,13 @@ class _Leg:
     until: float = 0.0  # end of the last frame processed
 
     def frames(self, starts: npt.NDArray[np.float64], active: npt.NDArray[np.bool_],
-               counting: Callable[[float], bool]) -> None:
-        for start, speech in zip(starts.tolist(), active.tolist(), strict=True):
+               counted: npt.NDArray[np.bool_]) -> None:
+        for start, speech, counts in zip(starts.tolist(), active.tolist(), counted.tolist(),
+                                         strict=True):
             if start - self.until > FRAME_S / 2:
                 self.close()  # audio is missing (a pause, lost packets): not one segment
             self.until = start + FRAME_S
-            if not counting(start):
+            if not counts:
                 self.close()
                 continue
             self.heard_s += FRAME_S
@@ -131,11 +131,13 @@ class TalkAnalyzer(Analyzer):
         self.dead_air_since: float | None = None  # the episode alerted, until speech ends it
         self.dead_air: list[Segment] = []
 
-    def counting(self, t: float) -> bool:
-        """Whether the frame starting at `t` is in scope: after the bridge, not paused."""
-        if self.scope == "bridged" and (self.bridged_at is None or t < self.bridged_at):
-            return False
-        return not self.pauses.covers(t)
+    def counting(self, starts: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """Which frames (by start) are in scope: after the bridge, not paused."""
+        if self.scope == "bridged":
+            if self.bridged_at is None:
+                return np.zeros(len(starts), dtype=bool)
+            return (starts >= self.bridged_at) & ~self.pauses.mask(starts)
+        return ~self.pauses.mask(starts)
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, t = event["type"], float(event["t"])
@@ -162,7 +164,7 @@ class TalkAnalyzer(Analyzer):
         if not len(starts):
             return
         active = state.vad.active(frame_levels(frames), FRAME_S)
-        state.frames(starts, active, self.counting)
+        state.frames(starts, active, self.counting(starts))
         self._watch_dead_air()
 
     def _watch_dead_air(self) -> None:
