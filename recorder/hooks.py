@@ -200,11 +200,12 @@ class _Mailbox:
         self._items: deque[Item] = deque()
         self._ready = threading.Condition(threading.Lock())
         self.refused = 0
+        self.in_hand = 0  # drained by the worker, not started yet: still counts to the bound
 
     def put(self, item: Item) -> bool:
         kind = item[0]
         with self._ready:
-            size = len(self._items)
+            size = len(self._items) + self.in_hand
             if kind == "audio" and size >= self.capacity or (
                 kind in ("start", "event") and size >= self.capacity + self.reserve
             ):
@@ -225,10 +226,11 @@ class _Mailbox:
                 self._ready.wait(POLL)
             items = list(self._items)
             self._items.clear()
+            self.in_hand = len(items)
             return items
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + self.in_hand
 
 
 @dataclass
@@ -269,7 +271,6 @@ class _Plugin:
     delivered: int = 0
     discarded: int = 0  # items of a call without an instance (its start dropped or failed)
     errors: int = 0
-    taken: int = 0  # drained from the mailbox by the worker, not started yet
     throttle: _Throttle = field(default_factory=_Throttle)
     thread: threading.Thread | None = None
 
@@ -278,7 +279,7 @@ class _Plugin:
             "delivered": self.delivered,
             "dropped": self.mailbox.refused + self.discarded,
             "errors": self.errors,
-            "queued": len(self.mailbox) + self.taken,
+            "queued": len(self.mailbox),
             "calls": len(self.instances),
         }
 
@@ -405,10 +406,8 @@ class HookHost:
 
     def _work(self, plugin: _Plugin) -> None:
         while True:
-            items = plugin.mailbox.get_all()
-            plugin.taken = len(items)  # drained but not started yet: still "queued"
-            for item in items:
-                plugin.taken -= 1
+            for item in plugin.mailbox.get_all():
+                plugin.mailbox.in_hand -= 1
                 if item[0] == "stop":
                     self._stop(plugin)
                     return

@@ -271,6 +271,27 @@ def test_slow_plugin_drops_its_own_audio_only_and_host_calls_stay_cheap() -> Non
     assert worst < 0.01, f"worst host call took {worst * 1000:.1f} ms"
 
 
+def test_what_a_worker_drained_still_counts_against_its_mailbox_bound() -> None:
+    """Workers take their mailbox in batches; a slow one must still drop, not hoard: at a
+    live pace (a chunk every 10 ms, slower than the worker's 20 ms look) the audio it holds
+    never exceeds the mailbox size."""
+
+    class VerySlow(Analyzer):
+        def on_audio(self, leg: str, t: float, pcm: Any) -> None:
+            time.sleep(0.05)
+
+    host = HookHost([("very_slow", VerySlow, {})], lambda c, e: None, queue_size=8)
+    host.start_call("c1", {})
+    most = 0
+    for k in range(60):
+        host.audio("c1", "caller", k * 0.1, CHUNK)
+        most = max(most, host.stats()["very_slow"]["queued"])
+        time.sleep(0.01)
+    stats = host.stats()["very_slow"]
+    host.close(timeout=0.2)
+    assert stats["dropped"] > 30 and most <= 8, (stats, most)
+
+
 def test_control_events_have_a_reserve_over_audio() -> None:
     Stuck.release.clear()
     host = HookHost([("stuck", Stuck, {})], lambda c, e: None, queue_size=4)
