@@ -38,7 +38,6 @@ class RtpSession(asyncio.DatagramProtocol):
     def __init__(self, listener: MediaListener, local_port: int, *, timeout: float = 30.0,
                  clock: Callable[[], float] | None = None) -> None:
         self.listener = listener
-        self._clock = clock  # for DTMF de-duplication; the running loop's time by default
         self.local_port = local_port
         self.timeout = timeout
         self.transport: asyncio.DatagramTransport | None = None
@@ -71,6 +70,7 @@ class RtpSession(asyncio.DatagramProtocol):
         # bridged agent's audio), as it leaves.
         self.tap_in: Tap | None = None
         self.tap_out: Tap | None = None
+        # DTMF de-duplication's clock: the running loop's time unless one is injected
         self._now: Callable[[], float] = clock or _loop_time
         # counters (metrics)
         self.rx_packets = 0

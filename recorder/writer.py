@@ -7,11 +7,13 @@ A call's recording lives in ``<id>.part/`` until it is finished:
   after the PCM it counts has been fsynced. The journal is the only thing recovery
   trusts, so a crash between a segment write and its journal line loses that batch
   instead of producing audio nobody vouched for.
-- ``caller.pcm`` / ``other.pcm``: raw little-endian int16 per leg. Each flush writes at
-  the offset the journal already vouches for and truncates after it, so bytes left
-  by a failed or torn write are overwritten rather than shifting the timeline.
+- ``caller.pcm`` / ``other.pcm``: raw little-endian int16 per leg. Each flush writes
+  (``pwrite``) at the offset the journal already vouches for, so bytes left by a failed
+  or torn write are overwritten rather than shifting the timeline, and recovery never
+  reads past what the journal vouches for.
 
-``add`` runs for every RTP packet and only appends a tuple to a list; placement,
+``add`` (or a leg's `tap`) runs for every RTP packet and only appends to that leg's
+intake (contiguous payload joins one bytearray); placement,
 decoding and I/O happen in ``flush``, about once a second. The newest
 ``HOLDBACK_SECONDS`` of placed audio stay in memory so that a packet reordered across
 a flush boundary still finds its slot; with one flush a second a ``kill -9`` loses at
@@ -82,17 +84,6 @@ def _append_journal(part: Path, record: dict[str, Any], durable: bool = True) ->
             os.fsync(journal.fileno())
 
 
-def _write_segment(path: Path, offset_samples: int, pcm: Int16Array, durable: bool = True) -> None:
-    mode = "r+b" if path.exists() else "wb"
-    with open(path, mode) as seg:
-        seg.seek(offset_samples * 2)
-        seg.write(pcm.astype("<i2").tobytes())
-        seg.truncate()
-        seg.flush()
-        if durable:
-            os.fsync(seg.fileno())
-
-
 @dataclass
 class WriteBatch:
     """Segment writes plus the journal line that vouches for them (no writer state)."""
@@ -134,10 +125,12 @@ class OpenFiles:
 def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
     """Segments first, then the journal line: the journal never vouches for audio that
     is not in the segment files yet."""
-    if files is None:
-        for leg, offset, pcm in batch.chunks:
-            _write_segment(_segment_path(batch.part, leg), offset, pcm, batch.durable)
-        _append_journal(batch.part, batch.record, batch.durable)
+    if files is None:  # one batch on its own: open, write, close
+        files = OpenFiles()
+        try:
+            write_batch(batch, files)
+        finally:
+            files.close()
         return
     used = []
     for leg, offset, pcm in batch.chunks:
