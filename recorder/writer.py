@@ -2,22 +2,27 @@
 
 A call's recording lives in ``<id>.part/`` until it is finished:
 
+- ``audio.wav``: the stereo WAV itself, written in place while the call is up. It starts
+  as a 44-byte header; each flush writes (``pwrite``) the newly final frames, caller and
+  other interleaved, at their offset, so there is one write per flush and nothing to
+  rebuild at the end: `FinishJob` pads it to the call length, writes the real header,
+  fsyncs and renames it to ``<id>.wav``. Bytes left by a failed or torn write are
+  overwritten by the next flush (it writes at the offset the journal vouches for) or
+  cut off by recovery.
 - ``journal.jsonl``: append-only JSON lines. The first is the header (id, rate,
-  started); each flush appends ``{"t": "flush", "now": ..., "samples": [left, right]}``
-  after the PCM it counts has been fsynced. The journal is the only thing recovery
-  trusts, so a crash between a segment write and its journal line loses that batch
-  instead of producing audio nobody vouched for.
-- ``caller.pcm`` / ``other.pcm``: raw little-endian int16 per leg. Each flush writes
-  (``pwrite``) at the offset the journal already vouches for, so bytes left by a failed
-  or torn write are overwritten rather than shifting the timeline, and recovery never
-  reads past what the journal vouches for.
+  started, ``"layout": "wav"``); each flush appends ``{"t": "flush", "now": ...,
+  "samples": [frames, frames]}`` after the audio it counts was written. The journal is
+  the only thing recovery trusts: a crash between an audio write and its journal line
+  loses that batch instead of producing audio nobody vouched for.
+
+Recordings started by an older version keep raw per-leg segments (``caller.pcm`` /
+``other.pcm``) instead of ``audio.wav``; `recover` still turns those into a WAV.
 
 ``add`` (or a leg's `tap`) runs for every RTP packet and only appends to that leg's
-intake (contiguous payload joins one bytearray); placement,
-decoding and I/O happen in ``flush``, about once a second. The newest
-``HOLDBACK_SECONDS`` of placed audio stay in memory so that a packet reordered across
-a flush boundary still finds its slot; with one flush a second a ``kill -9`` loses at
-most about 1.2 s.
+intake (contiguous payload joins one bytearray); placement, decoding and I/O happen in
+``advance``/``take_io`` off the packet path. The newest ``HOLDBACK_SECONDS`` of placed
+audio stay in memory so that a packet reordered across a flush boundary still finds
+its slot.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media import g711
-from recorder.wavfile import read_wav, write_stereo_wav_chunks
+from recorder.wavfile import read_wav, wav_header, write_stereo_wav_chunks
 
 __all__ = ["LEFT", "RIGHT", "FinishJob", "OpenFiles", "RecordingWriter", "WriteBatch", "recover",
            "write_batch"]
@@ -47,6 +52,9 @@ LEGS = (LEFT, RIGHT)
 
 G711 = ("PCMU", "PCMA")
 JOURNAL = "journal.jsonl"
+AUDIO = "audio.wav"  # the WAV being written in place, inside the .part directory
+WAV_HEADER = 44
+FRAME_BYTES = 4  # stereo PCM16
 PART_SUFFIX = ".part"
 HOLDBACK_SECONDS = 0.2
 # A stream whose RTP timestamps drift this far from arrival time has jumped (a
@@ -56,6 +64,7 @@ MAX_SKEW_SECONDS = 2.0
 _BLOCK = 8000 * 30  # samples per leg read at once when building a WAV
 
 Int16Array = npt.NDArray[np.int16]
+_EMPTY: Int16Array = np.zeros(0, dtype=np.int16)
 
 
 def _segment_path(part: Path, leg: str) -> Path:
@@ -86,18 +95,20 @@ def _append_journal(part: Path, record: dict[str, Any], durable: bool = True) ->
 
 @dataclass
 class WriteBatch:
-    """Segment writes plus the journal line that vouches for them (no writer state)."""
+    """Interleaved frames for the in-place WAV plus the journal line that vouches for
+    them (no writer state)."""
 
     part: Path
-    chunks: list[tuple[str, int, Int16Array]]  # (leg, offset in samples, pcm)
+    offset: int  # first frame of `data`
+    data: bytes  # interleaved little-endian int16 frames, caller then other
     record: dict[str, Any]
     durable: bool  # fsync; without it the data still survives a crash of the process
 
 
 class OpenFiles:
     """File descriptors kept open between batches, for the one thread that writes: a
-    batch is then one ``pwrite`` per leg and one ``write`` to the journal, instead of
-    opening, seeking, truncating and closing three files a second per call."""
+    batch is then one ``pwrite`` and one journal ``write``, instead of opening, seeking
+    and closing files every flush of every call."""
 
     def __init__(self) -> None:
         self._fds: dict[Path, int] = {}
@@ -123,8 +134,8 @@ class OpenFiles:
 
 
 def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
-    """Segments first, then the journal line: the journal never vouches for audio that
-    is not in the segment files yet."""
+    """Audio first, then the journal line: the journal never vouches for audio that is
+    not in the file yet."""
     if files is None:  # one batch on its own: open, write, close
         files = OpenFiles()
         try:
@@ -132,36 +143,50 @@ def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
         finally:
             files.close()
         return
-    used = []
-    for leg, offset, pcm in batch.chunks:
-        fd = files.fd(_segment_path(batch.part, leg))
-        os.pwrite(fd, pcm.astype("<i2").tobytes(), offset * 2)
-        used.append(fd)
+    if batch.data:
+        audio = files.fd(batch.part / AUDIO)
+        os.pwrite(audio, batch.data, WAV_HEADER + batch.offset * FRAME_BYTES)
+        if batch.durable:
+            os.fdatasync(audio)
     journal = files.fd(batch.part / JOURNAL, append=True)
-    if batch.durable:
-        for fd in used:
-            os.fsync(fd)
     os.write(journal, (json.dumps(batch.record, separators=(",", ":")) + "\n").encode())
     if batch.durable:
-        os.fsync(journal)
+        os.fdatasync(journal)
+
+
+def _seal(fd: int, vouched: int, frames: int, rate: int) -> None:
+    """Make an in-place WAV final: cut what nobody vouched for, pad with silence to
+    `frames` (a sparse extension reads as zeros), write the real header, fsync."""
+    os.ftruncate(fd, WAV_HEADER + vouched * FRAME_BYTES)
+    if frames > vouched:
+        os.ftruncate(fd, WAV_HEADER + frames * FRAME_BYTES)
+    os.pwrite(fd, wav_header(frames, 2, rate), 0)
+    os.fsync(fd)
 
 
 @dataclass
 class FinishJob:
-    """The I/O half of `RecordingWriter.finish`: last segments, then the WAV."""
+    """The I/O half of `RecordingWriter.finish`: the last frames, the header, the rename."""
 
     batch: WriteBatch
     part: Path
     path: Path
     rate: int
     frames: int
-    counts: tuple[int, int]
 
     def run(self, files: OpenFiles | None = None) -> Path:
-        write_batch(self.batch, files)
-        if files is not None:
-            files.close_under(self.part)
-        _build_wav(self.part, self.path, self.rate, self.frames, self.counts)
+        own = files is None
+        opened = OpenFiles() if files is None else files
+        try:
+            write_batch(self.batch, opened)
+            written = self.batch.offset + len(self.batch.data) // FRAME_BYTES
+            _seal(opened.fd(self.part / AUDIO), written, max(self.frames, written), self.rate)
+        finally:
+            if own:
+                opened.close()
+            else:
+                opened.close_under(self.part)
+        os.replace(self.part / AUDIO, self.path)
         shutil.rmtree(self.part, ignore_errors=True)
         _fsync_dir(self.path.parent)
         return self.path
@@ -299,15 +324,21 @@ class RecordingWriter:
         self._pauses: list[tuple[int, int | None]] = []
         self._legs = {leg: _Leg() for leg in LEGS}
         self._ready: dict[str, list[Int16Array]] = {leg: [] for leg in LEGS}
-        self._on_disk = dict.fromkeys(LEGS, 0)
+        self._on_disk = 0  # frames handed to the I/O side
         if create:
             self.create()
 
     def create(self) -> None:
-        """The ``.part`` directory and the journal header (I/O)."""
+        """The ``.part`` directory, the WAV's provisional header and the journal header
+        (I/O)."""
         self.part.mkdir(parents=True)
-        header = {"t": "header", "v": 1, "id": self.recording_id, "rate": self.rate,
-                  "started": self.started}
+        fd = os.open(self.part / AUDIO, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            os.write(fd, wav_header(0, 2, self.rate))
+        finally:
+            os.close(fd)
+        header = {"t": "header", "v": 2, "layout": "wav", "id": self.recording_id,
+                  "rate": self.rate, "started": self.started}
         _append_journal(self.part, header)
         _fsync_dir(self.directory)
 
@@ -380,10 +411,10 @@ class RecordingWriter:
             raise RuntimeError(f"recording {self.recording_id} is already finished")
         self._set_accepting(False)
         self.advance(now, final=True)
-        batch = self.take_io(now, durable=True)
+        batch = self.take_io(now, durable=False, final=True)  # the seal fsyncs
         frames = max(self._pos(now), *self.samples)
         self._finished = True
-        return FinishJob(batch, self.part, self.path, self.rate, frames, self.samples)
+        return FinishJob(batch, self.part, self.path, self.rate, frames)
 
     def advance(self, now: float, *, final: bool = False) -> list[tuple[str, int, Int16Array]]:
         """Decode and place what `add` buffered; audio older than the holdback becomes
@@ -419,19 +450,30 @@ class RecordingWriter:
         self._pauses = [(a, b) for a, b in self._pauses if b is None or b > self._written_min()]
         return out
 
-    def take_io(self, now: float, *, durable: bool) -> WriteBatch:
-        """The disk writes for audio made final since the last call; `write_batch` runs
-        them (in a worker thread if the caller likes: the batch shares no state)."""
-        chunks = []
+    def take_io(self, now: float, *, durable: bool, final: bool = False) -> WriteBatch:
+        """The disk write for audio made final since the last call, both legs interleaved;
+        `write_batch` runs it (in a worker thread if the caller likes: the batch shares
+        no state). Frames one leg has and the other not yet wait for the next batch,
+        except with `final`, where the shorter leg is padded with silence."""
+        pcm = {}
         for leg in LEGS:
             ready = self._ready[leg]
-            if ready:
-                pcm = ready[0] if len(ready) == 1 else np.concatenate(ready)
-                chunks.append((leg, self._on_disk[leg], pcm))
-                self._on_disk[leg] += len(pcm)
-                ready.clear()
-        record = {"t": "flush", "now": now, "samples": [self._on_disk[leg] for leg in LEGS]}
-        return WriteBatch(self.part, chunks, record, durable)
+            pcm[leg] = (ready[0] if len(ready) == 1 else np.concatenate(ready)) if ready else _EMPTY
+        left, right = pcm[LEFT], pcm[RIGHT]
+        n = max(len(left), len(right)) if final else min(len(left), len(right))
+        if n == len(left) == len(right):
+            frames = np.empty((n, 2), dtype="<i2")
+        else:
+            frames = np.zeros((n, 2), dtype="<i2")
+        frames[: min(n, len(left)), 0] = left[:n]
+        frames[: min(n, len(right)), 1] = right[:n]
+        for leg in LEGS:
+            rest = pcm[leg][n:]
+            self._ready[leg] = [rest] if len(rest) else []
+        offset = self._on_disk
+        self._on_disk += n
+        record = {"t": "flush", "now": now, "samples": [self._on_disk, self._on_disk]}
+        return WriteBatch(self.part, offset, frames.tobytes(), record, durable)
 
     def _written_min(self) -> int:
         return min(state.written for state in self._legs.values())
@@ -510,7 +552,7 @@ def _ts_delta(ts: int, ref: int) -> int:
     return ((ts - ref + 0x80000000) & 0xFFFFFFFF) - 0x80000000
 
 
-# -- building WAVs from segments --------------------------------------------------------
+# -- building WAVs from raw segments (recordings begun by an older version) --------------------------------------------------------
 
 
 def _read_blocks(path: Path, count: int) -> Generator[Int16Array, None, None]:
@@ -644,21 +686,41 @@ def _call_frames(journal: _JournalState, counts: tuple[int, int]) -> int:
     return frames
 
 
+def _recover_in_place(part: Path, final: Path, journal: _JournalState) -> None:
+    """An ``audio.wav`` written in place: keep what the journal vouches for (never more
+    than the file holds), pad to the call length, fix the header, rename."""
+    audio = part / AUDIO
+    fd = os.open(audio, os.O_RDWR)
+    try:
+        held = max(os.fstat(fd).st_size - WAV_HEADER, 0) // FRAME_BYTES
+        vouched = min(*journal.samples, held)
+        if (vouched, vouched) != journal.samples:
+            journal.problems.append(f"audio shorter than journal {journal.samples} -> {vouched}")
+        _seal(fd, vouched, _call_frames(journal, (vouched, vouched)), journal.rate)
+    finally:
+        os.close(fd)
+    os.replace(audio, final)
+    _fsync_dir(final.parent)
+
+
 def _recover_one(part: Path) -> Path:
     final = part.parent / f"{part.name[: -len(PART_SUFFIX)]}.wav"
     if final.exists():
         try:
             read_wav(final)
         except (OSError, ValueError):
-            pass  # torn or foreign file: rebuild it from the segments
+            pass  # torn or foreign file: rebuild it from the part
         else:
             return final  # finish() renamed it but died before removing the .part
     journal = _read_journal(part)
     try:
-        counts = _vouched_samples(part, journal)
-        _build_wav(part, final, journal.rate, _call_frames(journal, counts), counts)
+        if (part / AUDIO).exists():
+            _recover_in_place(part, final, journal)
+        else:  # raw segments per leg, from before the WAV was written in place
+            counts = _vouched_samples(part, journal)
+            _build_wav(part, final, journal.rate, _call_frames(journal, counts), counts)
     except Exception as exc:  # a hopeless .part still becomes a valid (empty) WAV
-        journal.problems.append(f"segments unreadable: {exc.__class__.__name__}")
+        journal.problems.append(f"audio unreadable: {exc.__class__.__name__}")
         _build_wav(part, final, journal.rate, 0, (0, 0))
     if journal.problems:
         log.warning(

@@ -136,12 +136,14 @@ def new_id(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + uuid.uuid4().hex[:12]
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_json(path: Path, data: dict[str, Any], durable: bool = True) -> None:
+    """Atomically (a temp file, then a rename); fsynced unless `durable` is false."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         json.dump(data, out, separators=(",", ":"), default=str)
-        out.flush()
-        os.fsync(out.fileno())
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
     os.replace(tmp, path)
 
 
@@ -421,7 +423,9 @@ class Recordings:
             return
         sidecar = rec.sidecar(ended=False)
         path = self.directory / f"{rec.id}.meta.json"
-        self._submit(lambda: _write_json(path, sidecar))
+        # Not fsynced: a crash of the process keeps it (the page cache survives), and
+        # recovery copes without it; the final sidecar is fsynced.
+        self._submit(lambda: _write_json(path, sidecar, durable=False))
 
     # -- slices after the media clock's sub-ticks ---------------------------------------------
 

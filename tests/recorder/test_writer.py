@@ -15,8 +15,17 @@ import numpy.typing as npt
 import pytest
 
 from media import g711
-from recorder.wavfile import read_wav, write_stereo_wav
-from recorder.writer import JOURNAL, LEFT, RIGHT, OpenFiles, RecordingWriter, recover, write_batch
+from recorder.wavfile import read_wav, wav_header, write_stereo_wav
+from recorder.writer import (
+    AUDIO,
+    JOURNAL,
+    LEFT,
+    RIGHT,
+    OpenFiles,
+    RecordingWriter,
+    recover,
+    write_batch,
+)
 
 RATE = 8000
 FRAME = 160  # 20 ms
@@ -354,11 +363,52 @@ def test_recover_after_crash(tmp_path: Path, torn: bool) -> None:
 
 def test_recover_trusts_only_the_journal(tmp_path: Path) -> None:
     part = crashed_call(tmp_path)
-    with open(part / f"{LEFT}.pcm", "ab") as seg:  # a write the journal never vouched for
-        seg.write(b"\x10\x27" * RATE * 10)
+    vouched = (part / AUDIO).stat().st_size
+    with open(part / AUDIO, "ab") as audio:  # a write the journal never vouched for
+        audio.write(b"\x10\x27" * RATE * 10 + b"\x01")  # ... ending in a torn frame
     recover(tmp_path)
     audio = read_wav(tmp_path / "crash.wav")[1]
     assert len(audio) <= 5 * RATE
+    assert not np.any(audio == 0x2710)
+    assert (tmp_path / "crash.wav").stat().st_size <= vouched + 4 * round(0.2 * RATE)
+
+
+def test_the_wav_is_written_in_place_during_the_call(tmp_path: Path) -> None:
+    """Each flush writes interleaved frames into the .part's WAV, and finishing renames
+    that very file: no second copy of the audio is written at the end."""
+    writer = new_writer(tmp_path)
+    part = tmp_path / "call-1.part"
+    assert sorted(p.name for p in part.iterdir()) == sorted([AUDIO, JOURNAL])
+    packets = stream(LEFT, range(100), hz=CALLER_HZ, ssrc=1) + stream(
+        RIGHT, range(100), hz=OTHER_HZ, ssrc=2
+    )
+    run(writer, packets, end=2.0, finish=False)
+    data = (part / AUDIO).read_bytes()
+    assert data[:44] == wav_header(0, 2, RATE)  # provisional until finished or recovered
+    frames = np.frombuffer(data[44:], dtype="<i2").reshape(-1, 2)
+    assert len(frames) == writer.samples[0] == writer.samples[1] >= round(1.7 * RATE)
+    assert peak_hz(frames[:, 0]) == pytest.approx(CALLER_HZ, abs=5)
+    assert peak_hz(frames[:, 1]) == pytest.approx(OTHER_HZ, abs=5)
+    inode = (part / AUDIO).stat().st_ino
+    wav = writer.finish(STARTED + 2.5)
+    assert wav.stat().st_ino == inode
+    rate, audio = read_wav(wav)
+    assert abs(len(audio) - round(2.5 * RATE)) <= FRAME
+    assert np.array_equal(audio[: len(frames)], frames)
+
+
+def test_recover_fixes_a_torn_header_and_a_torn_last_write(tmp_path: Path) -> None:
+    part = crashed_call(tmp_path)
+    size = (part / AUDIO).stat().st_size
+    with open(part / AUDIO, "r+b") as audio:
+        audio.write(b"\xff" * 20)  # the header half overwritten
+        audio.truncate(size - 4 * 1000 - 2)  # the last write landed only in part
+    recover(tmp_path)
+    rate, audio = read_wav(tmp_path / "crash.wav")
+    assert rate == RATE and audio.shape[1] == 2
+    held = (size - 44) // 4 - 1001
+    assert len(audio) >= held  # what the file holds, padded up to the call's length
+    assert peak_hz(audio[:held, 0]) == pytest.approx(CALLER_HZ, abs=2)
 
 
 def test_recover_keeps_a_wav_finish_already_renamed(tmp_path: Path) -> None:
@@ -379,6 +429,8 @@ def _write(files: dict[str, bytes]) -> Callable[[Path], None]:
 
 
 HEADER = b'{"t":"header","v":1,"id":"x","rate":8000,"started":0}\n'
+HEADER2 = b'{"t":"header","v":2,"layout":"wav","id":"x","rate":8000,"started":0}\n'
+WAV0 = wav_header(0, 2, RATE)
 GARBAGE_PARTS: list[tuple[str, Callable[[Path], None], int]] = [
     ("empty directory", _write({}), 0),
     ("binary journal", _write({JOURNAL: os.urandom(300) + b"\n\xff\n"}), 0),
@@ -408,6 +460,15 @@ GARBAGE_PARTS: list[tuple[str, Callable[[Path], None], int]] = [
         ),
         1,
     ),
+    ("in-place audio without a header", _write({JOURNAL: HEADER2 + b'{"t":"flush","samples":[5,5]}\n',
+                                                  AUDIO: b"RIFF"}), 0),
+    ("in-place audio, torn last frame",
+     _write({JOURNAL: HEADER2 + b'{"t":"flush","samples":[9,9]}\n', AUDIO: WAV0 + b"\x01" * 14}), 3),
+    ("in-place audio beyond the journal",
+     _write({JOURNAL: HEADER2 + b'{"t":"flush","samples":[2,2]}\n', AUDIO: WAV0 + b"\x01" * 20}), 2),
+    ("in-place audio, garbage header",
+     _write({JOURNAL: HEADER2 + b'{"t":"flush","samples":[4,4]}\n', AUDIO: os.urandom(60)}), 4),
+    ("in-place audio, no journal", _write({AUDIO: WAV0 + b"\x01" * 400}), 0),
     (
         "bad rate",
         _write(
