@@ -1,11 +1,35 @@
 """`switchboard bench`: SIPp callers through the demo IVR, measured from outside the server.
 
-- calls attempted/completed/failed from SIPp and the CDRs (a call is complete when it
-  ended by the caller's BYE after the talk time, and its CDR holds the keyed digits);
+- calls attempted/completed/failed: each SIPp call is matched to its CDR by SIP Call-ID
+  (a call is complete when it ended by the caller's BYE after the talk time, and with
+  `--agents` reached an agent); calls SIPp never placed count as failed, `not_placed`;
+- post-dial delay (INVITE -> first 18x, or the 200 when none) and time to answer
+  (INVITE -> 200) p50/p99, from gettimeofday stamps SIPp logs per call (ivr_load.xml);
 - DTMF accuracy: every completed call keyed account 4711 and menu 1 (the load pcap);
 - server CPU seconds per call and RSS from /proc of the server process;
 - outbound RTP pacing from a tcpdump capture of what the server sent (kernel
   timestamps), never from the server's own counters.
+
+Steps (`--steps N`, default 1). The calls are placed by one SIPp process whose open-call
+limit (-l) and rate (-r) the bench raises at run time through SIPp's control socket
+(`-cp`, commands `set limit` and `set rate`). Step k of N offers a limit of
+ceil(C * k / N) concurrent calls and R * k / N calls per second, and lasts until SIPp
+has created round(calls * k / N) calls in all (SIPp's -trace_stat file, read every
+second); the last step lasts until SIPp is done. Calls already up when a step ends keep
+running, so the load climbs from step to step instead of draining in between. Each call
+belongs to the step in which its INVITE was sent; a step's server figures (CPU, RSS
+peak, media-clock lateness, health-poll round trip) and capture pacing cover its wall
+time. With one step the run is a single SIPp run at -l C -r R, as before.
+
+Every SIPp call sends and offers its own RTP port ([auto_media_port]): callers from
+--media-port up, the agents' answering SIPp and their login calls in the blocks after,
+each block 4 ports per call (at most 10,000). Every port the bench picks for SIP, HTTP
+or the control socket avoids those blocks.
+
+The report directory gets report.json (every figure and the per-step rows),
+report.md (one table row per step plus a totals row) and report.png (load against
+failures and latency per step; needs matplotlib, the `bench` extra). The last line
+printed is one JSON object with the totals and the steps.
 
 Everything runs on 127.0.0.1. The server is pinned to one core and SIPp to the other
 when `taskset` is present. Every wait is bounded; only processes started here are
@@ -30,6 +54,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .benchreport import (
+    CallTimes,
+    Step,
+    markdown,
+    parse_setup_log,
+    percentile,
+    plan_steps,
+    step_rows,
+    timing,
+    write_report,
+)
 from .pacing import PcapError, analyse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,11 +74,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _free_port() -> int:
-    for _ in range(50):
+def _free_port(avoid: tuple[int, int] = (0, -1)) -> int:
+    """A loopback port free for UDP and TCP, outside `avoid` (the SIPp media blocks: the
+    server's RTP sent there must not land in a SIP or control socket)."""
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.bind(("127.0.0.1", 0))
             port = u.getsockname()[1]
+        if avoid[0] <= port <= avoid[1]:
+            continue
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
                 t.bind(("127.0.0.1", port))
@@ -66,6 +105,55 @@ def _pinned(cmd: list[str], cpu: str | None) -> list[str]:
     if cpu is not None and shutil.which("taskset"):
         return ["taskset", "-c", cpu, *cmd]
     return cmd
+
+
+def media_blocks(args: argparse.Namespace) -> tuple[int, int, int, int]:
+    """First RTP port of the callers, of the agents' answering SIPp and of the agents' login
+    calls, and the last port used: [auto_media_port] gives call n the port
+    base + 4 * (n - 1) modulo 10,000."""
+
+    def span(calls: int) -> int:
+        return min(4 * max(1, calls), 10000)
+
+    callers = args.media_port
+    agents = callers + span(args.calls)
+    login = agents + span(args.calls)
+    return callers, agents, login, login + span(args.agents) - 1
+
+
+def _control(port: int, command: str) -> None:
+    """One command to SIPp's control socket (a datagram starting with "c")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"c" + command.encode(), ("127.0.0.1", port))
+
+
+class SippStats:
+    """The last row of SIPp's -trace_stat file (-fd 1): calls created and open so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: list[str] = []
+
+    def read(self) -> dict[str, int]:
+        try:
+            with open(self.path, "rb") as f:
+                if not self.columns:
+                    header = f.readline().decode(errors="replace")
+                    if not header.endswith("\n"):
+                        return {}
+                    self.columns = header.strip().split(";")
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - 8192))
+                lines = f.read().decode(errors="replace").split("\n")[:-1]
+        except OSError:
+            return {}
+        if not lines:
+            return {}
+        row = dict(zip(self.columns, lines[-1].split(";"), strict=False))
+        try:
+            return {"created": int(row["TotalCallCreated"]), "current": int(row["CurrentCall"])}
+        except (KeyError, ValueError):
+            return {}
 
 
 def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, wait: float = 10) -> None:
@@ -92,10 +180,18 @@ class Bench:
         self.rtp_ports = (20000, 29999)
         self.clock: dict[str, Any] = {}
         self.peak_bridged = 0
+        self.peak_server = self.peak_sipp = self.peak_rss = self.calls_up = 0
+        self.lag = 0.0
+        self._step_cpu0 = 0.0
         self.agent_ids: list[str] = []
         self.agent_passwords: dict[str, str] = {}
         self.agents_ready = 0
         self.gc: dict[str, Any] = {}
+        self.blocks = media_blocks(args)
+        self.avoid = (self.blocks[0], self.blocks[3])
+        self.plan = plan_steps(args.calls, args.concurrency, args.cps, args.steps)
+        self.control_port = 0
+        self.health_rtt_ms = 0.0
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -105,7 +201,7 @@ class Bench:
             self.server_pid = self.args.server_pid
             self.data_dir = Path(self.args.data_dir) if self.args.data_dir else None
             return str(self.args.server)
-        sip, http = _free_port(), _free_port()
+        sip, http = _free_port(self.avoid), _free_port(self.avoid)
         self.data_dir = self.report_dir / "var"
         own = self.args.agents or self.args.no_record or self.args.analytics
         config = ["--config", str(self._config())] if own else []
@@ -170,10 +266,11 @@ class Bench:
         """SIPp answering every offer (with agent audio), then every agent registers and
         dials *50 with its Contact pointing there."""
         a = self.args
-        port = _free_port()
+        port = _free_port(self.avoid)
+        _, answer_rtp, login_rtp, _ = self.blocks
         uas = subprocess.Popen(_pinned(
             ["sipp", "-sf", "agent_answer.xml", "-i", "127.0.0.1", "-p", str(port),
-             "-mi", "127.0.0.1", "-mp", str(a.media_port + 4000), "-m", str(a.calls),
+             "-mi", "127.0.0.1", "-mp", str(answer_rtp), "-m", str(a.calls),
              "-key", "agent_hangs_up_ms", "0", "-nostdin", "-max_socket", "60000",
              "-trace_err", "-error_file", str(self.report_dir / "agents_errors.log"),
              "-trace_stat", "-stf", str(self.report_dir / "agents_stat.csv"), "-fd", "1"],
@@ -183,8 +280,8 @@ class Bench:
         login = subprocess.run(_pinned(
             ["sipp", target, "-sf", "agent_login.xml", "-inf", str(self.report_dir / "agents.csv"),
              "-key", "contact_port", str(port), "-m", str(a.agents), "-r", "50",
-             "-l", str(a.agents), "-i", "127.0.0.1", "-mi", "127.0.0.1",
-             "-mp", str(a.media_port + 8000), "-nostdin", "-timeout", "60s", "-timeout_error",
+             "-l", str(a.agents), "-i", "127.0.0.1", "-p", str(_free_port(self.avoid)),
+             "-mi", "127.0.0.1", "-mp", str(login_rtp), "-nostdin", "-timeout", "60s", "-timeout_error",
              "-trace_err", "-error_file", str(self.report_dir / "login_errors.log")],
             a.sipp_cpu), cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             timeout=90, check=False)
@@ -209,8 +306,11 @@ class Bench:
     def health(self) -> dict[str, Any]:
         if not self.http:
             return {}
+        sent = time.monotonic()
         with urllib.request.urlopen(self.http + "/api/health", timeout=2) as resp:
-            return json.loads(resp.read())
+            body: dict[str, Any] = json.loads(resp.read())
+        self.health_rtt_ms = round((time.monotonic() - sent) * 1000.0, 2)
+        return body
 
     def start_capture(self) -> subprocess.Popen[bytes] | None:
         if self.args.no_capture or not shutil.which("tcpdump"):
@@ -229,9 +329,13 @@ class Bench:
         a = self.args
         csv = self.report_dir / "talk.csv"
         csv.write_text("SEQUENTIAL\n" + f"{int(a.talk * 1000)}\n")
-        cmd = ["sipp", target, "-sf", "ivr_load.xml", "-inf", str(csv), "-s", a.did,
-               "-m", str(a.calls), "-l", str(a.concurrency), "-r", f"{a.cps:g}",
-               "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(a.media_port), "-nostdin",
+        first = self.plan[0]
+        self.control_port = _free_port(self.avoid)
+        cmd = ["sipp", target, "-sf", str(SCENARIOS / "ivr_load.xml"), "-inf", str(csv),
+               "-s", a.did, "-m", str(a.calls), "-l", str(first.limit), "-r", f"{first.rate:g}",
+               "-i", "127.0.0.1", "-p", str(_free_port(self.avoid)), "-cp", str(self.control_port),
+               "-mi", "127.0.0.1", "-mp", str(a.media_port), "-nostdin",
+               "-trace_logs", "-log_file", str(self.report_dir / "setup.log"),
                "-trace_stat", "-stf", str(self.report_dir / "sipp_stat.csv"), "-fd", "1",
                "-trace_err", "-error_file", str(self.report_dir / "sipp_errors.log"),
                "-max_socket", "60000", "-timeout", f"{int(self.budget())}s", "-timeout_error"]
@@ -239,7 +343,9 @@ class Bench:
 
     def budget(self) -> float:
         a = self.args
-        return a.calls / a.cps + a.talk + 90
+        placing = sum((p.until - q) / p.rate for p, q in
+                      zip(self.plan, [0] + [p.until for p in self.plan], strict=False))
+        return placing + a.talk + 90
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -271,40 +377,100 @@ class Bench:
         pid = self.server_pid
         cdr_before = len(self._cdrs())
         cpu0, rss0 = _cpu_seconds(pid), _rss_kib(pid)
+        self.peak_rss = rss0
         t0 = time.monotonic()
-        sipp = subprocess.Popen(self.sipp_command(target), cwd=SCENARIOS,
+        sipp = subprocess.Popen(self.sipp_command(target), cwd=self.report_dir,
                                 stdout=open(self.report_dir / "sipp.out", "wb"),  # noqa: SIM115
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        peak_calls, peak_rss, lag = 0, rss0, 0.0
-        last_print = 0.0
+        steps = [self._open_step(1)]
+        stats = SippStats(self.report_dir / "sipp_stat.csv")
+        next_health, last_print = t0 + self.args.poll, t0
         deadline = t0 + self.budget() + 30
         while sipp.poll() is None and time.monotonic() < deadline:
-            time.sleep(self.args.poll)
-            try:
-                health = self.health()
-            except OSError:
-                continue
-            calls = health.get("calls", 0)
-            peak_calls = max(peak_calls, calls)
-            self.peak_bridged = max(self.peak_bridged, int(health.get("bridged", 0)))
-            peak_rss = max(peak_rss, _rss_kib(pid))
-            lag = max(lag, float(health.get("media_clock", {}).get("late_p99_ms", 0.0)))
-            self.clock = health.get("media_clock", {})
-            self.gc = health.get("gc", {})
+            time.sleep(min(1.0, self.args.poll))
+            row = stats.read()
+            self._sample_proc(steps[-1], row)
             now = time.monotonic()
+            if now >= next_health:
+                next_health = now + self.args.poll
+                self._sample_health(steps[-1])
+            if len(steps) < len(self.plan) and row.get("created", 0) >= self.plan[len(steps) - 1].until:
+                steps.append(self._next_step(steps[-1]))
             if now - last_print >= 5:
                 last_print = now
-                print(f"bench: t={now - t0:5.0f}s calls_up={calls:5d} peak={peak_calls:5d} "
-                      f"cdrs={len(self._cdrs()) - cdr_before:6d} cpu={_cpu_seconds(pid) - cpu0:7.1f}s "
-                      f"rss={_rss_kib(pid) // 1024}MiB", flush=True)
+                self._progress(steps[-1], now - t0, row, cdr_before, cpu0)
         if sipp.poll() is None:
             os.killpg(sipp.pid, signal.SIGKILL)
             sipp.wait(5)
         elapsed = time.monotonic() - t0
+        self._close_step(steps[-1])
         time.sleep(1.0)  # the last CDRs
         cpu = _cpu_seconds(pid) - cpu0
-        return self.figures(cdr_before, cpu, elapsed, peak_calls, rss0, peak_rss, lag,
-                            sipp.returncode, capture)
+        return self.figures(cdr_before, cpu, elapsed, rss0, sipp.returncode, capture, steps)
+
+    # -- steps and samples -----------------------------------------------------------------
+
+    def _open_step(self, index: int) -> Step:
+        assert self.server_pid is not None
+        plan = self.plan[index - 1]
+        self._step_cpu0 = _cpu_seconds(self.server_pid)
+        rss = _rss_kib(self.server_pid)
+        return Step(index, plan.limit, plan.rate, time.time(), rss_kib_start=rss, rss_kib_peak=rss)
+
+    def _close_step(self, step: Step) -> None:
+        assert self.server_pid is not None
+        self._sample_health(step)
+        step.end = time.time()
+        step.cpu_s = round(_cpu_seconds(self.server_pid) - self._step_cpu0, 2)
+
+    def _next_step(self, step: Step) -> Step:
+        """Ends `step` and raises SIPp's limit and rate to the next step's."""
+        self._close_step(step)
+        plan = self.plan[step.index]
+        _control(self.control_port, f"set limit {plan.limit}")
+        _control(self.control_port, f"set rate {plan.rate:g}")
+        print(f"bench: step {step.index + 1}/{len(self.plan)}: up to {plan.limit} calls, "
+              f"{plan.rate:g} cps", flush=True)
+        return self._open_step(step.index + 1)
+
+    def _sample_proc(self, step: Step, row: dict[str, int]) -> None:
+        """What costs the server nothing: RSS from /proc, calls SIPp holds open."""
+        assert self.server_pid is not None
+        rss = _rss_kib(self.server_pid)
+        step.rss_kib_peak = max(step.rss_kib_peak, rss)
+        self.peak_rss = max(self.peak_rss, rss)
+        open_calls = row.get("current", 0)
+        step.sipp_peak_calls = max(step.sipp_peak_calls, open_calls)
+        self.peak_sipp = max(self.peak_sipp, open_calls)
+
+    def _sample_health(self, step: Step) -> None:
+        """One /api/health poll (an HTTP request on the server's media loop)."""
+        try:
+            health = self.health()
+        except OSError:
+            return
+        self.calls_up = int(health.get("calls", 0))
+        step.server_peak_calls = max(step.server_peak_calls, self.calls_up)
+        self.peak_server = max(self.peak_server, self.calls_up)
+        self.peak_bridged = max(self.peak_bridged, int(health.get("bridged", 0)))
+        self.clock = health.get("media_clock", {})
+        self.gc = health.get("gc", {})
+        late = float(self.clock.get("late_p99_ms", 0.0))
+        # the server's histogram since it started: the step keeps the worst it saw
+        step.clock_late_p99_ms = max(step.clock_late_p99_ms or 0.0, late)
+        self.lag = max(self.lag, late)
+        step.health_rtt_ms_max = max(step.health_rtt_ms_max or 0.0, self.health_rtt_ms)
+
+    def _progress(self, step: Step, t: float, row: dict[str, int], cdr_before: int,
+                  cpu0: float) -> None:
+        assert self.server_pid is not None
+        pid = self.server_pid
+        print(f"bench: step {step.index}/{len(self.plan)} (up to {step.limit} calls, "
+              f"{step.rate:g} cps) t={t:5.0f}s placed={row.get('created', 0):6d} "
+              f"sipp_up={row.get('current', 0):5d} calls_up={self.calls_up:5d} "
+              f"peak={max(self.peak_server, self.peak_sipp):5d} "
+              f"cdrs={len(self._cdrs()) - cdr_before:6d} cpu={_cpu_seconds(pid) - cpu0:7.1f}s "
+              f"rss={_rss_kib(pid) // 1024}MiB", flush=True)
 
     def _cdrs(self) -> list[dict[str, Any]]:
         if self.data_dir is None or not (self.data_dir / "cdr.jsonl").exists():
@@ -312,63 +478,107 @@ class Bench:
         lines = (self.data_dir / "cdr.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-    def figures(self, cdr_before: int, cpu: float, elapsed: float, peak_calls: int, rss0: int,
-                peak_rss: int, lag: float, sipp_rc: int | None,
-                capture: subprocess.Popen[bytes] | None) -> dict[str, Any]:
+    # -- figures ---------------------------------------------------------------------------
+
+    def _verdict(self, cdr: dict[str, Any] | None, call: CallTimes | None) -> str:
+        """"completed", or why not."""
+        if cdr is None:
+            return "no_200" if call is not None and call.answer is None else "no_cdr"
+        if cdr.get("end_reason") != "caller_hangup":
+            return str(cdr.get("end_reason"))
+        if self.args.agents and not cdr.get("agent"):
+            return "never_reached_an_agent"
+        return "completed"
+
+    def outcomes(self, cdrs: list[dict[str, Any]], calls: dict[str, CallTimes]
+                 ) -> tuple[dict[str, str], dict[str, int]]:
+        """Each call's verdict by SIP Call-ID, and the failures by reason. Without SIPp's
+        setup log (SIPp killed before it flushed), the CDRs alone."""
+        by_id = {str(c.get("call_id")): c for c in cdrs}
+        if calls:
+            verdicts = {cid: self._verdict(by_id.get(cid), call) for cid, call in calls.items()}
+            missing = ("not_placed", self.args.calls - len(calls))
+        else:
+            verdicts = {cid: self._verdict(cdr, None) for cid, cdr in by_id.items()}
+            missing = ("no_cdr", self.args.calls - len(by_id))
+        reasons: dict[str, int] = {}
+        for why in verdicts.values():
+            if why != "completed":
+                reasons[why] = reasons.get(why, 0) + 1
+        if missing[1] > 0:
+            reasons[missing[0]] = reasons.get(missing[0], 0) + missing[1]
+        return verdicts, reasons
+
+    def figures(self, cdr_before: int, cpu: float, elapsed: float, rss0: int,
+                sipp_rc: int | None, capture: subprocess.Popen[bytes] | None,
+                steps: list[Step]) -> dict[str, Any]:
         a = self.args
         cdrs = self._cdrs()[cdr_before:]
-        completed = [c for c in cdrs if c.get("end_reason") == "caller_hangup"
-                     and (not a.agents or c.get("agent"))]
+        log = self.report_dir / "setup.log"
+        calls = parse_setup_log(log.read_text(errors="replace")) if log.exists() else {}
+        verdicts, reasons = self.outcomes(cdrs, calls)
+        done = {cid for cid, why in verdicts.items() if why == "completed"}
+        completed = [c for c in cdrs if str(c.get("call_id")) in done]
         digits_ok = sum(1 for c in completed if c.get("vars") == EXPECTED_VARS)
-        reasons: dict[str, int] = {}
-        for c in cdrs:
-            if c not in completed:
-                why = str(c.get("end_reason"))
-                if why == "caller_hangup":
-                    why = "never_reached_an_agent"
-                reasons[why] = reasons.get(why, 0) + 1
-        missing = a.calls - len(cdrs)
-        if missing > 0:
-            reasons["no_cdr"] = missing
+        peak_calls = max(self.peak_server, self.peak_sipp)
         result: dict[str, Any] = {
             "attempted": a.calls,
+            "placed": len(calls) if calls else None,
             "completed": len(completed),
             "failed": a.calls - len(completed),
             "failed_by_reason": reasons,
             "digits_right": digits_ok,
             "digits_right_pct": round(100.0 * digits_ok / len(completed), 2) if completed else 0.0,
             "max_concurrent": peak_calls,
+            "max_concurrent_server": self.peak_server,
+            "max_concurrent_sipp": self.peak_sipp,
             "max_bridged": self.peak_bridged,
+            "concurrency": a.concurrency,
+            "step_count": len(steps),
             "agents": a.agents,
             "agents_ready": self.agents_ready,
             "recorded": sum(1 for c in cdrs if c.get("recording")),
             "analytics": a.analytics or None,
             "cps": round(a.calls / elapsed, 2) if elapsed else 0.0,
             "cps_target": a.cps,
+            **timing(calls.values()),
             "elapsed_s": round(elapsed, 1),
             "cpu_s": round(cpu, 2),
             "cpu_s_per_call": round(cpu / max(1, len(completed)), 4),
             "cpu_pct_of_core": round(100.0 * cpu / elapsed, 1) if elapsed else 0.0,
             "rss_kib_start": rss0,
-            "rss_kib_peak": peak_rss,
-            "rss_kib_per_call": round((peak_rss - rss0) / peak_calls, 1) if peak_calls else 0.0,
-            "media_clock_late_p99_ms": lag,
+            "rss_kib_peak": self.peak_rss,
+            "rss_kib_per_call": round((self.peak_rss - rss0) / peak_calls, 1) if peak_calls else 0.0,
+            "media_clock_late_p99_ms": self.lag,
             "media_clock_work_p99_ms": self.clock.get("work_p99_ms"),
             "media_clock_skipped_ticks": self.clock.get("skipped"),
             "gc_pauses": self.gc.get("pauses"),
             "gc_pause_max_ms": self.gc.get("pause_max_ms"),
+            "rtp_late_pct": None,
             "sipp_returncode": sipp_rc,
             "report_dir": str(self.report_dir),
         }
-        if capture is not None:
-            _stop(capture, signal.SIGINT)
-            try:
-                result.update(analyse(self.report_dir / "rtp.pcap").summary())
-            except (PcapError, OSError) as exc:
-                result["rtp_capture_error"] = str(exc)
-        (self.report_dir / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-        (self.report_dir / "report.md").write_text(_markdown(result))
+        windows = self._pacing(capture, steps, result)
+        result["steps"] = step_rows(steps, calls.values(), verdicts, windows)
+        why = write_report(self.report_dir, result)
+        if why:
+            print(f"bench: {why}", flush=True)
         return result
+
+    def _pacing(self, capture: subprocess.Popen[bytes] | None, steps: list[Step],
+                result: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Pacing of the whole capture into `result`; returns each step's."""
+        if capture is None:
+            return None
+        _stop(capture, signal.SIGINT)
+        edges = [s.start for s in steps] + [steps[-1].end]
+        try:
+            pacing = analyse(self.report_dir / "rtp.pcap", edges=edges)
+        except (PcapError, OSError) as exc:
+            result["rtp_capture_error"] = str(exc)
+            return None
+        result.update(pacing.summary())
+        return [dict(w.summary()) for w in pacing.windows]
 
 
 class Desks:
@@ -435,28 +645,26 @@ class Desks:
         ordered = sorted(self.latencies)
 
         def pct(p: float) -> float:
-            if not ordered:
-                return 0.0
-            return round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))], 2)
+            return round(1000 * (percentile(ordered, p) or 0.0), 2)
 
         return {"desktops_connected": self.connected, "pops": len(ordered),
                 "pop_latency_p50_ms": pct(50), "pop_latency_p99_ms": pct(99),
                 "pop_latency_max_ms": round(1000 * ordered[-1], 2) if ordered else 0.0}
 
 
-def _markdown(r: dict[str, Any]) -> str:
-    rows = "\n".join(f"| {k} | {v} |" for k, v in r.items() if k != "report_dir")
-    return f"| figure | value |\n|---|---|\n{rows}\n"
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="switchboard bench",
                                 description="SIPp callers through the demo IVR, measured")
     p.add_argument("--calls", type=int, default=100, help="calls to place (default 100)")
-    p.add_argument("--concurrency", type=int, default=50, help="SIPp -l (default 50)")
+    p.add_argument("--concurrency", type=int, default=50,
+                   help="concurrent calls SIPp may hold (-l) in the last step (default 50)")
     p.add_argument("--talk", type=float, default=20.0,
                    help="seconds from answer to the caller's BYE (default 20; IVR + queue)")
-    p.add_argument("--cps", type=float, default=10.0, help="call attempts per second (default 10)")
+    p.add_argument("--cps", type=float, default=10.0,
+                   help="call attempts per second in the last step (default 10)")
+    p.add_argument("--steps", type=int, default=1,
+                   help="ramp in N steps: step k offers ceil(concurrency*k/N) calls at cps*k/N "
+                        "and ends when SIPp has placed round(calls*k/N) in all (default 1)")
     p.add_argument("--agents", type=int, default=0,
                    help="SIPp agents that register, go ready and answer (default 0: IVR and queue only)")
     p.add_argument("--server", help="HOST:PORT of a running server (default: start one)")
@@ -465,7 +673,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--data-dir", help="with --server: its data dir, for the CDRs")
     p.add_argument("--report", help="report directory (default bench-report/TIMESTAMP)")
     p.add_argument("--did", default="100", help="number to dial (default 100, the demo IVR)")
-    p.add_argument("--media-port", type=int, default=40000, help="SIPp media port (default 40000)")
+    p.add_argument("--media-port", type=int, default=40000,
+                   help="first SIPp RTP port: 4 per call from here, callers then agents "
+                        "(default 40000)")
     p.add_argument("--server-cpu", default="0", help="core for the server (taskset; default 0)")
     p.add_argument("--sipp-cpu", default="1", help="core for SIPp and tcpdump (default 1)")
     p.add_argument("--no-capture", action="store_true", help="do not capture RTP with tcpdump")
@@ -478,6 +688,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.calls < 1 or args.concurrency < 1 or args.cps <= 0 or args.talk < 0:
         p.error("--calls, --concurrency and --cps must be positive, --talk >= 0")
+    if not 1 <= args.steps <= args.calls:
+        p.error("--steps must be between 1 and --calls")
+    top = media_blocks(args)[3]
+    if args.media_port < 1024 or top > 65535 or (not args.server and args.media_port <= 29999
+                                                   and top >= 20000):
+        p.error(f"--media-port: SIPp's RTP ports {args.media_port}-{top} must lie in 1024-65535 "
+                "and clear of the server's 20000-29999")
     if args.agents < 0 or ((args.agents or args.no_record or args.analytics) and args.server):
         p.error("--agents, --no-record and --analytics need a server the bench starts itself "
                 "(it writes its config)")
@@ -491,8 +708,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main_bench(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     result = Bench(args).run()
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    print(markdown(result), end="", flush=True)
     print(json.dumps(result, separators=(",", ":")))
     return 0 if result["failed"] == 0 else 1

@@ -9,14 +9,21 @@ measures each stream against its own ideal schedule:
 - lateness: (arrival_i - ideal_i) where ideal_i = arrival_0 + (ts_i - ts_0) / 8000,
   shifted so the stream's earliest packet is on time; a frame later than `late_ms`
   counts as late (a jitter buffer of that depth would have dropped it).
+
+With `edges` (ascending epoch times), each packet is also counted in the window
+[edges[i], edges[i+1]) its capture time falls in, so a stepped load run gets pacing
+figures per step; a stream's schedule is still measured over the whole stream.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .benchreport import percentile
 
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -77,13 +84,11 @@ class PacingReport:
     lost_or_skipped: int = 0
     inter_arrival_ms: list[float] = field(default_factory=list)
     lateness_ms: list[float] = field(default_factory=list)
+    windows: list[PacingReport] = field(default_factory=list)
 
     @staticmethod
     def _pct(values: list[float], p: float) -> float:
-        if not values:
-            return 0.0
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+        return percentile(values, p) or 0.0
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -100,20 +105,33 @@ class PacingReport:
 
 
 def analyse(path: Path, *, late_ms: float = 20.0, clock_rate: int = 8000,
-            src_ports: tuple[int, int] | None = None) -> PacingReport:
+            src_ports: tuple[int, int] | None = None,
+            edges: Sequence[float] | None = None) -> PacingReport:
     streams: dict[tuple[int, int, int], list[tuple[float, int, int]]] = {}
     for when, sport, dport, ssrc, seq, ts in rtp_packets(path):
         if src_ports is not None and not src_ports[0] <= sport <= src_ports[1]:
             continue
         streams.setdefault((sport, dport, ssrc), []).append((when, seq, ts))
     report = PacingReport(streams=len(streams))
+    edges = list(edges or [])
+    report.windows = [PacingReport() for _ in edges[1:]]
+
+    def targets(when: float) -> tuple[PacingReport, ...]:
+        i = bisect.bisect_right(edges, when) - 1
+        return (report, report.windows[i]) if 0 <= i < len(report.windows) else (report,)
+
     for packets in streams.values():
-        _measure(packets, report, late_ms / 1000.0, clock_rate)
+        for window in _measure(packets, targets, late_ms / 1000.0, clock_rate):
+            if window is not report:
+                window.streams += 1
     return report
 
 
-def _measure(packets: list[tuple[float, int, int]], report: PacingReport, late_s: float,
-             rate: int) -> None:
+def _measure(packets: list[tuple[float, int, int]],
+             targets: Callable[[float], tuple[PacingReport, ...]], late_s: float,
+             rate: int) -> list[PacingReport]:
+    """Adds each packet's figures to the reports `targets(capture time)` names; returns
+    the reports the stream touched."""
     t0, _, ts0 = packets[0]
     offsets = []
     prev: tuple[float, int, int] | None = None
@@ -121,16 +139,23 @@ def _measure(packets: list[tuple[float, int, int]], report: PacingReport, late_s
         ideal = ((ts - ts0) & 0xFFFFFFFF) / rate
         offsets.append((when - t0) - ideal)
         if prev is not None:
+            into = targets(when)
             if (seq - prev[1]) & 0xFFFF == 1:
                 expected = ((ts - prev[2]) & 0xFFFFFFFF) / rate
-                report.inter_arrival_ms.append(abs((when - prev[0]) - expected) * 1000.0)
+                error = abs((when - prev[0]) - expected) * 1000.0
+                for report in into:
+                    report.inter_arrival_ms.append(error)
             else:
-                report.lost_or_skipped += 1
+                for report in into:
+                    report.lost_or_skipped += 1
         prev = (when, seq, ts)
     base = min(offsets)
-    for off in offsets:
+    touched: dict[int, PacingReport] = {}
+    for (when, _, _), off in zip(packets, offsets, strict=True):
         lateness = off - base
-        report.lateness_ms.append(lateness * 1000.0)
-        if lateness > late_s:
-            report.late += 1
-    report.packets += len(packets)
+        for report in targets(when):
+            report.lateness_ms.append(lateness * 1000.0)
+            report.late += lateness > late_s
+            report.packets += 1
+            touched[id(report)] = report
+    return list(touched.values())

@@ -1,0 +1,312 @@
+"""The figures of a `switchboard bench` run, and its report files.
+
+Pure functions: what the bench measured goes in (SIPp's per-call setup log, the
+outcome of each call, the step windows with the server samples taken in them, the
+pacing of each window), figures and files come out. Nothing here starts a process
+or reads a clock, so every figure can be checked on made-up data.
+
+Definitions, all measured on the SIPp side (outside the server):
+
+- post-dial delay (PDD): INVITE sent -> first 180/183 received, or the 200 OK when
+  the server sent no 18x;
+- time to answer (TTA): INVITE sent -> 200 OK received;
+- percentiles are nearest-rank: the smallest value with at least p % of the values
+  at or below it (p99 of 100 values is the 99th smallest).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_TIME = r"([0-9.]*)/([0-9.]*)"
+_LINE = re.compile(r"^bench (invite|answer|done) (\S+)(.*)$")
+_STAMP = re.compile(r"(p180|p183|ok|at)=" + _TIME)
+NO_PNG_HINT = "pip install 'switchboard[bench]'"
+
+
+@dataclass(frozen=True)
+class CallTimes:
+    """One SIPp call: epoch seconds of its INVITE, first 18x and 200 OK."""
+
+    call_id: str
+    invite: float
+    provisional: float | None = None
+    answer: float | None = None
+    done: bool = False
+
+    @property
+    def pdd_ms(self) -> float | None:
+        first = self.provisional if self.provisional is not None else self.answer
+        return None if first is None else (first - self.invite) * 1000.0
+
+    @property
+    def tta_ms(self) -> float | None:
+        return None if self.answer is None else (self.answer - self.invite) * 1000.0
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What step k offers: SIPp's open-call limit and rate, and the number of calls SIPp
+    has created in all when the step ends."""
+
+    limit: int
+    rate: float
+    until: int
+
+
+def plan_steps(calls: int, concurrency: int, cps: float, steps: int) -> list[StepPlan]:
+    """Step k of N: limit ceil(C * k / N), rate R * k / N, until round(calls * k / N)."""
+    return [StepPlan(max(1, math.ceil(concurrency * k / steps)), round(cps * k / steps, 3),
+                     round(calls * k / steps)) for k in range(1, steps + 1)]
+
+
+@dataclass
+class Step:
+    """One step of the ramp: what was offered and what the server did meanwhile.
+
+    `start`/`end` are epoch seconds. The samples come from /proc (CPU, RSS), SIPp's
+    statistics (calls it held open) and /api/health (calls up, media clock)."""
+
+    index: int
+    limit: int
+    rate: float
+    start: float
+    end: float = 0.0
+    cpu_s: float = 0.0
+    rss_kib_start: int = 0
+    rss_kib_peak: int = 0
+    sipp_peak_calls: int = 0
+    server_peak_calls: int = 0
+    clock_late_p99_ms: float | None = None
+    health_rtt_ms_max: float | None = None
+
+
+def percentile(values: Iterable[float], p: float) -> float | None:
+    """Nearest-rank percentile (0 < p <= 100); None without values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(len(ordered) * p / 100.0))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _stamp(seconds: str, micros: str) -> float | None:
+    if not seconds:
+        return None
+    return int(float(seconds)) + int(float(micros or 0)) / 1e6
+
+
+def parse_setup_log(text: str) -> dict[str, CallTimes]:
+    """Calls from the `<log>` lines of ivr_load.xml:
+
+        bench invite CALL_ID at=S/US
+        bench answer CALL_ID p180=S/US p183=S/US ok=S/US   (an 18x not received is empty)
+        bench done CALL_ID
+
+    SIPp prints its gettimeofday variables as doubles ("1795410221.000000"). Lines that do
+    not parse are skipped: a log cut short by a killed SIPp still gives what it holds."""
+    calls: dict[str, CallTimes] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line.strip())
+        if not m:
+            continue
+        kind, call_id, rest = m.groups()
+        stamps = {k: _stamp(s, us) for k, s, us in _STAMP.findall(rest)}
+        known, at = calls.get(call_id), stamps.get("at")
+        if kind == "invite" and at is not None:
+            calls[call_id] = CallTimes(call_id, at)
+        elif kind == "answer" and known is not None:
+            early = [t for t in (stamps.get("p180"), stamps.get("p183")) if t is not None]
+            calls[call_id] = CallTimes(call_id, known.invite, min(early) if early else None,
+                                       stamps.get("ok"), known.done)
+        elif kind == "done" and known is not None:
+            calls[call_id] = CallTimes(call_id, known.invite, known.provisional, known.answer,
+                                       True)
+    return calls
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def timing(calls: Iterable[CallTimes]) -> dict[str, float | None]:
+    """PDD and TTA p50/p99 in ms over the calls that got that far."""
+    calls = list(calls)
+    pdd = [c.pdd_ms for c in calls if c.pdd_ms is not None]
+    tta = [c.tta_ms for c in calls if c.tta_ms is not None]
+    return {"pdd_p50_ms": _ms(percentile(pdd, 50)), "pdd_p99_ms": _ms(percentile(pdd, 99)),
+            "tta_p50_ms": _ms(percentile(tta, 50)), "tta_p99_ms": _ms(percentile(tta, 99))}
+
+
+def split_by_step(steps: Sequence[Step], calls: Iterable[CallTimes]) -> list[list[CallTimes]]:
+    """Each call goes to the step its INVITE was sent in (before the first step: the
+    first; after the last step's end: the last)."""
+    starts = [s.start for s in steps]
+    out: list[list[CallTimes]] = [[] for _ in steps]
+    for call in calls:
+        out[max(0, bisect.bisect_right(starts, call.invite) - 1)].append(call)
+    return out
+
+
+def step_rows(steps: Sequence[Step], calls: Iterable[CallTimes], outcomes: dict[str, str],
+              pacing: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row of figures per step. `outcomes` maps a call id to "completed" or the reason
+    it failed; `pacing` holds one pacing summary per step (None: no capture)."""
+    if not steps:
+        return []
+    t0 = steps[0].start
+    rows = []
+    for i, (step, mine) in enumerate(zip(steps, split_by_step(steps, calls), strict=True)):
+        reasons: dict[str, int] = {}
+        for call in mine:
+            why = outcomes.get(call.call_id, "unknown")
+            if why != "completed":
+                reasons[why] = reasons.get(why, 0) + 1
+        duration = max(0.0, step.end - step.start)
+        late = pacing[i] if pacing and i < len(pacing) else {}
+        rows.append({
+            "step": step.index,
+            "offered_concurrency": step.limit,
+            "offered_cps": step.rate,
+            "start_s": round(step.start - t0, 1),
+            "duration_s": round(duration, 1),
+            "attempted": len(mine),
+            "calls_up_peak": max(step.sipp_peak_calls, step.server_peak_calls),
+            "completed": len(mine) - sum(reasons.values()),
+            "failed": sum(reasons.values()),
+            "failed_by_reason": reasons,
+            **timing(mine),
+            "cpu_pct_of_core": round(100.0 * step.cpu_s / duration, 1) if duration else None,
+            "rss_kib_peak": step.rss_kib_peak,
+            "media_clock_late_p99_ms": step.clock_late_p99_ms,
+            "health_rtt_ms_max": step.health_rtt_ms_max,
+            "rtp_late_pct": late.get("rtp_late_pct"),
+            "rtp_interarrival_err_p99_ms": late.get("rtp_interarrival_err_p99_ms"),
+        })
+    return rows
+
+
+# -- report files ----------------------------------------------------------------------------
+
+COLUMNS = (  # (row key, markdown header)
+    ("step", "step"),
+    ("offered_concurrency", "offered calls"),
+    ("offered_cps", "offered cps"),
+    ("duration_s", "s"),
+    ("calls_up_peak", "calls up"),
+    ("attempted", "attempted"),
+    ("completed", "completed"),
+    ("failed", "failed"),
+    ("pdd_p50_ms", "PDD p50 ms"),
+    ("pdd_p99_ms", "PDD p99 ms"),
+    ("tta_p50_ms", "TTA p50 ms"),
+    ("tta_p99_ms", "TTA p99 ms"),
+    ("cpu_pct_of_core", "CPU %"),
+    ("rss_kib_peak", "RSS KiB"),
+    ("media_clock_late_p99_ms", "clock late p99 ms"),
+    ("rtp_late_pct", "RTP late %"),
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def totals_row(result: dict[str, Any]) -> dict[str, Any]:
+    """The whole run in the shape of a step row."""
+    return {
+        "step": "total", "offered_concurrency": result.get("concurrency"),
+        "offered_cps": result.get("cps_target"), "duration_s": result.get("elapsed_s"),
+        "calls_up_peak": result.get("max_concurrent"), "attempted": result.get("attempted"),
+        "completed": result.get("completed"), "failed": result.get("failed"),
+        "pdd_p50_ms": result.get("pdd_p50_ms"), "pdd_p99_ms": result.get("pdd_p99_ms"),
+        "tta_p50_ms": result.get("tta_p50_ms"), "tta_p99_ms": result.get("tta_p99_ms"),
+        "cpu_pct_of_core": result.get("cpu_pct_of_core"), "rss_kib_peak": result.get("rss_kib_peak"),
+        "media_clock_late_p99_ms": result.get("media_clock_late_p99_ms"),
+        "rtp_late_pct": result.get("rtp_late_pct"),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """One table row per step and a bold totals row, then the failure reasons."""
+    header = "| " + " | ".join(h for _, h in COLUMNS) + " |"
+    rule = "|" + "|".join("---" if k == "step" else "---:" for k, _ in COLUMNS) + "|"
+    lines = ["# switchboard bench", "",
+             f"{result.get('attempted')} calls, {result.get('cps')} cps achieved, "
+             f"{result.get('elapsed_s')} s, {result.get('cpu_s_per_call')} CPU s/call, "
+             f"{result.get('rss_kib_per_call')} KiB RSS/call.", "", header, rule]
+    for row in result.get("steps", []):
+        lines.append("| " + " | ".join(_cell(row.get(k)) for k, _ in COLUMNS) + " |")
+    total = totals_row(result)
+    lines.append("| " + " | ".join(f"**{_cell(total.get(k))}**" for k, _ in COLUMNS) + " |")
+    reasons = result.get("failed_by_reason") or {}
+    lines += ["", "Failed by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+                                          or "none") + "."]
+    if result.get("rtp_late_pct") is None:
+        lines.append("RTP pacing not measured (no capture).")
+    return "\n".join(lines) + "\n"
+
+
+def write_png(path: Path, rows: Sequence[dict[str, Any]]) -> str | None:
+    """Load against failures and latency, one x position per step. Returns why no PNG was
+    written (matplotlib missing), or None when it was."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return f"no report.png: matplotlib is not installed ({NO_PNG_HINT})"
+    x = list(range(len(rows)))
+    labels = [f"step {r['step']}\n{r['offered_concurrency']} / {r['offered_cps']:g} cps"
+              for r in rows]
+    fig, (load, lat) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    width = 0.38
+    load.bar([i - width / 2 for i in x], [r["calls_up_peak"] for r in rows], width,
+             color="#4c72b0", label="calls up (peak)")
+    load.bar([i + width / 2 for i in x], [r["failed"] for r in rows], width,
+             color="#c44e52", label="failed calls")
+    load.set_ylabel("calls")
+    load.set_title("switchboard bench: load against failures and latency")
+    load.legend(loc="upper left")
+    for key, label, style in (("pdd_p99_ms", "PDD p99", "o-"), ("tta_p99_ms", "TTA p99", "s-"),
+                              ("media_clock_late_p99_ms", "media clock late p99", "^:")):
+        lat.plot(x, [_nan(r.get(key)) for r in rows], style, label=label)
+    lat.set_ylabel("ms")
+    lat.set_ylim(bottom=0)
+    late = [_nan(r.get("rtp_late_pct")) for r in rows]
+    if not all(math.isnan(v) for v in late):
+        pct = lat.twinx()
+        pct.plot(x, late, "d--", color="#8172b2", label="RTP late frames %")
+        pct.set_ylabel("late frames % (capture)")
+        pct.set_ylim(0, max(1.0, max(v for v in late if not math.isnan(v)) * 1.2))
+        pct.legend(loc="upper right")
+    lat.legend(loc="upper left")
+    lat.set_xticks(x, labels)
+    lat.set_xlabel("step (offered concurrent calls / offered cps)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def write_report(directory: Path, result: dict[str, Any]) -> str | None:
+    """report.json (everything), report.md and report.png; returns why the PNG is missing."""
+    (directory / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    (directory / "report.md").write_text(markdown(result))
+    return write_png(directory / "report.png", result.get("steps", []))

@@ -1,0 +1,171 @@
+"""The bench's figures and report files, on made-up measurements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from switchboard import benchreport
+from switchboard.benchreport import (
+    CallTimes,
+    Step,
+    markdown,
+    parse_setup_log,
+    percentile,
+    plan_steps,
+    step_rows,
+    timing,
+    write_report,
+)
+from switchboard.pacing import analyse
+from tests.core.test_pacing import stream, write_pcap
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("values", "p", "expected"), [
+    ([], 50, None),
+    ([7.0], 99, 7.0),
+    ([3.0, 1.0, 2.0], 50, 2.0),
+    ([1.0, 2.0, 3.0, 4.0], 50, 2.0),          # nearest rank: ceil(4 * 0.5) = 2nd
+    (list(range(1, 101)), 99, 99),            # the 99th of 100, not the maximum
+    (list(range(1, 101)), 100, 100),
+    (list(range(1, 1001)), 99, 990),
+])
+def test_percentile_is_nearest_rank(values: list[float], p: float, expected: float | None) -> None:
+    assert percentile(values, p) == expected
+
+
+SETUP_LOG = """\
+bench invite 1-42@127.0.0.1 at=1795410221.000000/740309.000000
+bench answer 1-42@127.0.0.1 p180=1795410221.000000/742914.000000 p183=/ ok=1795410221.000000/745313.000000
+bench done 1-42@127.0.0.1
+bench invite 2-42@127.0.0.1 at=1795410222.000000/999000.000000
+bench answer 2-42@127.0.0.1 p180=/ p183=/ ok=1795410223.000000/9000.000000
+bench invite 3-42@127.0.0.1 at=1795410224.000000/0.000000
+garbage line
+bench answer unknown-call p180=/ p183=/ ok=1795410224.000000/0.000000
+bench answer 3-42@127.0.0.1 p180=1795410224.000000/300000.000000 p183=1795410224.000000/200000.000000 ok=1795410225.000000/0.000000
+"""
+
+
+def test_setup_log_gives_pdd_and_tta_per_call() -> None:
+    calls = parse_setup_log(SETUP_LOG)
+    assert set(calls) == {"1-42@127.0.0.1", "2-42@127.0.0.1", "3-42@127.0.0.1"}
+    one, two, three = (calls[f"{n}-42@127.0.0.1"] for n in (1, 2, 3))
+    assert one.done and not two.done
+    # epoch seconds as doubles: a fraction of a microsecond off at most
+    assert one.pdd_ms == pytest.approx(2.605, abs=1e-3) and one.tta_ms == pytest.approx(5.004, abs=1e-3)
+    # no 18x: PDD is the 200 OK's
+    assert two.pdd_ms == pytest.approx(10.0, abs=1e-3) and two.tta_ms == pytest.approx(10.0, abs=1e-3)
+    # both 180 and 183: the first of them
+    assert three.pdd_ms == pytest.approx(200.0, abs=1e-3) and three.tta_ms == pytest.approx(1000.0, abs=1e-3)
+
+
+def test_a_call_without_200_has_no_pdd() -> None:
+    calls = parse_setup_log("bench invite x at=10.000000/0.000000\n")
+    assert calls["x"].pdd_ms is None and calls["x"].tta_ms is None
+    assert timing(calls.values()) == {"pdd_p50_ms": None, "pdd_p99_ms": None,
+                                      "tta_p50_ms": None, "tta_p99_ms": None}
+
+
+def test_plan_ramps_limit_rate_and_calls() -> None:
+    plan = plan_steps(calls=100, concurrency=50, cps=10, steps=4)
+    assert [p.limit for p in plan] == [13, 25, 38, 50]
+    assert [p.rate for p in plan] == [2.5, 5.0, 7.5, 10.0]
+    assert [p.until for p in plan] == [25, 50, 75, 100]
+    (only,) = plan_steps(calls=7, concurrency=3, cps=4, steps=1)
+    assert (only.limit, only.rate, only.until) == (3, 4.0, 7)
+
+
+def _calls(invites: list[float], pdd_s: float = 0.002) -> list[CallTimes]:
+    return [CallTimes(f"c{i}", t, t + pdd_s, t + 2 * pdd_s, True) for i, t in enumerate(invites)]
+
+
+def _steps() -> list[Step]:
+    return [Step(1, 5, 2.0, start=100.0, end=110.0, cpu_s=2.0, rss_kib_peak=1000,
+                 sipp_peak_calls=5, server_peak_calls=4, clock_late_p99_ms=0.5),
+            Step(2, 10, 4.0, start=110.0, end=120.0, cpu_s=5.0, rss_kib_peak=2000,
+                 sipp_peak_calls=9, server_peak_calls=10, clock_late_p99_ms=1.5)]
+
+
+def test_calls_go_to_the_step_their_invite_was_sent_in() -> None:
+    timed = [(99.0, 0.002), (100.0, 0.002), (105.0, 0.002), (109.999, 0.002),
+             (110.0, 0.01), (119.0, 0.01), (125.0, 0.01)]
+    calls = [CallTimes(f"c{i}", t, t + d, t + 2 * d, True) for i, (t, d) in enumerate(timed)]
+    outcomes = {"c0": "completed", "c1": "completed", "c2": "no_cdr", "c3": "completed",
+                "c4": "completed", "c5": "completed", "c6": "abandoned"}
+    first, second = step_rows(_steps(), calls, outcomes)
+    assert (first["attempted"], first["completed"], first["failed"]) == (4, 3, 1)
+    assert first["failed_by_reason"] == {"no_cdr": 1}
+    assert (second["attempted"], second["completed"], second["failed"]) == (3, 2, 1)
+    assert second["failed_by_reason"] == {"abandoned": 1}
+    assert first["pdd_p99_ms"] == pytest.approx(2.0) and second["pdd_p99_ms"] == pytest.approx(10.0)
+    assert second["tta_p50_ms"] == pytest.approx(20.0)
+    assert first["calls_up_peak"] == 5 and second["calls_up_peak"] == 10
+    assert first["cpu_pct_of_core"] == 20.0 and second["cpu_pct_of_core"] == 50.0
+    assert (first["offered_concurrency"], second["offered_cps"]) == (5, 4.0)
+    assert (second["start_s"], second["duration_s"]) == (10.0, 10.0)
+    assert first["rtp_late_pct"] is None  # no capture
+
+
+def test_pacing_per_step_from_a_capture(tmp_path: Path) -> None:
+    # one stream from t=100 s: on time for 5 s, then every frame 30 ms late from 110 s on
+    packets = stream(100.0, 250) + [
+        (t + 0.030 if t >= 110.0 else t, *rest) for t, *rest in stream(105.0, 500, sport=20002)]
+    write_pcap(tmp_path / "rtp.pcap", packets)
+    report = analyse(tmp_path / "rtp.pcap", edges=[100.0, 110.0, 120.0])
+    first, second = (w.summary() for w in report.windows)
+    assert first["rtp_late_frames"] == 0 and first["rtp_streams"] == 2
+    assert second["rtp_late_frames"] == 500 - 250 and second["rtp_streams"] == 1
+    assert report.summary()["rtp_packets"] == first["rtp_packets"] + second["rtp_packets"]
+    rows = step_rows(_steps(), [], {}, [first, second])
+    assert rows[0]["rtp_late_pct"] == 0.0 and rows[1]["rtp_late_pct"] == 100.0
+
+
+def _result(rows: list[dict[str, object]]) -> dict[str, object]:
+    return {"attempted": 7, "completed": 5, "failed": 2, "failed_by_reason": {"no_cdr": 1,
+            "abandoned": 1}, "max_concurrent": 10, "concurrency": 10, "cps_target": 4.0,
+            "cps": 0.5, "elapsed_s": 20.0, "pdd_p50_ms": 2.0, "pdd_p99_ms": 10.0,
+            "tta_p50_ms": 4.0, "tta_p99_ms": 20.0, "cpu_pct_of_core": 35.0,
+            "cpu_s_per_call": 1.4, "rss_kib_per_call": 100.0, "rss_kib_peak": 2000,
+            "media_clock_late_p99_ms": 1.5, "rtp_late_pct": None, "steps": rows}
+
+
+def test_markdown_has_one_row_per_step_and_a_totals_row() -> None:
+    calls = _calls([100.0, 101.0, 111.0])
+    rows = step_rows(_steps(), calls, {c.call_id: "completed" for c in calls})
+    text = markdown(_result(rows))
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 2 + 1  # header, rule, two steps, totals
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[:3] == ["step", "offered calls", "offered cps"] and "PDD p99 ms" in header
+    step1 = [c.strip() for c in table[2].strip("|").split("|")]
+    assert step1[0] == "1" and step1[header.index("attempted")] == "2"
+    assert step1[header.index("RTP late %")] == "n/a"
+    total = [c.strip() for c in table[-1].strip("|").split("|")]
+    assert total[0] == "**total**" and total[header.index("failed")] == "**2**"
+    assert total[header.index("PDD p99 ms")] == "**10**"
+    assert "abandoned 1, no_cdr 1" in text and "not measured" in text
+
+
+def test_report_files(tmp_path: Path) -> None:
+    calls = _calls([100.0, 111.0])
+    rows = step_rows(_steps(), calls, {"c0": "completed", "c1": "no_cdr"},
+                     [{"rtp_late_pct": 0.0}, {"rtp_late_pct": 2.5}])
+    assert write_report(tmp_path, _result(rows)) is None
+    assert json.loads((tmp_path / "report.json").read_text())["steps"][1]["failed"] == 1
+    assert (tmp_path / "report.md").read_text().startswith("# switchboard bench")
+    png = (tmp_path / "report.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE) and len(png) > 5000
+
+
+def test_without_matplotlib_json_and_md_are_still_written(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import fails
+    why = write_report(tmp_path, _result([]))
+    assert why is not None and "matplotlib" in why and benchreport.NO_PNG_HINT in why
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
+    assert not (tmp_path / "report.png").exists()
