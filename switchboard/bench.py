@@ -317,9 +317,11 @@ class Bench:
             print("bench: no tcpdump: RTP pacing is not measured", file=sys.stderr)
             return None
         lo, hi = self.rtp_ports
+        # only what went to this bench's SIPp: other servers on the machine share the range
         cmd = ["tcpdump", "-i", "lo", "-w", str(self.report_dir / "rtp.pcap"), "-s", "64",
                "-B", "65536", "--time-stamp-precision=nano", "-U",
-               f"udp and src host 127.0.0.1 and src portrange {lo}-{hi}"]
+               f"udp and src host 127.0.0.1 and src portrange {lo}-{hi} "
+               f"and dst portrange {self.avoid[0]}-{self.avoid[1]}"]
         proc = subprocess.Popen(_pinned(cmd, self.args.sipp_cpu), stdout=subprocess.DEVNULL,
                                 stderr=open(self.report_dir / "tcpdump.log", "wb"))  # noqa: SIM115
         time.sleep(1.0)

@@ -1,0 +1,73 @@
+"""`switchboard bench` end to end: a tiny two-step ramp against a server it starts itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from switchboard.pacing import rtp_packets
+from tests.sipp import sipp_path
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(sipp_path() is None, reason="sipp (apt sip-tester) is not installed"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED = ("attempted", "completed", "failed", "max_concurrent", "cps", "pdd_p99_ms",
+            "cpu_s_per_call", "rss_kib_per_call", "rtp_late_pct", "pdd_p50_ms", "tta_p50_ms",
+            "tta_p99_ms")
+
+
+CAN_CAPTURE = shutil.which("tcpdump") is not None and os.geteuid() == 0
+
+
+@pytest.mark.parametrize("capture", [
+    pytest.param(True, marks=pytest.mark.skipif(not CAN_CAPTURE, reason="tcpdump needs root")),
+    False,
+], ids=["capture", "no-capture"])
+def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> None:
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "switchboard", "bench", "--calls", "6", "--concurrency", "3",
+           "--cps", "4", "--talk", "2", "--steps", "2", "--poll", "1", "--report", str(report)]
+    if not capture:
+        cmd.append("--no-capture")
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    out = done.stdout.strip().splitlines()
+    assert out, done.stderr[-3000:]
+    result = json.loads(out[-1])
+    assert done.returncode == 0, (result, done.stderr[-3000:])
+    assert all(key in result for key in REQUIRED), [k for k in REQUIRED if k not in result]
+    assert result["attempted"] == 6 and result["completed"] == result["attempted"]
+    assert result["failed"] == 0 and result["failed_by_reason"] == {}
+    assert 0 < result["pdd_p50_ms"] <= result["pdd_p99_ms"] < 1000
+    assert 0 < result["tta_p50_ms"] <= result["tta_p99_ms"] < 1000
+    assert result["max_concurrent"] >= 1 and result["cpu_s_per_call"] > 0
+    if capture:
+        assert result["rtp_late_pct"] is not None and result["rtp_packets"] > 0
+    else:
+        assert result["rtp_late_pct"] is None
+
+    steps = result["steps"]
+    assert [s["step"] for s in steps] == [1, 2]
+    assert [s["offered_concurrency"] for s in steps] == [2, 3]
+    assert [s["offered_cps"] for s in steps] == [2.0, 4.0]
+    assert sum(s["attempted"] for s in steps) == 6 and all(s["attempted"] for s in steps)
+    assert all(s["pdd_p99_ms"] > 0 for s in steps)
+    assert any("step 2/2" in line for line in out)  # progress names the step
+
+    assert json.loads((report / "report.json").read_text())["steps"] == steps
+    table = [line for line in (report / "report.md").read_text().splitlines()
+             if line.startswith("| ")]
+    assert len(table) == 1 + 2 + 1  # header, two steps, totals
+    assert (report / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    if capture:  # each caller offered its own RTP port: the server sent to 6 ports
+        ports = {dport for _, _, dport, *_ in rtp_packets(report / "rtp.pcap")}
+        assert len(ports) == 6, ports
