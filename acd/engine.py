@@ -92,6 +92,10 @@ class AcdEngine:
         agent = self._agent(agent_id)
         return AgentChanged(agent.id, agent.status, agent.state, agent.reason)
 
+    def agent_call(self, agent_id: str) -> str | None:
+        """The call the agent is talking on (None when not on a call)."""
+        return self._agent(agent_id).call_id
+
     def available_agents(self) -> set[str]:
         return set(self._available)
 
@@ -138,7 +142,9 @@ class AcdEngine:
         skills: Mapping[str, int] | None = None,
         data: Mapping[str, Any] | None = None,
         now: float,
+        waited: float = 0.0,
     ) -> None:
+        """`waited`: seconds already waited (a call handed over by another router)."""
         if not call_id or call_id in self._calls:
             raise AcdUsageError(f"call {call_id!r}: empty or already in the ACD")
         cfg = self._queue(queue)
@@ -146,8 +152,11 @@ class AcdEngine:
         for skill, level in skills.items():
             if not isinstance(skill, str) or isinstance(level, bool) or not isinstance(level, int):
                 raise AcdUsageError(f"call {call_id}: skills must map names to integers")
+        if waited < 0 or not math.isfinite(waited):
+            raise AcdUsageError(f"call {call_id}: waited must be a finite number >= 0")
+        since = now - waited if waited else now
         entry = CallEntry(call_id, queue, int(priority), skills, dict(data or {}),
-                          enqueued_at=now, joined_at=now, seq=next(self._seq))
+                          enqueued_at=since, joined_at=since, seq=next(self._seq))
         refusal = self._refusal(cfg)
         if refusal is not None:
             self._log(now, call_id, queue, "", "EXITFULL" if refusal == "full" else "EXITEMPTY",
@@ -163,6 +172,28 @@ class AcdEngine:
                                   [self._agents[a] for a in self._members[entry.queue]],
                                   now=now, last_offered=self._rr.get(entry.queue), choose=self._choose))
         self._announce(entry, now)
+
+    def adopt_bridged(self, call_id: str, queue: str, agent_id: str, *, waited: float,
+                      talked: float, now: float) -> None:
+        """A call bridged under another router (docs/cluster.md): the agent is on it until
+        `call_ended`; the queue's answered figures do not count it twice."""
+        if not call_id or call_id in self._calls:
+            raise AcdUsageError(f"call {call_id!r}: empty or already in the ACD")
+        cfg = self._queue(queue)
+        agent = self._agent(agent_id)
+        if agent.state is not State.IDLE or agent.call_id is not None:
+            raise AcdUsageError(f"agent {agent_id}: {agent.state.value}, cannot adopt {call_id}")
+        bridged_at = now - max(0.0, talked)
+        entry = CallEntry(call_id, queue, 0, {}, {}, enqueued_at=bridged_at - max(0.0, waited),
+                          joined_at=bridged_at, seq=next(self._seq))
+        entry.status, entry.agent_id, entry.bridged_at = CallStatus.BRIDGED, agent_id, bridged_at
+        entry.wrapup = cfg.wrapup
+        agent.apply(Event.OFFER)
+        agent.apply(Event.ANSWER)
+        agent.call_id = call_id
+        self._calls[call_id] = entry
+        self._agent_changed(agent)
+        self._settle(now)
 
     def call_abandoned(self, call_id: str, now: float) -> None:
         entry = self._queued_call(call_id)

@@ -36,11 +36,14 @@ from .history import customer_key
 if TYPE_CHECKING:
     from .acdconfig import AcdSettings
     from .call import Call
+    from .cluster import Cluster
+    from .router import AcdRouter, RemoteEngine
     from .server import Server
 
 log = logging.getLogger("switchboard.acd")
 
 FAILURES = {486: "busy", 600: "busy", 603: "decline"}
+CLAIM_GRACE = 2.0  # seconds a cluster claim outlives the offer's ring timeout
 STATUS_BY_CODE = {"*50": Status.READY, "*51": Status.NOT_READY, "*52": Status.LOGGED_OUT}
 PROMPT_BY_CODE = {"*50": "agent_ready", "*51": "agent_not_ready", "*52": "agent_logged_out"}
 
@@ -85,13 +88,27 @@ def _contact_peer(contact: str, source: tuple[str, str, int]) -> Peer:
 
 
 class ContactCenter:
-    def __init__(self, server: Server, settings: AcdSettings) -> None:
+    def __init__(self, server: Server, settings: AcdSettings,
+                 cluster: Cluster | None = None) -> None:
         self.server = server
         self.settings = settings
-        self.engine = AcdEngine(settings.queues, settings.agents,
-                                choose=lambda n: secrets.randbelow(n),
-                                ids=lambda: secrets.token_hex(6))
         self.loop = asyncio.get_running_loop()
+        self.cluster = cluster
+        self.router: AcdRouter | None = None
+        self.engine: AcdEngine | RemoteEngine
+        if cluster is None:
+            self.engine = AcdEngine(settings.queues, settings.agents,
+                                    choose=lambda n: secrets.randbelow(n),
+                                    ids=lambda: secrets.token_hex(6))
+        else:  # the engine runs on the cluster's router node (docs/cluster.md)
+            from .router import AcdRouter, RemoteEngine
+
+            remote = RemoteEngine(cluster, settings, self._now, self.run)
+            remote.on_resync = self._cancel_ringing
+            self.engine = remote
+            self.router = AcdRouter(cluster, settings, self._now, self.loop.call_at,
+                                    self.log_line, server.reachable_agents)
+            self.router.resync_local = remote.resync
         self.calls: dict[str, Call] = {}  # caller legs in the ACD, by call id
         self.legs: dict[str, AgentLeg] = {}  # by offer id
         self.by_handle: dict[int, AgentLeg] = {}
@@ -202,6 +219,7 @@ class ContactCenter:
         leg.session.set_codec(neg.codec, neg.payload_type, neg.te_payload_type)
         leg.session.set_remote(neg.remote_ip, neg.remote_port)
         leg.answered = True
+        self._unclaim(leg)
         self.engine.offer_answered(leg.offer_id, now)
 
     def _failed(self, leg: AgentLeg, event: CallFailed, now: float) -> None:
@@ -264,9 +282,10 @@ class ContactCenter:
         elif isinstance(action, ExitQueue):
             self._exit(action)
         elif isinstance(action, AgentChanged):
+            # every node of a cluster hears of it: each tells its own desktops
             self.server.desk.notify(action.agent_id, {
                 "type": "state", "agent": action.agent_id, "status": action.status.value,
-                "state": action.state.value, "reason": action.reason})
+                "state": action.state.value, "reason": action.reason}, relay=False)
             log.info("event=agent_state agent=%s status=%s state=%s reason=%s", action.agent_id,
                      action.status.value, action.state.value, action.reason)
 
@@ -277,12 +296,19 @@ class ContactCenter:
             self.engine.offer_failed(offer.offer_id, "error", self._now())
             self.run()
             return
+        if self.cluster is not None and not await self.cluster.claim(
+                offer.agent_id, offer.offer_id, offer.ring_timeout + CLAIM_GRACE):
+            log.warning("event=claim_refused call=%s agent=%s", call.call_id, offer.agent_id)
+            self.engine.offer_failed(offer.offer_id, "error", self._now())
+            self.run()
+            return
         leg = AgentLeg(offer.offer_id, offer.agent_id, call)
         self.legs[offer.offer_id] = leg
         try:
             leg.port, leg.session = await self.server.bind_rtp(leg)
         except OSError:
             self.legs.pop(offer.offer_id, None)
+            self._unclaim(leg)
             self.engine.offer_failed(offer.offer_id, "error", self._now())
             self.run()
             return
@@ -342,6 +368,7 @@ class ContactCenter:
         if leg is None:
             return
         leg.cancelled = True
+        self._unclaim(leg)
         self.server.desk.notify(leg.agent_id, {"type": "offer_cancelled", "offer_id": leg.offer_id,
                                                "call_id": leg.call.call_id, "reason": action.reason})
         if leg.ringing:
@@ -413,7 +440,18 @@ class ContactCenter:
         self.legs.pop(leg.offer_id, None)
         self._release(leg)
 
+    def _unclaim(self, leg: AgentLeg) -> None:
+        if self.cluster is not None:
+            self.cluster.release(leg.agent_id, leg.offer_id)
+
+    def _cancel_ringing(self) -> None:
+        """A new router knows nothing of the offers the old one made: stop their ringing
+        (the calls go back to it and are offered again)."""
+        for leg in [leg for leg in self.legs.values() if not leg.answered]:
+            self._cancel(CancelOffer(leg.offer_id, leg.call.call_id, leg.agent_id, "resync"))
+
     def _release(self, leg: AgentLeg) -> None:
+        self._unclaim(leg)
         if leg.session is not None:
             self.server.release_rtp(leg.session, leg.port)
             leg.session, leg.port = None, None

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import logs
+from .cluster import ClusterError, check_url
 from .config import DEMO_CONFIG, ConfigError, HostPort, ServerConfig, load_config, parse_port_range
 
 log = logging.getLogger("switchboard")
@@ -25,6 +26,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--rtp-ports", help="RTP port range LO-HI (default 20000-29999)")
     p.add_argument("--data-dir", type=Path, help="where CDRs and recordings go (default ./var)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--store", help="redis://HOST:PORT/DB: share agents, queues and registrations "
+                   "with the other processes on that Redis (default: in memory, one process)")
+    p.add_argument("--node-id", help="this process's name in a --store cluster "
+                   "(default HOST-PID-RANDOM)")
 
 
 def _user_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,6 +58,13 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         cfg.data_dir = args.data_dir
     if args.log_level:
         cfg.log_level = args.log_level.upper()
+    if args.store:
+        try:
+            cfg.store = check_url(args.store)
+        except ClusterError as exc:
+            raise SystemExit(f"switchboard: {exc}") from exc
+    if args.node_id:
+        cfg.node_id = args.node_id
     return cfg
 
 
@@ -76,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, ClusterError) as exc:
         log.error("event=start_failed error=%s", exc)
         return 1
     return 0

@@ -103,6 +103,8 @@ class ServerConfig:
     streams_flows: dict[str, dict[str, Any]] = field(default_factory=dict)
     streams_queues: dict[str, dict[str, Any]] = field(default_factory=dict)
     analytics: list[Any] = field(default_factory=list)  # analyzer specs (docs/analytics.md)
+    store: str | None = None  # redis://HOST:PORT/DB: a node of a cluster (docs/cluster.md)
+    node_id: str | None = None  # this node's name in the cluster (default host-pid-random)
 
     @property
     def sdp_ip(self) -> str:

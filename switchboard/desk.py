@@ -35,7 +35,10 @@ class AgentDesk:
         self.supervisors: set[web.WebSocketResponse] = set()
         self.since: dict[str, float] = {}  # agent -> when its status/state last changed
         self.started = time.time()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # in a cluster: hands an event to the other nodes, whose sockets it may be for
+        # (docs/cluster.md); called with ("desk", {agent, event}) or ("sup", {event})
+        self.relay: Callable[[str, dict[str, Any]], None] | None = None
 
     def connected(self, agent_id: str) -> int:
         return len(self.sockets.get(agent_id, ()))
@@ -65,9 +68,12 @@ class AgentDesk:
             log.info("event=desk_disconnected agent=%s", agent_id)
         return ws
 
-    async def send(self, agent_id: str, event: dict[str, Any]) -> int:
-        """Deliver to every desktop the agent has open; returns how many got it."""
+    async def send(self, agent_id: str, event: dict[str, Any], relay: bool = True) -> int:
+        """Deliver to every desktop the agent has open on this node (and hand it to the
+        other nodes of a cluster); returns how many sockets here got it."""
         event.setdefault("at", time.time())
+        if relay and self.relay is not None:
+            self.relay("desk", {"agent": agent_id, "event": event})
         sent = 0
         for ws in list(self.sockets.get(agent_id, ())):
             if await self._send_one(ws, event):
@@ -76,12 +82,17 @@ class AgentDesk:
                 self.sockets[agent_id].discard(ws)
         return sent
 
-    def notify(self, agent_id: str, event: dict[str, Any]) -> None:
+    def notify(self, agent_id: str, event: dict[str, Any], relay: bool = True) -> None:
         """Fire-and-forget variant for events nothing has to wait for."""
         if event.get("type") == "state":
             self.since[agent_id] = time.time()
+        if relay and self.relay is not None:
+            event.setdefault("at", time.time())
+            self.relay("desk", {"agent": agent_id, "event": event})
         if self.sockets.get(agent_id):
-            asyncio.get_running_loop().create_task(self.send(agent_id, event))
+            task = asyncio.get_running_loop().create_task(self.send(agent_id, event, False))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # -- supervisors ------------------------------------------------------------------------
 
@@ -102,11 +113,14 @@ class AgentDesk:
             self.supervisors.discard(ws)
         return ws
 
-    def broadcast(self, event: dict[str, Any]) -> None:
-        """Fire-and-forget to every supervisor socket (live figures, analytics events)."""
+    def broadcast(self, event: dict[str, Any], relay: bool = True) -> None:
+        """Fire-and-forget to every supervisor socket (live figures, analytics events);
+        `relay=False` for what every node produces itself (the wallboard's figures)."""
+        event.setdefault("at", time.time())
+        if relay and self.relay is not None:
+            self.relay("sup", {"event": event})
         if not self.supervisors:
             return
-        event.setdefault("at", time.time())
         text = json.dumps(event, default=str)
         loop = asyncio.get_running_loop()
         for ws in list(self.supervisors):

@@ -50,6 +50,7 @@ from .acdconfig import load_acd
 from .call import Call
 from .cdr import CdrWriter
 from .center import PROMPT_BY_CODE, STATUS_BY_CODE, ContactCenter
+from .cluster import Cluster
 from .config import LOOPBACK_HOSTS, ConfigError, ServerConfig
 from .desk import AgentDesk
 from .history import CustomerHistory, customer_key
@@ -81,6 +82,8 @@ class Server:
         self.registered: set[str] = set()  # agents with at least one binding
         self.rtp_totals: Counter[str] = Counter()
         self.center: ContactCenter | None = None
+        self.cluster: Cluster | None = None
+        self.bindings: MemoryBindingStore = MemoryBindingStore()
         self.recordings = Recordings(cfg.recording, cfg.data_dir)
         self.recordings.consumer_factories.append(self._flow_stream)
         self.hooks: Any = None  # recorder.hooks.HookHost when analyzers are configured
@@ -101,8 +104,11 @@ class Server:
         self._check_dids()
         self.prompts.preload(self._prompt_names(), cfg.codecs)
         self.cdr = CdrWriter(cfg.data_dir)
-        self.history = CustomerHistory(cfg.data_dir)
         self.desk = AgentDesk(set(self.acd_settings.agents))
+        if cfg.store:
+            await self._join_cluster(cfg.store)
+        else:
+            self.history = CustomerHistory(cfg.data_dir)
         if cfg.analytics:
             from recorder.hooks import HookHost, load_factories
 
@@ -116,7 +122,9 @@ class Server:
         ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls,
                        registration=self._registration())
         self.sip = SipService(ua, self.on_sip_event)
-        self.center = ContactCenter(self, self.acd_settings)
+        self.center = ContactCenter(self, self.acd_settings, self.cluster)
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.sip.start(cfg.sip.host, cfg.sip.port, tcp=cfg.sip_tcp)
         transports = "udp,tcp" if cfg.sip_tcp else "udp"
         log.info("event=listening service=sip transports=%s address=%s", transports, cfg.sip)
@@ -136,6 +144,31 @@ class Server:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         gc.callbacks.append(self._gc_timer)
+
+    async def _join_cluster(self, url: str) -> None:
+        """Registrations, history and desktops shared through Redis (docs/cluster.md)."""
+        from .cluster import Cluster
+        from .replicas import ClusterBindingStore, ClusterHistory
+
+        cluster = Cluster(url, self.cfg.node_id)
+        await cluster.connect()
+        loop = asyncio.get_running_loop()
+        self.bindings = ClusterBindingStore(cluster, lambda: time.time() - loop.time())
+        registered = await self.bindings.load()
+        history = ClusterHistory(self.cfg.data_dir, cluster)
+        entries = await history.load()
+        self.history = history
+        self.desk.relay = cluster.publish
+        cluster.on("desk", lambda origin, b: self.desk.notify(b["agent"], b["event"], relay=False))
+        cluster.on("sup", lambda origin, b: self.desk.broadcast(b["event"], relay=False))
+        self.cluster = cluster
+        log.info("event=cluster_state node=%s registrations=%d history=%d", cluster.node,
+                 registered, entries)
+
+    def reachable_agents(self) -> set[str]:
+        """Agents with at least one unexpired binding."""
+        now = asyncio.get_running_loop().time()
+        return {u for u in self.bindings.users() if self.bindings.get(u, now)}
 
     def _flow_stream(self, rec: Any) -> Any:
         from .recording import StreamConsumer
@@ -179,7 +212,7 @@ class Server:
                                    random_bytes=os.urandom,
                                    algorithms=self.cfg.digest_algorithms)
         offset = time.time() - asyncio.get_running_loop().time()
-        return Registration(auth, Registrar(MemoryBindingStore()), wall_offset=offset)
+        return Registration(auth, Registrar(self.bindings), wall_offset=offset)
 
     async def _start_http(self) -> None:
         from .api import build_app
@@ -203,6 +236,8 @@ class Server:
             self.clock.stop()
         if self.center is not None:
             self.center.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.recordings.stop()
         if self.hooks is not None:
             self.hooks.close()

@@ -71,7 +71,9 @@ def figures(server: Server) -> dict[str, Any]:
     for agent_id in server.acd_settings.agents:
         view = agent_view(server, agent_id)
         view["in_state_s"] = round(now - server.desk.state_since(agent_id), 1)
-        view["call_id"] = talking.get(agent_id) or ringing.get(agent_id)
+        # a call on another node of a cluster: from the router's snapshot
+        view["call_id"] = (talking.get(agent_id) or ringing.get(agent_id)
+                           or center.engine.agent_call(agent_id))
         agents.append(view)
     return {"type": "figures", "queues": center.stats(), "agents": agents}
 
@@ -103,7 +105,7 @@ async def _loop(app: web.Application) -> None:
                 history.sample(server.center.stats(), now)
                 next_sample = now + SAMPLE_SECONDS
             if server.desk.supervisors:
-                server.desk.broadcast(figures(server))
+                server.desk.broadcast(figures(server), relay=False)  # each node sends its own
         except Exception:
             log.exception("event=wallboard_error")
         await asyncio.sleep(PUSH_SECONDS)

@@ -165,7 +165,8 @@ def _http_up(port: int) -> bool:
 
 def start_server(tmp: Path, *, config: Path | None = None, rtp_span: int = 400,
                  env: dict[str, str] | None = None,
-                 users: dict[str, tuple[str, str]] | None = None) -> RunningServer:
+                 users: dict[str, tuple[str, str]] | None = None,
+                 args: list[str] | None = None) -> RunningServer:
     sip_port, http_port = free_port(), free_port(socket.SOCK_STREAM)
     base = 20000 + (os.getpid() * 7 + sip_port) % 30000 // 2 * 2
     rtp = (base, base + rtp_span)
@@ -174,13 +175,13 @@ def start_server(tmp: Path, *, config: Path | None = None, rtp_span: int = 400,
         write_users(data_dir, users)
     log_path = tmp / "server.log"
     earlier = _ADMIN_LINE.search(log_path.read_text(errors="replace")) if log_path.exists() else None
-    args = [sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip_port}",
-            "--http", f"127.0.0.1:{http_port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
-            "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip_port}",
+               "--http", f"127.0.0.1:{http_port}", "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
+               "--data-dir", str(data_dir), *(args or [])]
     if config is not None:
-        args += ["--config", str(config)]
+        command += ["--config", str(config)]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})
     server = RunningServer(proc, sip_port, http_port, data_dir, log_path, rtp)
     if earlier:

@@ -1,0 +1,179 @@
+"""Two `switchboard run` processes on one real redis-server (docs/cluster.md).
+
+- A call answered by node A is offered to an agent registered through node B, bridged,
+  and both nodes' wallboards show the same queue figures.
+- The router node is killed (-9) while an agent's phone rings with its call: the other
+  node takes the router over, logs the call LOST in its queue log, and the agent is free
+  again well before the offer's ring timeout would have ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sipp import SCENARIOS, sipp_command, sipp_path, sipp_uas
+
+from .server import RunningServer, free_port, start_server
+from .test_sipp_acd import caller, login
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(sipp_path() is None, reason="sipp (apt sip-tester) is not installed"),
+    pytest.mark.skipif(shutil.which("redis-server") is None,
+                       reason="redis-server (apt redis-server) is not installed"),
+]
+
+RING_TIMEOUT = 15.0  # config/queues.yaml, support
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port(socket.SOCK_STREAM)
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not _redis_ping(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def node(tmp_path: Path, name: str, url: str) -> RunningServer:
+    (tmp_path / name).mkdir()
+    return start_server(tmp_path / name, args=["--store", url, "--node-id", name])
+
+
+def agent_state(server: RunningServer, agent: str) -> dict[str, Any]:
+    status, body = server.api("GET", f"/api/agents/{agent}")
+    assert status == 200, body
+    return dict(body)
+
+
+def queue_log(server: RunningServer) -> list[dict[str, Any]]:
+    path = server.data_dir / "queue_log.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
+        redis_url: str, tmp_path: Path) -> None:
+    a = node(tmp_path, "a", redis_url)
+    b = node(tmp_path, "b", redis_url)
+    try:
+        wait_until("a router", lambda: "event=router_elected node=a" in a.log())
+        with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0",
+                                                 "-m", "1"]) as agents:
+            login(b, agents, 2)  # 1001 and 1002 register and dial *50 through node B
+            for agent in ("1001", "1002"):  # node A hears of it through Redis
+                wait_until(f"{agent} ready on A", lambda agent=agent: agent_state(a, agent)
+                           .get("status") == "ready")
+            record = caller(a, tmp_path, "4711", "2", 3000)
+            agents.proc.wait(15)
+            assert agents.proc.returncode == 0, agents.errors()
+        assert record["queue"] == "support" and record["agent"] in ("1001", "1002")
+        assert record["end_reason"] == "caller_hangup" and record["bridged_at"]
+        events = [e["event"] for e in queue_log(a) if e["call_id"] == record["call_id"]]
+        assert events[0] == "ENTERQUEUE" and "CONNECT" in events and "COMPLETECALLER" in events
+
+        def same_figures() -> bool:
+            fa, fb = a.api("GET", "/api/wallboard")[1], b.api("GET", "/api/wallboard")[1]
+            qa, qb = fa["queues"]["support"], fb["queues"]["support"]
+            return bool(qa == qb and qa["answered"] == 1 and
+                        [x["state"] for x in fa["agents"]] == [x["state"] for x in fb["agents"]])
+        wait_until("the same wallboard on both nodes", same_figures, timeout=10)
+    finally:
+        a.stop()
+        b.stop()
+    assert "Traceback" not in a.log() + b.log()
+
+
+def test_router_killed_mid_offer_frees_the_agent_and_logs_the_call_lost(
+        redis_url: str, tmp_path: Path) -> None:
+    a = node(tmp_path, "a", redis_url)
+    b = node(tmp_path, "b", redis_url)
+    sipp = None
+    try:
+        wait_until("a router", lambda: "event=router_elected node=a" in a.log())
+        with sipp_uas("agent_no_answer.xml") as phone:
+            login(b, phone, 1)  # 1001 only (support); its phone rings and never answers
+            wait_until("1001 ready on A", lambda: agent_state(a, "1001").get("status") == "ready")
+            csv = tmp_path / "caller.csv"
+            csv.write_text("SEQUENTIAL\n4711#;2;30000\n")
+            sipp = subprocess.Popen(
+                sipp_command("ivr_rfc2833.xml", a.sip, inject=csv, timeout=60),
+                cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            offer = wait_until("the offer to 1001", lambda: next(
+                (line for line in a.log().splitlines()
+                 if "event=offer " in line and "agent=1001" in line), None), timeout=30)
+            call_id = offer.split("call=", 1)[1].split()[0]
+            assert agent_state(b, "1001")["state"] == "reserved"
+            os.kill(a.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            a.proc.wait(5)
+            wait_until("node B takes the router over",
+                       lambda: "event=router_elected node=b" in b.log(), timeout=10)
+            wait_until("1001 free again", lambda: agent_state(b, "1001")["state"] == "idle",
+                       timeout=RING_TIMEOUT)
+            freed_after = time.monotonic() - killed
+            assert freed_after < RING_TIMEOUT, freed_after
+            lost = wait_until("a LOST line", lambda: [
+                e for e in queue_log(b) if e["call_id"] == call_id and e["event"] == "LOST"])
+            assert lost[0]["data"] == {"node": "a", "reason": "node_down"}
+            assert agent_state(b, "1001")["status"] == "ready"
+    finally:
+        if sipp is not None and sipp.poll() is None:
+            os.killpg(sipp.pid, signal.SIGKILL)
+            sipp.wait(5)
+        a.stop()
+        b.stop()
+    assert "Traceback" not in b.log()
+
+
+def test_a_bad_store_url_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    result = subprocess.run(["python", "-m", "switchboard", "run", "--store", "http://x"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "expected redis://HOST:PORT/DB" in result.stderr
+    port = free_port(socket.SOCK_STREAM)  # nothing listens there
+    sip, http = free_port(), free_port(socket.SOCK_STREAM)
+    result = subprocess.run(["python", "-m", "switchboard", "run", "--store",
+                             f"redis://127.0.0.1:{port}/0", "--sip", f"127.0.0.1:{sip}",
+                             "--http", f"127.0.0.1:{http}", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "cannot reach Redis" in result.stdout + result.stderr
