@@ -415,6 +415,8 @@ class Bench:
     def _open_step(self, index: int) -> Step:
         assert self.server_pid is not None
         plan = self.plan[index - 1]
+        print(f"bench: step {index}/{len(self.plan)}: up to {plan.limit} calls, {plan.rate:g} cps"
+              + (f", until {plan.until} calls placed" if index < len(self.plan) else ""), flush=True)
         self._step_cpu0 = _cpu_seconds(self.server_pid)
         rss = _rss_kib(self.server_pid)
         return Step(index, plan.limit, plan.rate, time.time(), rss_kib_start=rss, rss_kib_peak=rss)
@@ -431,8 +433,6 @@ class Bench:
         plan = self.plan[step.index]
         _control(self.control_port, f"set limit {plan.limit}")
         _control(self.control_port, f"set rate {plan.rate:g}")
-        print(f"bench: step {step.index + 1}/{len(self.plan)}: up to {plan.limit} calls, "
-              f"{plan.rate:g} cps", flush=True)
         return self._open_step(step.index + 1)
 
     def _sample_proc(self, step: Step, row: dict[str, int]) -> None:
