@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,45 +21,27 @@ from typing import Any
 
 import pytest
 
+from tests.redis_server import redis_path, redis_server
 from tests.sipp import SCENARIOS, sipp_command, sipp_path, sipp_uas
 
 from .server import RunningServer, free_port, start_server
 from .test_sipp_acd import caller, login
+from .wsclient import DeskClient
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(sipp_path() is None, reason="sipp (apt sip-tester) is not installed"),
-    pytest.mark.skipif(shutil.which("redis-server") is None,
+    pytest.mark.skipif(redis_path() is None,
                        reason="redis-server (apt redis-server) is not installed"),
 ]
 
 RING_TIMEOUT = 15.0  # config/queues.yaml, support
 
 
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port(socket.SOCK_STREAM)
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not _redis_ping(port):
-            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+    with redis_server(tmp_path) as url:
+        yield url
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -97,8 +78,10 @@ def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
     b = node(tmp_path, "b", redis_url)
     try:
         wait_until("a router", lambda: "event=router_elected node=a" in a.log())
+        desk_url = f"http://127.0.0.1:{b.http_port}/ws/agents/"
         with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0",
-                                                 "-m", "1"]) as agents:
+                                                 "-m", "1"]) as agents, \
+                DeskClient(desk_url + "1001") as desk1, DeskClient(desk_url + "1002") as desk2:
             login(b, agents, 2)  # 1001 and 1002 register and dial *50 through node B
             for agent in ("1001", "1002"):  # node A hears of it through Redis
                 wait_until(f"{agent} ready on A", lambda agent=agent: agent_state(a, agent)
@@ -106,6 +89,12 @@ def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
             record = caller(a, tmp_path, "4711", "2", 3000)
             agents.proc.wait(15)
             assert agents.proc.returncode == 0, agents.errors()
+            # the desktops are on node B, the call on node A: the pop still reaches them
+            desk = desk1 if record["agent"] == "1001" else desk2
+            ((_, pop),) = desk.of_type("offer")
+            assert pop["call_id"] == record["call_id"] and pop["account"] == "4711"
+            assert desk.wait_for("answered")["call_id"] == record["call_id"]
+            assert desk.wait_for("ended")["by"] == "caller"
         assert record["queue"] == "support" and record["agent"] in ("1001", "1002")
         assert record["end_reason"] == "caller_hangup" and record["bridged_at"]
         events = [e["event"] for e in queue_log(a) if e["call_id"] == record["call_id"]]
