@@ -206,37 +206,62 @@ class _Stream:
 
 @dataclass
 class _Leg:
-    """One channel: `written` samples are on disk, `tail` is placed but not yet written."""
+    """One channel: `written` samples are on disk, `tail` is placed but not yet written.
+
+    `filled` marks the samples of `tail` some packet has set; None means all of them, the
+    usual case of a stream that arrives in order, where placing a run is one append."""
 
     written: int = 0
     tail: Int16Array = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
-    filled: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    filled: npt.NDArray[np.bool_] | None = None
     stream: _Stream | None = None
 
     @property
     def end(self) -> int:
         return self.written + len(self.tail)
 
+    def _holes(self) -> npt.NDArray[np.bool_]:
+        if self.filled is None:
+            self.filled = np.ones(len(self.tail), dtype=bool)
+        return self.filled
+
     def grow(self, end: int) -> None:
         extra = end - self.end
         if extra > 0:
+            filled = self._holes()
             self.tail = np.concatenate([self.tail, np.zeros(extra, dtype=np.int16)])
-            self.filled = np.concatenate([self.filled, np.zeros(extra, dtype=bool)])
+            self.filled = np.concatenate([filled, np.zeros(extra, dtype=bool)])
 
     def place(self, pos: int, pcm: Int16Array) -> None:
         """First packet wins: a duplicate never overwrites audio already placed."""
+        if pos == self.end and self.filled is None:
+            self.tail = np.concatenate([self.tail, pcm]) if len(self.tail) else pcm
+            return
+        self.grow(pos + len(pcm))
+        filled = self._holes()
         start = pos - self.written
         stop = start + len(pcm)
-        free = ~self.filled[start:stop]
+        free = ~filled[start:stop]
         self.tail[start:stop][free] = pcm[free]
-        self.filled[start:stop] = True
+        filled[start:stop] = True
 
     def silence(self, start: int, stop: int | None) -> None:
         lo = max(start - self.written, 0)
         hi = len(self.tail) if stop is None else min(stop - self.written, len(self.tail))
         if hi > lo:
             self.tail[lo:hi] = 0
-            self.filled[lo:hi] = True
+            self._holes()[lo:hi] = True
+
+    def commit(self, n: int) -> Int16Array:
+        """The first `n` samples of the tail, now final (an array of their own)."""
+        chunk = self.tail[:n].copy()
+        self.written += n
+        self.tail = self.tail[n:]  # a view: nothing outside this leg shares its memory
+        if self.filled is not None:
+            self.filled = self.filled[n:]
+            if self.filled.all():
+                self.filled = None
+        return chunk
 
 
 class _Intake:
@@ -420,19 +445,13 @@ class RecordingWriter:
         """Decode and place what `add` buffered; audio older than the holdback becomes
         final. Returns the newly final audio as ``(leg, first_sample, pcm)`` (paused spans
         already silenced) for live analytics. No I/O: runs on the event loop."""
-        placed = [run for leg in LEGS for run in self._runs(leg, self._intake[leg].take())]
         limit = max(self._pos(now) - round(HOLDBACK_SECONDS * self.rate), 0)
-        ends: dict[str, int] = {} if final else dict.fromkeys(LEGS, limit)
-        for item in placed:
-            if item is not None:
-                leg, pos, pcm = item
-                ends[leg] = max(ends.get(leg, 0), pos + len(pcm))
-        for leg, end in ends.items():
-            self._legs[leg].grow(end)  # once per advance, not once per packet
-        for item in placed:
-            if item is not None:
-                leg, pos, pcm = item
-                self._legs[leg].place(pos, pcm)
+        for leg in LEGS:
+            state = self._legs[leg]
+            for pos, pcm in self._runs(leg, self._intake[leg].take()):
+                state.place(pos, pcm)  # in arrival order: the first packet wins
+            if not final:
+                state.grow(limit)  # nothing came for the audio before the limit: silence
         for start, stop in self._pauses:
             for state in self._legs.values():
                 state.silence(start, stop)
@@ -441,12 +460,10 @@ class RecordingWriter:
             state = self._legs[leg]
             n = self._commit_len(state, limit, final)
             if n:
-                chunk = state.tail[:n].copy()
-                out.append((leg, state.written, chunk))
+                start = state.written
+                chunk = state.commit(n)
+                out.append((leg, start, chunk))
                 self._ready[leg].append(chunk)
-                state.written += n
-                state.tail = state.tail[n:].copy()
-                state.filled = state.filled[n:].copy()
         self._pauses = [(a, b) for a, b in self._pauses if b is None or b > self._written_min()]
         return out
 
@@ -488,13 +505,13 @@ class RecordingWriter:
         return max(round((now - self.started) * self.rate), 0)
 
     def _runs(self, leg: str, runs: list[tuple[int, int, str, float, bytearray]]
-              ) -> list[tuple[str, int, Int16Array]]:
+              ) -> list[tuple[int, Int16Array]]:
         """One leg's runs placed on the timeline, each decoded with one numpy call: per-packet
         numpy calls would cost more than the rest of the recording together. A run is
         placed by its first packet (RTP timestamp within its stream, arrival time for a new
         stream); G.711 has one sample per byte."""
         state = self._legs[leg]
-        out: list[tuple[str, int, Int16Array]] = []
+        out: list[tuple[int, Int16Array]] = []
         for ts, ssrc, codec, now, buf in runs:
             n = len(buf)
             if codec not in G711:
@@ -515,8 +532,7 @@ class RecordingWriter:
             if skip >= n:
                 self.dropped += n // 160 or 1  # late or duplicate of audio already on disk
                 continue
-            data = bytes(buf) if skip <= 0 else bytes(buf[skip:])
-            out.append((leg, max(pos, state.written), g711.decode(codec, data)))
+            out.append((max(pos, state.written), _decode(codec, buf, max(skip, 0))))
         return out
 
     def _timeline_pos(self, state: _Leg, ts: int, ssrc: int, arrival_pos: int) -> int | None:
@@ -545,6 +561,29 @@ class RecordingWriter:
             return first_pos + _ts_delta(ts, first_ts)
         stream.suspect = (ts, arrival_pos)
         return None
+
+
+def _pair_table(codec: str) -> npt.NDArray[np.uint32]:
+    """Two G.711 bytes (as one little-endian uint16) -> their two int16 samples (as one
+    uint32): decoding takes one lookup per two samples."""
+    pairs = g711.decode(codec, np.arange(65536, dtype="<u2").tobytes())
+    table: npt.NDArray[np.uint32] = pairs.astype("<i2").view("<u4")
+    table.flags.writeable = False
+    return table
+
+
+_PAIRS = {codec: _pair_table(codec) for codec in G711}
+
+
+def _decode(codec: str, buf: bytearray, skip: int) -> Int16Array:
+    """G.711 bytes from `skip` on, decoded straight from the intake's buffer (no copy)."""
+    n = len(buf) - skip
+    even = n - n % 2
+    pcm: Int16Array = _PAIRS[codec].take(
+        np.frombuffer(buf, dtype="<u2", count=even // 2, offset=skip)).view("<i2")
+    if even < n:
+        pcm = np.concatenate([pcm, g711.decode(codec, bytes(buf[-1:]))])
+    return pcm.astype(np.int16, copy=False)
 
 
 def _ts_delta(ts: int, ref: int) -> int:

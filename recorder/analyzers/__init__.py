@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["RATE", "EnergyVad", "Framer", "Pauses", "check_positive", "frame_levels",
-           "parse_options"]
+           "join_runs", "parse_options"]
 
 RATE = 8000
 FloatArray = npt.NDArray[np.float64]
@@ -28,6 +28,22 @@ def frame_levels(frames: FloatArray) -> FloatArray:
     """RMS level of each row in dBFS (a full-scale square wave is 0 dB)."""
     power = np.einsum("...i,...i->...", frames, frames) / (frames.shape[-1] * FULL_SCALE**2)
     return np.maximum(10.0 * np.log10(power + 1e-12), SILENT_DB)
+
+
+def join_runs(chunks: list[tuple[float, npt.NDArray[np.int16]]]
+              ) -> list[tuple[float, npt.NDArray[np.int16]]]:
+    """Consecutive chunks of one leg that follow each other exactly (each starts where the
+    previous one ended) joined into one array: a `Framer` cuts a run into the same frames
+    as its chunks one by one, for one numpy call per run instead of several per chunk."""
+    runs: list[tuple[float, list[npt.NDArray[np.int16]]]] = []
+    end = float("nan")
+    for t, pcm in chunks:
+        if runs and abs(t - end) < 0.5 / RATE:
+            runs[-1][1].append(pcm)
+        else:
+            runs.append((t, [pcm]))
+        end = t + len(pcm) / RATE
+    return [(t, parts[0] if len(parts) == 1 else np.concatenate(parts)) for t, parts in runs]
 
 
 @dataclass

@@ -29,6 +29,7 @@ from recorder.analyzers import (
     Pauses,
     check_positive,
     frame_levels,
+    join_runs,
     parse_options,
 )
 from recorder.hooks import Analyzer, Emit
@@ -36,13 +37,15 @@ from recorder.hooks import Analyzer, Emit
 __all__ = ["StressAnalyzer", "yin"]
 
 FloatArray = npt.NDArray[np.float64]
-HOP = 160  # 20 ms
-FRAME_S = HOP / RATE
+# One F0 estimate (a 30 ms window) every 40 ms: a window's median pitch and level need
+# tens of estimates, not one per 20 ms, and YIN is most of this analyzer's cost.
+HOP = 320  # 40 ms
+FRAME_S = HOP / RATE  # the speech time each frame stands for
 WINDOW = 240  # 30 ms integration window of the difference function
 F0_MIN, F0_MAX = 70.0, 400.0
 TAU_MIN, TAU_MAX = int(RATE / F0_MAX), math.ceil(RATE / F0_MIN)
 SPAN = WINDOW + TAU_MAX + 1  # samples one F0 estimate looks at
-BATCH = 25  # frames (0.5 s) analyzed together
+BATCH = 13  # frames (~0.5 s) analyzed together; chunks are framed once this much is pending
 # Only lags 0..TAU_MAX are read, and head[j] * x[j + lag] never wraps past SPAN samples.
 NFFT = 1 << math.ceil(math.log2(SPAN))
 # Spreads below these are a too-steady baseline (a monotone reader, a synthetic tone):
@@ -158,8 +161,8 @@ class StressAnalyzer(Analyzer):
         self.framer = Framer(HOP, SPAN)
         self.vad = EnergyVad(self.opts["threshold_db"], self.opts["margin_db"])
         self.pauses = Pauses()
-        self.pending: list[tuple[FloatArray, FloatArray]] = []  # frames not analyzed yet
-        self.pending_frames = 0
+        self.chunks: list[tuple[float, npt.NDArray[np.int16]]] = []  # not framed yet
+        self.chunk_samples = 0
         self.baseline: _Baseline | None = None
         self.window = _Window()  # the baseline's frames first, then each report window's
         self.voiced_s = 0.0
@@ -177,20 +180,25 @@ class StressAnalyzer(Analyzer):
     def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
         if leg != self.opts["leg"]:
             return
-        starts, frames = self.framer.push(t, pcm)
-        if len(starts):
-            self.pending.append((starts, frames))
-            self.pending_frames += len(starts)
-            if self.pending_frames >= BATCH:
-                self._analyze()
+        self.chunks.append((t, pcm))
+        self.chunk_samples += len(pcm)
+        if self.chunk_samples >= BATCH * HOP:
+            self._analyze()
 
     def _analyze(self) -> None:
-        """The frames gathered so far, in one batch: numpy's per-call cost is paid once."""
-        if not self.pending:
+        """The chunks gathered so far, framed and analyzed in one batch: numpy's per-call
+        cost is paid once per half second instead of once per chunk. Frames are judged by
+        their own time (pauses), so holding them back changes no result."""
+        chunks, self.chunks, self.chunk_samples = self.chunks, [], 0
+        pushed = [self.framer.push(t, pcm) for t, pcm in join_runs(chunks)]
+        pushed = [(s, f) for s, f in pushed if len(s)]
+        if not pushed:
             return
-        starts = np.concatenate([s for s, _ in self.pending])
-        frames = np.concatenate([f for _, f in self.pending])
-        self.pending, self.pending_frames = [], 0
+        if len(pushed) == 1:
+            starts, frames = pushed[0]
+        else:
+            starts = np.concatenate([s for s, _ in pushed])
+            frames = np.concatenate([f for _, f in pushed])
         levels = frame_levels(frames[:, :WINDOW])
         heard = ~self.pauses.mask(starts)
         speech = self.vad.active(levels, FRAME_S) & heard

@@ -12,6 +12,12 @@ summary, emitted at the end of the call, adds up per leg:
 Dead air: while bridged and not paused, once neither leg has spoken for `dead_air_s`,
 an ``alert`` (``state: "started"``) is emitted, and another (``state: "ended"``) when
 someone speaks again.
+
+Chunks are held until `BATCH` samples of both legs are pending (or an event arrives):
+framing, levels and the VAD then run once per leg over all of them, and the per-frame
+state is replayed chunk by chunk in arrival order, so the results are those of handling
+every chunk on its own, for a fraction of the numpy calls. Alerts are emitted up to
+`BATCH` samples later than per chunk; their ``t`` does not change.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from recorder.analyzers import (
     Pauses,
     check_positive,
     frame_levels,
+    join_runs,
     parse_options,
 )
 from recorder.hooks import Analyzer, Emit
@@ -37,6 +44,7 @@ __all__ = ["TalkAnalyzer", "overlaps"]
 
 FRAME = 160  # 20 ms
 FRAME_S = FRAME / RATE
+BATCH = RATE  # pending samples (both legs) handled together: 0.5 s of a bridged call
 DEFAULTS: dict[str, Any] = {
     "threshold_db": -40.0,  # a frame quieter than this is never speech
     "margin_db": 10.0,  # above the tracked noise floor
@@ -76,10 +84,8 @@ class _Leg:
     heard_s: float = 0.0  # audio received while counting
     until: float = 0.0  # end of the last frame processed
 
-    def frames(self, starts: npt.NDArray[np.float64], active: npt.NDArray[np.bool_],
-               counted: npt.NDArray[np.bool_]) -> None:
-        for start, speech, counts in zip(starts.tolist(), active.tolist(), counted.tolist(),
-                                         strict=True):
+    def frames(self, starts: list[float], active: list[bool], counted: list[bool]) -> None:
+        for start, speech, counts in zip(starts, active, counted, strict=True):
             if start - self.until > FRAME_S / 2:
                 self.close()  # audio is missing (a pause, lost packets): not one segment
             self.until = start + FRAME_S
@@ -130,6 +136,8 @@ class TalkAnalyzer(Analyzer):
         self.quiet_since: float | None = None  # dead-air clock start; None when not watching
         self.dead_air_since: float | None = None  # the episode alerted, until speech ends it
         self.dead_air: list[Segment] = []
+        self.pending: list[tuple[str, float, npt.NDArray[np.int16]]] = []
+        self.pending_samples = 0
 
     def counting(self, starts: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
         """Which frames (by start) are in scope: after the bridge, not paused."""
@@ -140,6 +148,7 @@ class TalkAnalyzer(Analyzer):
         return ~self.pauses.mask(starts)
 
     def on_event(self, event: dict[str, Any]) -> None:
+        self._flush()  # the audio that arrived before the event is handled before it
         kind, t = event["type"], float(event["t"])
         self.pauses.on_event(kind, t)
         if kind == "bridged" and self.bridged_at is None:
@@ -157,15 +166,52 @@ class TalkAnalyzer(Analyzer):
             self.emit(self.summary(t))
 
     def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
-        state = self.legs.get(leg)
-        if state is None:
+        if leg not in self.legs:
             return
-        starts, frames = state.framer.push(t, pcm)
-        if not len(starts):
+        self.pending.append((leg, t, pcm))
+        self.pending_samples += len(pcm)
+        if self.pending_samples >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """The pending chunks: VAD per leg in one go, then the frame state and the dead-air
+        watch chunk by chunk, in the order the chunks came."""
+        pending, self.pending, self.pending_samples = self.pending, [], 0
+        if not pending:
             return
+        slices: dict[str, tuple[list[float], list[bool], list[bool], list[int]]] = {}
+        for name, state in self.legs.items():
+            chunks = [(t, pcm) for leg, t, pcm in pending if leg == name]
+            if chunks:
+                slices[name] = self._frames(state, chunks)
+        done = dict.fromkeys(self.legs, 0)
+        for leg, _, _ in pending:
+            starts, active, counted, cuts = slices[leg]
+            first, last = done[leg], cuts.pop(0)
+            done[leg] = last
+            if last > first:
+                self.legs[leg].frames(starts[first:last], active[first:last],
+                                      counted[first:last])
+                self._watch_dead_air()
+
+    def _frames(self, state: _Leg, chunks: list[tuple[float, npt.NDArray[np.int16]]]
+                ) -> tuple[list[float], list[bool], list[bool], list[int]]:
+        """One leg's chunks framed and judged: frame starts, speech, in scope, and for each
+        chunk the number of frames complete once it arrived."""
+        pushed = [state.framer.push(t, pcm) for t, pcm in join_runs(chunks)]
+        pushed = [(s, f) for s, f in pushed if len(s)]
+        if not pushed:
+            return [], [], [], [0] * len(chunks)
+        if len(pushed) == 1:
+            starts, frames = pushed[0]
+        else:
+            starts = np.concatenate([s for s, _ in pushed])
+            frames = np.concatenate([f for _, f in pushed])
         active = state.vad.active(frame_levels(frames), FRAME_S)
-        state.frames(starts, active, self.counting(starts))
-        self._watch_dead_air()
+        ends = np.array([t + len(pcm) / RATE for t, pcm in chunks])
+        cuts = np.searchsorted(starts + FRAME_S, ends + 1e-6, side="right")
+        return (starts.tolist(), active.tolist(), self.counting(starts).tolist(),
+                cuts.tolist())
 
     def _watch_dead_air(self) -> None:
         if self.quiet_since is None:

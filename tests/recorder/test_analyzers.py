@@ -390,3 +390,35 @@ def test_energy_vad_running_minimum_matches_the_frame_by_frame_definition() -> N
                 expected.append(level > max(vad.threshold_db, floor + vad.margin_db))
             assert vad.active(levels, 0.02).tolist() == expected
             assert vad.floor_db == pytest.approx(floor, abs=1e-9)
+
+
+def test_talk_batches_chunks_without_changing_a_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`talk` holds chunks back and judges them together; what it emits must be what it
+    emits handling every chunk on its own, including across a gap and lagging events."""
+    from recorder.analyzers import talk
+
+    caller, other = track(30, CALLER_TALK), track(30, OTHER_TALK, seed=2)
+    events = [{"t": 0.0, "type": "bridged"}, {"t": 12.0, "type": "paused"},
+              {"t": 14.0, "type": "resumed"}]
+
+    def live(batch: int) -> list[dict[str, Any]]:
+        monkeypatch.setattr(talk, "BATCH", batch)
+        out: list[dict[str, Any]] = []
+        host = HookHost(load_factories([{"name": "talk", "options": {"dead_air_s": 4}}]),
+                        lambda _cid, event: out.append(event), synchronous=True)
+        host.start_call("c1", {})
+        pending = list(events)
+        for at in range(0, 30 * RATE, 800):
+            while pending and pending[0]["t"] <= at / RATE + 0.3:
+                host.event("c1", pending.pop(0))
+            if 17 * RATE <= at < 17 * RATE + 2400:
+                continue  # 0.3 s lost on both legs
+            host.audio("c1", "caller", at / RATE, caller[at : at + 800])
+            host.audio("c1", "other", at / RATE, other[at : at + 720])  # shorter chunks
+        host.end_call("c1", 30.0)
+        return out
+
+    one_by_one = live(1)
+    assert len(only(one_by_one, "alert")) >= 2
+    assert live(talk.BATCH) == one_by_one
+    assert live(10 * RATE) == one_by_one
