@@ -80,6 +80,10 @@ async def health(request: web.Request) -> web.Response:
                "pause_max_ms": server.gc_pauses.percentile(100)},
         "counters": dict(server.stats) | (dict(sip.ua.stats) if sip else {}),
     }
+    if server.cluster is not None:
+        c = server.cluster
+        body["cluster"] = {"node": c.node, "router": c.leader, "epoch": c.epoch,
+                           "sent": c.sent, "received": c.received, "errors": c.errors}
     return web.json_response(body)
 
 

@@ -47,6 +47,7 @@ def render(server: Server) -> str:
     _acd(doc, server)
     _recording(doc, server)
     _runtime(doc, server)
+    _cluster(doc, server)
     return doc.text()
 
 
@@ -166,6 +167,21 @@ def _runtime(doc: _Doc, server: Server) -> None:
                [(None, server.gc_pauses.count)])
     doc.metric("gc_pause_seconds", "gauge", "Garbage-collector pause, by quantile since start.",
                [({"quantile": "0.99"}, server.gc_pauses.percentile(99) / 1000)])
+
+
+def _cluster(doc: _Doc, server: Server) -> None:
+    cluster = server.cluster
+    if cluster is None:
+        return
+    doc.metric("cluster_router", "gauge", "1 on the node that runs the ACD router, else 0.",
+               [({"node": cluster.node}, float(cluster.is_leader))])
+    doc.metric("cluster_epoch", "gauge", "The router epoch this node last took or saw.",
+               [(None, float(cluster.epoch))])
+    doc.metric("cluster_messages_total", "counter", "Cluster messages and commands.",
+               [({"direction": "sent"}, float(cluster.sent)),
+                ({"direction": "received"}, float(cluster.received))])
+    doc.metric("cluster_errors_total", "counter",
+               "Failed Redis reads/writes and unusable messages.", [(None, float(cluster.errors))])
 
 
 def auth_lines(counters: dict[str, int], sessions: int) -> str:

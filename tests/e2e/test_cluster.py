@@ -97,8 +97,10 @@ def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
             assert desk.wait_for("ended")["by"] == "caller"
         assert record["queue"] == "support" and record["agent"] in ("1001", "1002")
         assert record["end_reason"] == "caller_hangup" and record["bridged_at"]
-        events = [e["event"] for e in queue_log(a) if e["call_id"] == record["call_id"]]
-        assert events[0] == "ENTERQUEUE" and "CONNECT" in events and "COMPLETECALLER" in events
+        def events() -> list[str]:  # the router's last lines come back asynchronously
+            return [e["event"] for e in queue_log(a) if e["call_id"] == record["call_id"]]
+        wait_until("the call's queue log", lambda: "COMPLETECALLER" in events(), timeout=5)
+        assert events()[0] == "ENTERQUEUE" and "CONNECT" in events()
 
         def same_figures() -> bool:
             fa, fb = a.api("GET", "/api/wallboard")[1], b.api("GET", "/api/wallboard")[1]
@@ -106,6 +108,11 @@ def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
             return bool(qa == qb and qa["answered"] == 1 and
                         [x["state"] for x in fa["agents"]] == [x["state"] for x in fb["agents"]])
         wait_until("the same wallboard on both nodes", same_figures, timeout=10)
+        cluster_b = b.api("GET", "/api/health", token=None)[1]["cluster"]
+        assert (cluster_b["node"], cluster_b["router"], cluster_b["errors"]) == ("b", "a", 0)
+        metrics = b.api("GET", "/metrics", token=None)[1]
+        assert 'switchboard_cluster_router{node="b"} 0' in metrics
+        assert 'switchboard_cluster_router{node="a"} 1' in a.api("GET", "/metrics", token=None)[1]
     finally:
         a.stop()
         b.stop()
