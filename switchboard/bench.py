@@ -14,8 +14,10 @@ Steps (`--steps N`, default 1). The calls are placed by one SIPp process whose o
 limit (-l) and rate (-r) the bench raises at run time through SIPp's control socket
 (`-cp`, commands `set limit` and `set rate`). Step k of N offers a limit of
 ceil(C * k / N) concurrent calls and R * k / N calls per second, and lasts until SIPp
-has created round(calls * k / N) calls in all (SIPp's -trace_stat file, read every
-second); the last step lasts until SIPp is done. Calls already up when a step ends keep
+has sent round(calls * k / N) INVITEs in all (the lines of its setup log, read every
+0.25 s); the last step lasts until SIPp is done. A step can overshoot its share by what
+SIPp sends within one read, more when it had been held at its limit (SIPp then sends
+the calls it owes at once). Calls already up when a step ends keep
 running, so the load climbs from step to step instead of draining in between. Each call
 belongs to the step in which its INVITE was sent; a step's server figures (CPU, RSS
 peak, media-clock lateness, health-poll round trip) and capture pacing cover its wall
@@ -134,7 +136,7 @@ class SippStats:
         self.path = path
         self.columns: list[str] = []
 
-    def read(self) -> dict[str, int]:
+    def read(self) -> dict[str, float]:
         try:
             with open(self.path, "rb") as f:
                 if not self.columns:
@@ -151,9 +153,34 @@ class SippStats:
             return {}
         row = dict(zip(self.columns, lines[-1].split(";"), strict=False))
         try:
-            return {"created": int(row["TotalCallCreated"]), "current": int(row["CurrentCall"])}
+            return {"created": int(row["TotalCallCreated"]), "current": int(row["CurrentCall"]),
+                    "rate": float(row["TargetRate"])}
         except (KeyError, ValueError):
             return {}
+
+
+class InviteCount:
+    """INVITEs SIPp has sent so far: the `bench invite` lines of its setup log, read from
+    where the last read stopped (SIPp writes each line as it goes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.count = 0
+
+    def read(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read(1 << 20)
+        except OSError:
+            return self.count
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        self.count += sum(1 for line in lines if line.startswith(b"bench invite "))
+        return self.count
 
 
 def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, wait: float = 10) -> None:
@@ -183,6 +210,7 @@ class Bench:
         self.peak_server = self.peak_sipp = self.peak_rss = self.calls_up = 0
         self.lag = 0.0
         self._step_cpu0 = 0.0
+        self.rate_warned: set[int] = set()
         self.agent_ids: list[str] = []
         self.agent_passwords: dict[str, str] = {}
         self.agents_ready = 0
@@ -386,12 +414,15 @@ class Bench:
                                 stderr=subprocess.STDOUT, start_new_session=True)
         steps = [self._open_step(1)]
         stats = SippStats(self.report_dir / "sipp_stat.csv")
+        invites = InviteCount(self.report_dir / "setup.log")
         next_health, last_print = t0 + self.args.poll, t0
         deadline = t0 + self.budget() + 30
         while sipp.poll() is None and time.monotonic() < deadline:
-            time.sleep(min(1.0, self.args.poll))
+            time.sleep(min(0.25, self.args.poll))
             row = stats.read()
+            row["created"] = max(row.get("created", 0), invites.read())
             self._sample_proc(steps[-1], row)
+            self._check_rate(steps[-1], row)
             now = time.monotonic()
             if now >= next_health:
                 next_health = now + self.args.poll
@@ -435,13 +466,22 @@ class Bench:
         _control(self.control_port, f"set rate {plan.rate:g}")
         return self._open_step(step.index + 1)
 
-    def _sample_proc(self, step: Step, row: dict[str, int]) -> None:
+    def _check_rate(self, step: Step, row: dict[str, float]) -> None:
+        """SIPp's statistics show the rate it runs at: say so once if a step's did not take."""
+        rate = row.get("rate")
+        if (rate is not None and abs(rate - step.rate) > 0.01 * step.rate
+                and time.time() - step.start > 5 and step.index not in self.rate_warned):
+            self.rate_warned.add(step.index)
+            print(f"bench: warning: SIPp runs at {rate:g} cps in step {step.index}, "
+                  f"not {step.rate:g} (control socket port {self.control_port})", flush=True)
+
+    def _sample_proc(self, step: Step, row: dict[str, float]) -> None:
         """What costs the server nothing: RSS from /proc, calls SIPp holds open."""
         assert self.server_pid is not None
         rss = _rss_kib(self.server_pid)
         step.rss_kib_peak = max(step.rss_kib_peak, rss)
         self.peak_rss = max(self.peak_rss, rss)
-        open_calls = row.get("current", 0)
+        open_calls = int(row.get("current", 0))
         step.sipp_peak_calls = max(step.sipp_peak_calls, open_calls)
         self.peak_sipp = max(self.peak_sipp, open_calls)
 
@@ -463,13 +503,13 @@ class Bench:
         self.lag = max(self.lag, late)
         step.health_rtt_ms_max = max(step.health_rtt_ms_max or 0.0, self.health_rtt_ms)
 
-    def _progress(self, step: Step, t: float, row: dict[str, int], cdr_before: int,
+    def _progress(self, step: Step, t: float, row: dict[str, float], cdr_before: int,
                   cpu0: float) -> None:
         assert self.server_pid is not None
         pid = self.server_pid
         print(f"bench: step {step.index}/{len(self.plan)} (up to {step.limit} calls, "
-              f"{step.rate:g} cps) t={t:5.0f}s placed={row.get('created', 0):6d} "
-              f"sipp_up={row.get('current', 0):5d} calls_up={self.calls_up:5d} "
+              f"{step.rate:g} cps) t={t:5.0f}s placed={row.get('created', 0):6.0f} "
+              f"sipp_up={row.get('current', 0):5.0f} calls_up={self.calls_up:5d} "
               f"peak={max(self.peak_server, self.peak_sipp):5d} "
               f"cdrs={len(self._cdrs()) - cdr_before:6d} cpu={_cpu_seconds(pid) - cpu0:7.1f}s "
               f"rss={_rss_kib(pid) // 1024}MiB", flush=True)
