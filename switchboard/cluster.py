@@ -181,7 +181,10 @@ class Cluster:
                 return
 
     async def _send_batch(self, commands: list[tuple[str, ...]]) -> None:
-        for attempt in range(3):
+        """Until Redis takes them: a Redis that is away for a while gets the messages,
+        in order, when it is back (the node keeps taking calls meanwhile)."""
+        attempt = 0
+        while True:
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 for cmd in commands:
@@ -191,9 +194,13 @@ class Cluster:
                 return
             except Exception as exc:
                 self.errors += 1
-                log.warning("event=cluster_write_failed attempt=%d error=%s", attempt + 1, exc)
-                await asyncio.sleep(0.2 * (attempt + 1))
-        log.error("event=cluster_write_dropped commands=%d", len(commands))
+                attempt += 1
+                if self._stopping and attempt >= 3:
+                    log.error("event=cluster_write_dropped commands=%d", len(commands))
+                    return
+                if attempt == 1 or attempt % 30 == 0:
+                    log.warning("event=cluster_write_failed attempt=%d error=%s", attempt, exc)
+                await asyncio.sleep(min(1.0, 0.1 * attempt))
 
     async def last_id(self, stream: str) -> str:
         """The id of the newest entry (XREAD from '$' would lose what comes in between)."""

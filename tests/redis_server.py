@@ -33,9 +33,10 @@ def _ping(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """Start redis-server, yield its redis:// URL, stop it by its PID."""
-    port = _free_tcp_port()
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
+    """Start redis-server (on `port`, default a free one), yield its redis:// URL, stop it
+    by its PID."""
+    port = port or _free_tcp_port()
     proc = subprocess.Popen([redis_path() or "redis-server", "--port", str(port), "--bind",
                              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
                              str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -124,6 +124,32 @@ def test_agent_claims_are_atomic_and_expire(url: str) -> None:
     run(main)
 
 
+def test_messages_sent_while_redis_is_away_arrive_when_it_is_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster_mod, "BLOCK_MS", 50)
+    server = redis_server(tmp_path)
+    url = server.__enter__()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    async def main() -> None:
+        a, b = Cluster(url, "a"), Cluster(url, "b")
+        got: list[Any] = []
+        b.on("hello", lambda origin, body: got.append(body))
+        await a.start()
+        await b.start()
+        server.__exit__(None, None, None)  # Redis goes away (and comes back empty)
+        a.publish("hello", {"n": 1})
+        a.publish("hello", {"n": 2})
+        await asyncio.sleep(0.5)
+        assert got == [] and a.errors > 0
+        with redis_server(tmp_path, port):
+            await until(lambda: len(got) == 2, timeout=5)
+            assert got == [{"n": 1}, {"n": 2}]
+            await a.stop()
+            await b.stop()
+    run(main)
+
+
 def test_bad_urls_and_unreachable_redis_are_clear_errors() -> None:
     with pytest.raises(ClusterError, match="expected redis://"):
         Cluster("http://localhost:6379")
