@@ -309,7 +309,8 @@ class Bench:
             ["sipp", target, "-sf", "agent_login.xml", "-inf", str(self.report_dir / "agents.csv"),
              "-key", "contact_port", str(port), "-m", str(a.agents), "-r", "50",
              "-l", str(a.agents), "-i", "127.0.0.1", "-p", str(_free_port(self.avoid)),
-             "-mi", "127.0.0.1", "-mp", str(login_rtp), "-nostdin", "-timeout", "60s", "-timeout_error",
+             "-mi", "127.0.0.1", "-mp", str(login_rtp), "-nostdin", "-timeout", "60s",
+             "-timeout_error",
              "-trace_err", "-error_file", str(self.report_dir / "login_errors.log")],
             a.sipp_cpu), cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             timeout=90, check=False)
@@ -427,7 +428,8 @@ class Bench:
             if now >= next_health:
                 next_health = now + self.args.poll
                 self._sample_health(steps[-1])
-            if len(steps) < len(self.plan) and row.get("created", 0) >= self.plan[len(steps) - 1].until:
+            ending = self.plan[steps[-1].index - 1]
+            if steps[-1].index < len(self.plan) and row.get("created", 0) >= ending.until:
                 steps.append(self._next_step(steps[-1]))
             if now - last_print >= 5:
                 last_print = now
@@ -446,8 +448,9 @@ class Bench:
     def _open_step(self, index: int) -> Step:
         assert self.server_pid is not None
         plan = self.plan[index - 1]
+        until = f", until {plan.until} calls placed" if index < len(self.plan) else ""
         print(f"bench: step {index}/{len(self.plan)}: up to {plan.limit} calls, {plan.rate:g} cps"
-              + (f", until {plan.until} calls placed" if index < len(self.plan) else ""), flush=True)
+              f"{until}", flush=True)
         self._step_cpu0 = _cpu_seconds(self.server_pid)
         rss = _rss_kib(self.server_pid)
         return Step(index, plan.limit, plan.rate, time.time(), rss_kib_start=rss, rss_kib_peak=rss)
@@ -590,7 +593,8 @@ class Bench:
             "cpu_pct_of_core": round(100.0 * cpu / elapsed, 1) if elapsed else 0.0,
             "rss_kib_start": rss0,
             "rss_kib_peak": self.peak_rss,
-            "rss_kib_per_call": round((self.peak_rss - rss0) / peak_calls, 1) if peak_calls else 0.0,
+            "rss_kib_per_call":
+                round((self.peak_rss - rss0) / peak_calls, 1) if peak_calls else 0.0,
             "media_clock_late_p99_ms": self.lag,
             "media_clock_work_p99_ms": self.clock.get("work_p99_ms"),
             "media_clock_skipped_ticks": self.clock.get("skipped"),

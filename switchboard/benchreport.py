@@ -232,7 +232,8 @@ def totals_row(result: dict[str, Any]) -> dict[str, Any]:
         "completed": result.get("completed"), "failed": result.get("failed"),
         "pdd_p50_ms": result.get("pdd_p50_ms"), "pdd_p99_ms": result.get("pdd_p99_ms"),
         "tta_p50_ms": result.get("tta_p50_ms"), "tta_p99_ms": result.get("tta_p99_ms"),
-        "cpu_pct_of_core": result.get("cpu_pct_of_core"), "rss_kib_peak": result.get("rss_kib_peak"),
+        "cpu_pct_of_core": result.get("cpu_pct_of_core"),
+        "rss_kib_peak": result.get("rss_kib_peak"),
         "media_clock_late_p99_ms": result.get("media_clock_late_p99_ms"),
         "rtp_late_pct": result.get("rtp_late_pct"),
     }

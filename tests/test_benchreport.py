@@ -57,11 +57,10 @@ def test_setup_log_gives_pdd_and_tta_per_call() -> None:
     one, two, three = (calls[f"{n}-42@127.0.0.1"] for n in (1, 2, 3))
     assert one.done and not two.done
     # epoch seconds as doubles: a fraction of a microsecond off at most
-    assert one.pdd_ms == pytest.approx(2.605, abs=1e-3) and one.tta_ms == pytest.approx(5.004, abs=1e-3)
-    # no 18x: PDD is the 200 OK's
-    assert two.pdd_ms == pytest.approx(10.0, abs=1e-3) and two.tta_ms == pytest.approx(10.0, abs=1e-3)
-    # both 180 and 183: the first of them
-    assert three.pdd_ms == pytest.approx(200.0, abs=1e-3) and three.tta_ms == pytest.approx(1000.0, abs=1e-3)
+    ms = {name: (c.pdd_ms, c.tta_ms) for name, c in (("one", one), ("two", two), ("three", three))}
+    assert ms == {"one": pytest.approx((2.605, 5.004), abs=1e-3),
+                  "two": pytest.approx((10.0, 10.0), abs=1e-3),       # no 18x: the 200's
+                  "three": pytest.approx((200.0, 1000.0), abs=1e-3)}  # 180 and 183: the first
 
 
 def test_a_call_without_200_has_no_pdd() -> None:
