@@ -254,8 +254,20 @@ def markdown(result: dict[str, Any]) -> str:
     reasons = result.get("failed_by_reason") or {}
     lines += ["", "Failed by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
                                           or "none") + "."]
+    lines.append(f"DTMF right in {result.get('digits_right')} of {result.get('completed')} "
+                 "completed calls.")
     if result.get("rtp_late_pct") is None:
         lines.append("RTP pacing not measured (no capture).")
+    else:
+        lines.append(f"RTP pacing (capture): inter-arrival error p50 "
+                     f"{_cell(result.get('rtp_interarrival_err_p50_ms'))} ms, p99 "
+                     f"{_cell(result.get('rtp_interarrival_err_p99_ms'))} ms; "
+                     f"{_cell(result.get('rtp_late_frames'))} late frames "
+                     f"({_cell(result.get('rtp_late_pct'))} %).")
+    if result.get("pops") is not None:
+        lines.append(f"Screen pops: {result['pops']}, latency p50 "
+                     f"{_cell(result.get('pop_latency_p50_ms'))} ms, p99 "
+                     f"{_cell(result.get('pop_latency_p99_ms'))} ms.")
     return "\n".join(lines) + "\n"
 
 
