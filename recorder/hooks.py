@@ -284,6 +284,14 @@ class _Plugin:
         }
 
 
+def _frozen_base(pcm: np.ndarray) -> bool:
+    """An array of its own, or a view of a read-only array of its own: nobody can write
+    through another name for the same memory without unfreezing it first."""
+    base = pcm.base
+    return base is None or (isinstance(base, np.ndarray) and base.base is None
+                            and not base.flags.writeable)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -348,8 +356,8 @@ class HookHost:
     def audio(self, call_id: str, leg: str, t: float, pcm: npt.ArrayLike) -> None:
         try:
             if (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1
-                    and not pcm.flags.writeable and pcm.base is None):
-                chunk = pcm  # already a frozen array of its own (the recorder's chunks)
+                    and not pcm.flags.writeable and _frozen_base(pcm)):
+                chunk = pcm  # already frozen, and so is what it views (the recorder's chunks)
             else:
                 chunk = np.array(pcm, dtype=np.int16).reshape(-1)  # a copy the caller can't touch
                 chunk.flags.writeable = False  # one array shared by every plugin

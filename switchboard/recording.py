@@ -57,12 +57,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.recording")
 
 # The work runs in slices after the media clock's 5 ms sub-ticks: a recording belongs to
-# one of SLOTS sub-ticks (1.5 s); it is written to disk once per SLOTS (its own slot)
-# and, with analytics or streams, its audio is placed every LIVE sub-ticks (100 ms).
-# A kill -9 loses at most what is not written yet: 1.5 s plus the 0.2 s reorder holdback.
-SLOTS = 300
-LIVE = 20
-FSYNC_EVERY = 20  # disk writes between fsyncs of one recording (30 s): a crash of the
+# one of SLOTS sub-ticks (1.4 s); it is written to disk once per SLOTS (its own slot)
+# and, with analytics or streams, its audio is placed every LIVE sub-ticks (200 ms) and
+# handed over in chunks of about CHUNK seconds.
+# A kill -9 loses at most what is not written yet: 1.4 s plus the 0.2 s reorder holdback.
+SLOTS = 280
+LIVE = 40  # SLOTS is a multiple of it
+CHUNK = 0.1
+FSYNC_EVERY = 21  # disk writes between fsyncs of one recording (29.4 s): a crash of the
 # process loses nothing written; fsync bounds what an OS crash or power loss can take
 RETENTION_CHECK = 3600.0
 HOOK_GRACE = 0.5  # seconds the sidecar waits for analyzers' end-of-call summaries
@@ -458,13 +460,18 @@ class Recordings:
         if not rec.consumers:
             return
         rate = rec.writer.rate
+        size = round(CHUNK * rate)
         for leg, start, pcm in chunks:
             pcm.flags.writeable = False  # shared by every consumer, copied by none
-            for consumer in rec.consumers:
-                try:
-                    consumer.audio(leg, start / rate, pcm)
-                except Exception:
-                    log.exception("event=recording_consumer_failed recording=%s", rec.id)
+            count = -(-len(pcm) // size)  # pieces of about CHUNK seconds
+            for i in range(count):
+                lo, hi = len(pcm) * i // count, len(pcm) * (i + 1) // count
+                piece = pcm if count == 1 else pcm[lo:hi]
+                for consumer in rec.consumers:
+                    try:
+                        consumer.audio(leg, (start + lo) / rate, piece)
+                    except Exception:
+                        log.exception("event=recording_consumer_failed recording=%s", rec.id)
 
     def _submit(self, job: Callable[[], Any]) -> None:
         """To the I/O thread, in order; no future, no wake-up of the event loop per job."""

@@ -44,7 +44,7 @@ __all__ = ["TalkAnalyzer", "overlaps"]
 
 FRAME = 160  # 20 ms
 FRAME_S = FRAME / RATE
-BATCH = RATE  # pending samples (both legs) handled together: 0.5 s of a bridged call
+BATCH = 2 * RATE  # pending samples (both legs) handled together: 1 s of a bridged call
 DEFAULTS: dict[str, Any] = {
     "threshold_db": -40.0,  # a frame quieter than this is never speech
     "margin_db": 10.0,  # above the tracked noise floor

@@ -151,8 +151,9 @@ def test_audio_given_to_plugins_is_a_read_only_copy() -> None:
 
 
 def test_a_frozen_array_of_its_own_is_shared_without_a_copy() -> None:
-    """The recorder hands over chunks it froze and no longer touches: no copy per chunk.
-    A frozen view of someone else's buffer is still copied (its owner may change it)."""
+    """The recorder hands over chunks it froze and no longer touches, whole or as views
+    of a frozen chunk: no copy per chunk. A frozen view of someone else's writable buffer
+    is still copied (its owner may change it)."""
     seen: list[Any] = []
 
     class Keeper(Analyzer):
@@ -172,6 +173,11 @@ def test_a_frozen_array_of_its_own_is_shared_without_a_copy() -> None:
     assert seen[1] is not view and not seen[1].flags.writeable
     owner[0] = 9
     assert seen[1][0] == 5
+    frozen_owner = np.full(1600, 6, dtype=np.int16)
+    frozen_owner.flags.writeable = False
+    piece = frozen_owner[800:]
+    host.audio("c1", "caller", 0.2, piece)
+    assert seen[2] is piece
 
 
 def test_masked_dtmf_never_reaches_a_plugin() -> None:
