@@ -4,11 +4,12 @@ The caller's RTP session carries a tap (``media.session.Tap``): what the caller 
 is the left channel, what the caller hears (IVR prompts, then the agent) the right.
 The tap only appends to the call's `RecordingWriter` intake. In slices after the media
 clock's sub-ticks, each recording's packets are placed (on the event loop: a few numpy
-operations per call) every 1.5 s, or every 100 ms when analytics or a media stream
-listen, and the final audio goes to them; the disk writes go to one I/O thread, in order. Files per recording, in the recordings
-directory:
+operations per call) every 1.4 s, or every 200 ms when analytics or a media stream
+listen, and the final audio goes to them in ~100 ms chunks; the disk writes go to one
+I/O thread, in order. Files per recording, in the recordings directory:
 
-- ``<id>.part/``: segments and journal while the call is up (``recorder.writer``);
+- ``<id>.part/``: the WAV being written in place and the journal while the call is up
+  (``recorder.writer``);
 - ``<id>.meta.json``: the sidecar so far, rewritten at each call event, so that a
   crash still knows whose call it was;
 - ``<id>.wav`` and ``<id>.json`` (the sidecar) once the call ends; a crash leaves the
