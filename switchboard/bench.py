@@ -343,7 +343,8 @@ class Bench:
 
     def start_capture(self) -> subprocess.Popen[bytes] | None:
         if self.args.no_capture or not shutil.which("tcpdump"):
-            print("bench: no tcpdump: RTP pacing is not measured", file=sys.stderr)
+            why = "--no-capture" if self.args.no_capture else "no tcpdump"
+            print(f"bench: {why}: RTP pacing is not measured", file=sys.stderr)
             return None
         lo, hi = self.rtp_ports
         # only what went to this bench's SIPp: other servers on the machine share the range
