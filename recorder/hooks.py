@@ -185,7 +185,8 @@ def load_factories(spec: list[Any]) -> list[Factory]:
 
 # -- the host ---------------------------------------------------------------------------
 
-# Mailbox items: (kind, call_id, payload). kind is "start", "event", "audio", "end", "stop".
+# Mailbox items: (kind, call_id, payload). kind is "start", "event", "audio", "end", "stop";
+# an "audio" payload is a list of (leg, t, pcm) chunks handed over together.
 Item = tuple[str, str, Any]
 _STOP: Item = ("stop", "", None)
 
@@ -209,7 +210,7 @@ class _Mailbox:
             if kind == "audio" and size >= self.capacity or (
                 kind in ("start", "event") and size >= self.capacity + self.reserve
             ):
-                self.refused += 1
+                self.refused += len(item[2]) if kind == "audio" else 1  # counted per chunk
                 return False
             self._items.append(item)
             # Audio wakes the worker only when the mailbox is half full; otherwise the
@@ -284,6 +285,17 @@ class _Plugin:
         }
 
 
+def _frozen(pcm: npt.ArrayLike) -> Int16Array:
+    """`pcm` itself when nobody can change it any more, else a frozen copy: one array
+    shared by every plugin."""
+    if (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1
+            and not pcm.flags.writeable and _frozen_base(pcm)):
+        return pcm  # already frozen, and so is what it views (the recorder's chunks)
+    chunk = np.array(pcm, dtype=np.int16).reshape(-1)  # a copy the caller can't touch
+    chunk.flags.writeable = False
+    return chunk
+
+
 def _frozen_base(pcm: np.ndarray) -> bool:
     """An array of its own, or a view of a read-only array of its own: nobody can write
     through another name for the same memory without unfreezing it first."""
@@ -355,13 +367,19 @@ class HookHost:
 
     def audio(self, call_id: str, leg: str, t: float, pcm: npt.ArrayLike) -> None:
         try:
-            if (isinstance(pcm, np.ndarray) and pcm.dtype == np.int16 and pcm.ndim == 1
-                    and not pcm.flags.writeable and _frozen_base(pcm)):
-                chunk = pcm  # already frozen, and so is what it views (the recorder's chunks)
-            else:
-                chunk = np.array(pcm, dtype=np.int16).reshape(-1)  # a copy the caller can't touch
-                chunk.flags.writeable = False  # one array shared by every plugin
-            self._post(("audio", call_id, (leg, float(t), chunk)))
+            self._post(("audio", call_id, [(leg, float(t), _frozen(pcm))]))
+        except Exception as exc:
+            self._bad_input("audio", call_id, exc)
+
+    def audio_chunks(self, call_id: str, chunks: Sequence[tuple[str, float, npt.ArrayLike]]
+                     ) -> None:
+        """Several `audio` chunks in one mailbox item (one lock, one hand-over): the
+        recorder passes what one placement made final, ~100 ms per chunk. A full mailbox
+        drops them together."""
+        try:
+            batch = [(leg, float(t), _frozen(pcm)) for leg, t, pcm in chunks]
+            if batch:
+                self._post(("audio", call_id, batch))
         except Exception as exc:
             self._bad_input("audio", call_id, exc)
 
@@ -436,9 +454,9 @@ class HookHost:
             return
         analyzer, state = found
         if kind == "audio":
-            leg, t, pcm = payload
-            state.now = t + len(pcm) / RATE
-            self._call(plugin, call_id, analyzer.on_audio, leg, t, pcm)
+            for leg, t, pcm in payload:
+                state.now = t + len(pcm) / RATE
+                self._call(plugin, call_id, analyzer.on_audio, leg, t, pcm)
         elif kind == "event":
             state.now = payload["t"]
             self._call(plugin, call_id, analyzer.on_event, dict(payload))

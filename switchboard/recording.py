@@ -123,6 +123,9 @@ class HookConsumer:
     def audio(self, leg: str, t: float, pcm: np.ndarray) -> None:
         self.host.audio(self.call_id, leg, t, pcm)
 
+    def audio_chunks(self, chunks: list[tuple[str, float, np.ndarray]]) -> None:
+        self.host.audio_chunks(self.call_id, chunks)
+
     def event(self, event: dict[str, Any]) -> None:
         if event.get("type") not in ("start", "end"):
             self.host.event(self.call_id, event)
@@ -462,17 +465,25 @@ class Recordings:
             return
         rate = rec.writer.rate
         size = round(CHUNK * rate)
+        pieces: list[tuple[str, float, Any]] = []
         for leg, start, pcm in chunks:
             pcm.flags.writeable = False  # shared by every consumer, copied by none
             count = -(-len(pcm) // size)  # pieces of about CHUNK seconds
             for i in range(count):
                 lo, hi = len(pcm) * i // count, len(pcm) * (i + 1) // count
-                piece = pcm if count == 1 else pcm[lo:hi]
-                for consumer in rec.consumers:
-                    try:
-                        consumer.audio(leg, (start + lo) / rate, piece)
-                    except Exception:
-                        log.exception("event=recording_consumer_failed recording=%s", rec.id)
+                pieces.append((leg, (start + lo) / rate, pcm if count == 1 else pcm[lo:hi]))
+        if not pieces:
+            return
+        for consumer in rec.consumers:
+            try:
+                many = getattr(consumer, "audio_chunks", None)
+                if many is not None:  # one hand-over for all of them (analytics hooks)
+                    many(pieces)
+                else:
+                    for leg, t, piece in pieces:
+                        consumer.audio(leg, t, piece)
+            except Exception:
+                log.exception("event=recording_consumer_failed recording=%s", rec.id)
 
     def _submit(self, job: Callable[[], Any]) -> None:
         """To the I/O thread, in order; no future, no wake-up of the event loop per job."""

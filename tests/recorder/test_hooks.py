@@ -277,6 +277,32 @@ def test_slow_plugin_drops_its_own_audio_only_and_host_calls_stay_cheap() -> Non
     assert worst < 0.01, f"worst host call took {worst * 1000:.1f} ms"
 
 
+def test_chunks_handed_over_together_arrive_one_by_one_and_drop_together() -> None:
+    Recorder.log.clear()
+    host = HookHost([("rec", Recorder, {})], lambda c, e: None, synchronous=True)
+    host.start_call("c1", {})
+    pieces = [("caller", 0.0, CHUNK), ("caller", 0.1, CHUNK[:400]), ("other", 0.0, [1, 2, 3])]
+    host.audio_chunks("c1", pieces)
+    host.audio_chunks("c1", [])
+    host.audio_chunks("c1", [("caller", "not a time", CHUNK)])  # bad input: never raises
+    assert [e for e in Recorder.log if e[0] == "audio"] == [
+        ("audio", "c1", "caller", 0.0, 800), ("audio", "c1", "caller", 0.1, 400),
+        ("audio", "c1", "other", 0.0, 3)]
+    assert host.stats()["rec"]["delivered"] == 4  # start and three chunks
+
+    class Stuck(Analyzer):
+        def on_audio(self, leg: str, t: float, pcm: Any) -> None:
+            time.sleep(0.5)
+
+    threaded = HookHost([("stuck", Stuck, {})], lambda c, e: None, queue_size=2)
+    threaded.start_call("c1", {})
+    for k in range(6):
+        threaded.audio_chunks("c1", [("caller", k * 0.2, CHUNK), ("other", k * 0.2, CHUNK)])
+    dropped = threaded.stats()["stuck"]["dropped"]
+    threaded.close(timeout=0.1)
+    assert dropped % 2 == 0 and dropped >= 6  # per chunk, whole hand-overs at a time
+
+
 def test_what_a_worker_drained_still_counts_against_its_mailbox_bound() -> None:
     """Workers take their mailbox in batches; a slow one must still drop, not hoard: at a
     live pace (a chunk every 10 ms, slower than the worker's 20 ms look) the audio it holds
