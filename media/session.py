@@ -9,7 +9,9 @@ frame, from payloads the `PromptCache` encoded once for every call.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
@@ -21,6 +23,8 @@ from .rtp import HEADER
 
 SAMPLES_PER_FRAME = 160
 INBAND_BATCH = 4  # frames decoded together for the in-band detector (80 ms)
+# connect(2) with AF_UNSPEC dissolves a UDP socket's association (Linux, BSD)
+_UNSPEC = bytes([socket.AF_UNSPEC & 0xFF, socket.AF_UNSPEC >> 8]) + bytes(14)
 
 
 Tap = Callable[[bytes, str, int, int], None]  # (payload, codec, rtp_ts, ssrc)
@@ -78,6 +82,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.rx_foreign = 0
         self.rx_unknown_pt = 0
         self.tx_packets = 0
+        self.tx_dropped = 0
+        # once latched, a socket connected to the peer sends for us (see `_connect`)
+        self._peer: socket.socket | None = None
         self._rx_seen = 0
         self._idle = 0.0
         self.timing_out = False
@@ -94,6 +101,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if (host, port) != self.remote:
             self.remote = (host, port)
             self.latched = False
+            self._disconnect()
 
     def start_timeout(self) -> None:
         self.timing_out = self.timeout > 0
@@ -156,8 +164,15 @@ class RtpSession(asyncio.DatagramProtocol):
             self.tap_out(payload, self.codec, self.ts, self.ssrc)
         marker = 0x80 if self._marker else 0
         self._marker = False
-        self.transport.sendto(
-            HEADER.pack(0x80, self.pt | marker, self.seq, self.ts, self.ssrc) + payload, remote)
+        packet = HEADER.pack(0x80, self.pt | marker, self.seq, self.ts, self.ssrc) + payload
+        peer = self._peer
+        if peer is None:
+            self.transport.sendto(packet, remote)
+        else:
+            try:
+                peer.send(packet)
+            except OSError:  # buffer full, or ICMP port unreachable: this frame is lost
+                self.tx_dropped += 1
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.tx_packets += 1
@@ -185,6 +200,7 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         if not self.latched:
             self.remote, self.latched = addr, True
+            self._connect(addr)
         elif addr != self.remote:
             self.rx_foreign += 1
             return
@@ -240,8 +256,15 @@ class RtpSession(asyncio.DatagramProtocol):
             payload = payload.translate(xlate)
         if self.tap_out is not None and pt == self.pt:
             self.tap_out(payload, self.codec, out_ts, self.ssrc)
-        self.transport.sendto(
-            HEADER.pack(0x80, pt | (b1 & 0x80), self.seq, out_ts, self.ssrc) + payload, remote)
+        packet = HEADER.pack(0x80, pt | (b1 & 0x80), self.seq, out_ts, self.ssrc) + payload
+        peer = self._peer
+        if peer is None:
+            self.transport.sendto(packet, remote)
+        else:
+            try:
+                peer.send(packet)
+            except OSError:
+                self.tx_dropped += 1
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (out_ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.tx_packets += 1
@@ -279,12 +302,52 @@ class RtpSession(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.rx_bad += 1
 
+    def _connect(self, addr: tuple[str, int]) -> None:
+        """Connect the socket to the latched peer: every send then skips the kernel's route
+        lookup and the address conversion, and datagrams from anywhere else are dropped by
+        the kernel (what latching would drop anyway). Sends go through a duplicate of the
+        socket's descriptor; receiving stays with the event loop's transport."""
+        self._disconnect()
+        extra = getattr(self.transport, "get_extra_info", None)  # None: a test's fake
+        fileno = getattr(extra("socket") if extra else None, "fileno", None)
+        if fileno is None:
+            return
+        try:
+            peer = socket.socket(fileno=os.dup(fileno()))
+        except OSError:
+            return
+        try:
+            peer.connect(addr)
+        except OSError:
+            peer.close()
+            return
+        self._peer = peer
+
+    def _disconnect(self) -> None:
+        """Back to an unconnected socket (a new remote from SDP: latch again)."""
+        peer, self._peer = self._peer, None
+        if peer is None:
+            return
+        _libc().connect(peer.fileno(), _UNSPEC, len(_UNSPEC))
+        peer.close()
+
     def close(self) -> None:
         self.unbridge()
         self.stop()
+        self._disconnect()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
 
 
 def payload_offset(data: bytes) -> int | None:

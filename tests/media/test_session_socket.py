@@ -1,0 +1,94 @@
+"""RtpSession on real loopback sockets: after latching, the socket is connected to the peer
+(sends skip the route lookup; other sources are dropped by the kernel), a new remote from
+SDP disconnects it, and closing the session frees the port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Callable
+
+import pytest
+
+from media.session import RtpSession
+
+
+class Listener:
+    def on_dtmf(self, digit: str, source: str) -> None: ...
+    def on_play_done(self) -> None: ...
+    def on_rtp_timeout(self) -> None: ...
+
+
+def _udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(1.0)
+    return s
+
+
+def _rtp(seq: int) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 1234) + b"\xff" * 160
+
+
+def _loops() -> list[Callable[[], asyncio.AbstractEventLoop]]:
+    loops: list[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop]
+    try:
+        import uvloop
+        loops.append(uvloop.new_event_loop)
+    except ImportError:
+        pass
+    return loops
+
+
+@pytest.mark.parametrize("new_loop", _loops())
+def test_latched_session_sends_connected_and_frees_its_port(
+        new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        session = RtpSession(Listener(), 0, clock=loop.time)
+        probe = _udp()  # an explicit port, as the server's port pool gives (a socket bound
+        port = probe.getsockname()[1]  # to port 0 gives its port up when disconnected)
+        probe.close()
+        await loop.create_datagram_endpoint(lambda: session, local_addr=("127.0.0.1", port))
+        phone, stranger, moved = _udp(), _udp(), _udp()
+        session.set_remote("127.0.0.1", phone.getsockname()[1])
+        phone.sendto(_rtp(1), ("127.0.0.1", port))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if session.latched and session.rx_packets:
+                break
+        assert session._peer is not None  # connected to the phone
+        session.tick()
+        got, source = phone.recvfrom(2048)
+        assert source[1] == port and got[1] & 0x7F == 0 and len(got) == 172
+        stranger.sendto(_rtp(2), ("127.0.0.1", port))  # the kernel drops it
+        phone.sendto(_rtp(3), ("127.0.0.1", port))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if session.rx_packets >= 2:
+                break
+        assert session.rx_packets == 2 and session.rx_foreign == 0
+        session.set_remote("127.0.0.1", moved.getsockname()[1])  # re-INVITE: new address
+        assert session._peer is None
+        session.tick()
+        assert moved.recvfrom(2048)[1][1] == port  # sent unconnected, to the new address
+        stranger.sendto(_rtp(4), ("127.0.0.1", port))  # the first packet latches again
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if session.latched:
+                break
+        assert session.remote == stranger.getsockname() and session._peer is not None
+        session.close()
+        await asyncio.sleep(0.05)
+        again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        again.bind(("127.0.0.1", port))  # no descriptor of the session keeps the port
+        again.close()
+        for s in (phone, stranger, moved):
+            s.close()
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
