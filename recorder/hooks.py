@@ -193,7 +193,8 @@ _STOP: Item = ("stop", "", None)
 
 class _Mailbox:
     """A bounded FIFO: audio up to `capacity`, control events up to `capacity + reserve`,
-    ``end`` and ``stop`` always (one per call, so bounded by the live calls)."""
+    ``end`` and ``stop`` always (one per call, so bounded by the live calls). Sizes count
+    audio chunks: an item with several counts as that many."""
 
     def __init__(self, capacity: int, reserve: int) -> None:
         self.capacity = capacity
@@ -201,37 +202,46 @@ class _Mailbox:
         self._items: deque[Item] = deque()
         self._ready = threading.Condition(threading.Lock())
         self.refused = 0
+        self.queued = 0  # the size of what is in _items
         self.in_hand = 0  # drained by the worker, not started yet: still counts to the bound
 
     def put(self, item: Item) -> bool:
         kind = item[0]
+        weight = _weight(item)
         with self._ready:
-            size = len(self._items) + self.in_hand
-            if kind == "audio" and size >= self.capacity or (
+            size = self.queued + self.in_hand
+            if kind == "audio" and size + weight > self.capacity or (
                 kind in ("start", "event") and size >= self.capacity + self.reserve
             ):
-                self.refused += len(item[2]) if kind == "audio" else 1  # counted per chunk
+                self.refused += weight
                 return False
             self._items.append(item)
+            self.queued += weight
             # Audio wakes the worker only when the mailbox is half full; otherwise the
             # worker drains it every POLL seconds, so a burst of chunks (one media-clock
             # slice) costs one wake-up and one GIL hand-off instead of one per chunk.
-            if kind != "audio" or size + 1 >= self.capacity // 2:
+            if kind != "audio" or size + weight >= self.capacity // 2:
                 self._ready.notify()
             return True
 
     def get_all(self) -> list[Item]:
-        """Everything queued, oldest first; waits for at least one item."""
+        """Everything queued, oldest first; waits for at least one item. The worker takes
+        each item's `_weight` off `in_hand` once it has handled it."""
         with self._ready:
             while not self._items:
                 self._ready.wait(POLL)
             items = list(self._items)
             self._items.clear()
-            self.in_hand = len(items)
+            self.in_hand, self.queued = self.queued, 0
             return items
 
     def __len__(self) -> int:
-        return len(self._items) + self.in_hand
+        return self.queued + self.in_hand
+
+
+def _weight(item: Item) -> int:
+    """How much of a mailbox's bound an item takes: its chunks for audio, else 1."""
+    return len(item[2]) if item[0] == "audio" else 1
 
 
 @dataclass
@@ -433,7 +443,7 @@ class HookHost:
     def _work(self, plugin: _Plugin) -> None:
         while True:
             for item in plugin.mailbox.get_all():
-                plugin.mailbox.in_hand -= 1
+                plugin.mailbox.in_hand -= _weight(item)
                 if item[0] == "stop":
                     self._stop(plugin)
                     return
