@@ -173,3 +173,49 @@ def test_a_bad_store_url_is_refused_with_a_clear_message(tmp_path: Path) -> None
                              "--http", f"127.0.0.1:{http}", "--data-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "cannot reach Redis" in result.stdout + result.stderr
+
+
+def test_a_talking_call_survives_the_router_and_is_adopted_by_the_next(
+        redis_url: str, tmp_path: Path) -> None:
+    """The router (A) dies while B's caller talks to an agent: B takes the router over,
+    adopts the call with its agent (still on the call, not offered anything else), and
+    the call ends normally, into wrap-up."""
+    a = node(tmp_path, "a", redis_url)
+    b = node(tmp_path, "b", redis_url)
+    sipp = None
+    try:
+        wait_until("a router", lambda: "event=router_elected node=a" in a.log())
+        with sipp_uas("agent_answer.xml", extra=["-key", "agent_hangs_up_ms", "0",
+                                                 "-m", "1"]) as agents:
+            login(b, agents, 1)  # 1001
+            wait_until("1001 ready", lambda: agent_state(a, "1001").get("status") == "ready")
+            csv = tmp_path / "caller.csv"
+            csv.write_text("SEQUENTIAL\n4711#;2;9000\n")  # talks 9 s after the menu
+            sipp = subprocess.Popen(
+                sipp_command("ivr_rfc2833.xml", b.sip, inject=csv, timeout=60),
+                cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            wait_until("the bridge", lambda: "event=bridged" in b.log(), timeout=30)
+            os.kill(a.proc.pid, signal.SIGKILL)
+            a.proc.wait(5)
+            wait_until("node B takes the router over",
+                       lambda: "event=router_elected node=b" in b.log(), timeout=10)
+            wait_until("the call handed over", lambda: "event=resync epoch=2 calls=1" in b.log())
+            state = agent_state(b, "1001")
+            assert state["state"] == "on_call", state
+            sipp.wait(40)
+            assert sipp.returncode == 0
+            wait_until("wrap-up after the adopted call",
+                       lambda: agent_state(b, "1001")["state"] == "wrap_up", timeout=10)
+        (record,) = [c for c in b.cdrs() if c["did"] == "100"]
+        assert record["agent"] == "1001" and record["end_reason"] == "caller_hangup"
+        events = [e["event"] for e in queue_log(b) if e["call_id"] == record["call_id"]]
+        assert "CONNECT" in events and events[-1] in ("COMPLETECALLER", "WRAPUPSTART"), events
+        assert not [e for e in queue_log(b) if e["event"] == "LOST"]
+    finally:
+        if sipp is not None and sipp.poll() is None:
+            os.killpg(sipp.pid, signal.SIGKILL)
+            sipp.wait(5)
+        a.stop()
+        b.stop()
+    assert "Traceback" not in b.log()
