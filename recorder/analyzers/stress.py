@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_LAGS = np.arange(1, TAU_MAX + 1, dtype=np.float64)
+
+
 def yin(frames: FloatArray, threshold: float = 0.2) -> tuple[FloatArray, FloatArray]:
     """F0 in Hz of each row of `frames` (rows of at least SPAN samples at 8 kHz), and its
     aperiodicity (the normalised difference at the chosen lag: 0 is perfectly periodic).
@@ -73,13 +76,16 @@ def yin(frames: FloatArray, threshold: float = 0.2) -> tuple[FloatArray, FloatAr
     head = x[:, :WINDOW]
     cross = np.fft.irfft(np.fft.rfft(x, NFFT) * np.conj(np.fft.rfft(head, NFFT)), NFFT)
     cross = cross[:, : TAU_MAX + 1]
-    energy = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x * x, axis=1)], axis=1)
-    lags = np.arange(TAU_MAX + 1)
-    shifted = energy[:, lags + WINDOW] - energy[:, lags]
-    diff = np.maximum(energy[:, [WINDOW]] + shifted - 2.0 * cross, 0.0)
+    energy = np.cumsum(x * x, axis=1)  # energy[:, i] = sum of x[:, :i + 1] ** 2
+    # d(lag) = sum over the window of (x[j] - x[j + lag])^2
+    #        = e(0..W) + e(lag..lag+W) - 2 cross(lag), e as running sums; slices, no gathers
+    shifted = energy[:, WINDOW - 1 : WINDOW + TAU_MAX].copy()
+    shifted[:, 1:] -= energy[:, : TAU_MAX]
+    diff = np.maximum(energy[:, WINDOW - 1 : WINDOW] + shifted - 2.0 * cross, 0.0)
     running = np.cumsum(diff[:, 1:], axis=1)
-    cmnd = np.ones_like(diff)
-    cmnd[:, 1:] = diff[:, 1:] * lags[1:] / np.maximum(running, 1e-12)
+    cmnd = np.empty_like(diff)
+    cmnd[:, 0] = 1.0
+    np.divide(diff[:, 1:] * _LAGS, np.maximum(running, 1e-12), out=cmnd[:, 1:])
     tau = _dips(cmnd, threshold)
     rows = np.flatnonzero(tau > 0)
     f0 = np.zeros(len(x))

@@ -85,6 +85,10 @@ class _Leg:
     until: float = 0.0  # end of the last frame processed
 
     def frames(self, starts: list[float], active: list[bool], counted: list[bool]) -> None:
+        """One chunk's frames (contiguous: they come from one run of the framer)."""
+        if all(counted) and (not any(active) or all(active)):
+            self._uniform(starts, active[0])
+            return
         for start, speech, counts in zip(starts, active, counted, strict=True):
             if start - self.until > FRAME_S / 2:
                 self.close()  # audio is missing (a pause, lost packets): not one segment
@@ -99,6 +103,21 @@ class _Leg:
                 self.last_speech = self.until
             elif self.opened is not None and self.until - self.last_speech >= self.hangover:
                 self.close()
+
+    def _uniform(self, starts: list[float], speech: bool) -> None:
+        """`frames` for a chunk that is all speech or all non-speech, all in scope: the
+        loop's outcome without the loop (silence can only close the segment, and closes
+        it the same whichever frame does)."""
+        if starts[0] - self.until > FRAME_S / 2:
+            self.close()
+        self.until = starts[-1] + FRAME_S
+        self.heard_s += len(starts) * FRAME_S
+        if speech:
+            if self.opened is None:
+                self.opened = starts[0]
+            self.last_speech = self.until
+        elif self.opened is not None and self.until - self.last_speech >= self.hangover:
+            self.close()
 
     def close(self) -> None:
         if self.opened is not None:

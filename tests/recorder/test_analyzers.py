@@ -422,3 +422,47 @@ def test_talk_batches_chunks_without_changing_a_result(monkeypatch: pytest.Monke
     assert len(only(one_by_one, "alert")) >= 2
     assert live(talk.BATCH) == one_by_one
     assert live(10 * RATE) == one_by_one
+
+
+def test_talk_leg_shortcut_for_uniform_chunks_matches_the_frame_loop() -> None:
+    """A chunk that is all speech or all silence skips the per-frame loop; the state it
+    leaves must be the loop's, frame for frame."""
+    from recorder.analyzers import EnergyVad
+    from recorder.analyzers.talk import FRAME_S, _Leg
+
+    def reference(leg: _Leg, starts: list[float], active: list[bool], counted: list[bool]
+                  ) -> None:
+        for start, speech, counts in zip(starts, active, counted, strict=True):
+            if start - leg.until > FRAME_S / 2:
+                leg.close()
+            leg.until = start + FRAME_S
+            if not counts:
+                leg.close()
+                continue
+            leg.heard_s += FRAME_S
+            if speech:
+                if leg.opened is None:
+                    leg.opened = start
+                leg.last_speech = leg.until
+            elif leg.opened is not None and leg.until - leg.last_speech >= leg.hangover:
+                leg.close()
+
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        fast, slow = _Leg(EnergyVad(), 0.3), _Leg(EnergyVad(), 0.3)
+        t = 0.0
+        for _ in range(40):
+            n = int(rng.integers(1, 8))
+            t += float(rng.choice([0.0, 0.0, 0.0, 0.06]))  # now and then a gap
+            starts = [round(t + i * FRAME_S, 6) for i in range(n)]
+            t = starts[-1] + FRAME_S
+            kind = rng.integers(0, 3)
+            active = [bool(kind)] * n if kind < 2 else rng.random(n).round().astype(bool).tolist()
+            counted = [True] * n if rng.random() < 0.8 else rng.random(n).round().astype(bool).tolist()
+            fast.frames(starts, active, counted)
+            reference(slow, starts, active, counted)
+        fast.close()
+        slow.close()
+        assert fast.segments == slow.segments
+        assert fast.heard_s == pytest.approx(slow.heard_s)
+        assert fast.until == pytest.approx(slow.until)
