@@ -67,7 +67,7 @@ async def health(request: web.Request) -> web.Response:
         "sip_dialogs": sip.ua.dialog_count if sip else 0,
         "sip_transactions": sip.ua.transaction_count if sip else 0,
         "flows": server.flows.names(),
-        "agents_registered": sorted(server.registered),
+        "agents_registered": sorted(server.reachable_agents()),
         "bridged": len(server.center.bridged) if server.center else 0,
         "media_clock": {
             "ticks": server.clock.ticks if server.clock else 0,
@@ -276,7 +276,7 @@ def agent_view(server: Server, agent_id: str) -> dict[str, Any]:
     return {"id": agent_id, "name": config.name, "extension": config.extension,
             "queues": dict(config.queues), "skills": dict(config.skills),
             "status": changed.status.value, "state": changed.state.value,
-            "reason": changed.reason, "registered": agent_id in server.registered,
+            "reason": changed.reason, "registered": agent_id in server.reachable_agents(),
             "desktops": server.desk.connected(agent_id)}
 
 

@@ -135,7 +135,7 @@ def _acd(doc: _Doc, server: Server) -> None:
     doc.metric("agents", "gauge", "Agents by status and state.",
                [({"status": st, "state": sy}, n) for (st, sy), n in sorted(by_state.items())])
     doc.metric("agents_registered", "gauge", "Agents with a registered phone.",
-               [(None, len(server.registered))])
+               [(None, len(server.reachable_agents()))])
 
 
 def _recording(doc: _Doc, server: Server) -> None:

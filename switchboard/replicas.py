@@ -91,9 +91,6 @@ class ClusterBindingStore(MemoryBindingStore):
                     self._apply(key[len(prefix):], json.loads(text))
         return len(keys)
 
-    def registered(self, now: float) -> set[str]:
-        return {u for u in self.users() if self.get(u, now)}
-
 
 class ClusterHistory(CustomerHistory):
     """Customer history read from and appended to the shared stream ``sb:history``; the

@@ -79,7 +79,6 @@ class Server:
         self._poll_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self.gc_pauses = LatenessHistogram()
-        self.registered: set[str] = set()  # agents with at least one binding
         self.rtp_totals: Counter[str] = Counter()
         self.center: ContactCenter | None = None
         self.cluster: Cluster | None = None
@@ -317,10 +316,6 @@ class Server:
     def _registration_changed(self, event: RegistrationChanged) -> None:
         log.info("event=agent_registration agent=%s kind=%s contact=%s", event.user, event.kind,
                  event.contact)
-        if event.kind == "reachable":
-            self.registered.add(event.user)
-        elif event.kind == "unreachable":
-            self.registered.discard(event.user)
         if event.kind in ("reachable", "unreachable") and self.center is not None:
             self.center.agent_reachable(event.user, event.kind == "reachable")
 

@@ -105,8 +105,9 @@ def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
         def same_figures() -> bool:
             fa, fb = a.api("GET", "/api/wallboard")[1], b.api("GET", "/api/wallboard")[1]
             qa, qb = fa["queues"]["support"], fb["queues"]["support"]
-            return bool(qa == qb and qa["answered"] == 1 and
-                        [x["state"] for x in fa["agents"]] == [x["state"] for x in fb["agents"]])
+            def agents(f: dict[str, Any]) -> list[tuple[Any, ...]]:
+                return [(x["state"], x["status"], x["registered"]) for x in f["agents"]]
+            return bool(qa == qb and qa["answered"] == 1 and agents(fa) == agents(fb))
         wait_until("the same wallboard on both nodes", same_figures, timeout=10)
         cluster_b = b.api("GET", "/api/health", token=None)[1]["cluster"]
         assert (cluster_b["node"], cluster_b["router"], cluster_b["errors"]) == ("b", "a", 0)
