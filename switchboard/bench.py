@@ -33,6 +33,15 @@ report.md (one table row per step plus a totals row) and report.png (load agains
 failures and latency per step; needs matplotlib, the `bench` extra). The last line
 printed is one JSON object with the totals and the steps.
 
+Several nodes (`--nodes N`, default 1): the bench starts its own redis-server (free
+loopback port, no persistence) and N `switchboard run --store redis://...` processes,
+each with its own ports, RTP range and data directory, each pinned to its own core. One
+SIPp caller process per node places 1/N of the calls at 1/N of the rate and concurrency
+(the steps move them together); the agents register and hold their desktops through
+node1 only, so the other nodes' calls reach them across the cluster. CPU and RSS are
+summed over the nodes (each node's in `nodes`), CDRs and queue logs read from every
+node's data directory; redis-server's CPU is `redis_cpu_s`, apart from `cpu_s`.
+
 Everything runs on 127.0.0.1. The server is pinned to one core and SIPp to the other
 when `taskset` is present. Every wait is bounded; only processes started here are
 stopped, by their PID.
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -56,13 +66,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .benchnodes import Caller, Node, RedisServer, free_port, pinned, rss_kib, stop
 from .benchreport import (
     CallTimes,
     Step,
+    caller_ports,
     markdown,
-    parse_setup_log,
+    media_span,
+    merge_health,
+    node_cpus,
     percentile,
     plan_steps,
+    rtp_ranges,
+    split_evenly,
+    split_rate,
     step_rows,
     timing,
     write_report,
@@ -72,55 +89,18 @@ from .pacing import PcapError, analyse
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "sipp_scenarios"
 EXPECTED_VARS = {"account": "4711", "choice": "1"}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _free_port(avoid: tuple[int, int] = (0, -1)) -> int:
-    """A loopback port free for UDP and TCP, outside `avoid` (the SIPp media blocks: the
-    server's RTP sent there must not land in a SIP or control socket)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-        if avoid[0] <= port <= avoid[1]:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _rss_kib(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
-
-
-def _pinned(cmd: list[str], cpu: str | None) -> list[str]:
-    if cpu is not None and shutil.which("taskset"):
-        return ["taskset", "-c", cpu, *cmd]
-    return cmd
+RTP_PORTS = (20000, 29999)  # the servers' RTP, split between the nodes
 
 
 def media_blocks(args: argparse.Namespace) -> tuple[int, int, int, int]:
     """First RTP port of the callers, of the agents' answering SIPp and of the agents' login
     calls, and the last port used: [auto_media_port] gives call n the port
-    base + 4 * (n - 1) modulo 10,000."""
-
-    def span(calls: int) -> int:
-        return min(4 * max(1, calls), 10000)
-
+    base + 4 * (n - 1) modulo 10,000. With several nodes the callers' block holds one
+    block per node's caller SIPp, one after the other."""
     callers = args.media_port
-    agents = callers + span(args.calls)
-    login = agents + span(args.calls)
-    return callers, agents, login, login + span(args.agents) - 1
+    agents = callers + sum(media_span(c) for c in split_evenly(args.calls, args.nodes))
+    login = agents + media_span(args.calls)
+    return callers, agents, login, login + media_span(args.agents) - 1
 
 
 def _control(port: int, command: str) -> None:
@@ -129,88 +109,19 @@ def _control(port: int, command: str) -> None:
         s.sendto(b"c" + command.encode(), ("127.0.0.1", port))
 
 
-class SippStats:
-    """The last row of SIPp's -trace_stat file (-fd 1): calls created and open so far."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.columns: list[str] = []
-
-    def read(self) -> dict[str, float]:
-        try:
-            with open(self.path, "rb") as f:
-                if not self.columns:
-                    header = f.readline().decode(errors="replace")
-                    if not header.endswith("\n"):
-                        return {}
-                    self.columns = header.strip().split(";")
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(0, size - 8192))
-                lines = f.read().decode(errors="replace").split("\n")[:-1]
-        except OSError:
-            return {}
-        if not lines:
-            return {}
-        row = dict(zip(self.columns, lines[-1].split(";"), strict=False))
-        try:
-            return {"created": int(row["TotalCallCreated"]), "current": int(row["CurrentCall"]),
-                    "rate": float(row["TargetRate"])}
-        except (KeyError, ValueError):
-            return {}
-
-
-class InviteCount:
-    """INVITEs SIPp has sent so far: the `bench invite` lines of its setup log, read from
-    where the last read stopped (SIPp writes each line as it goes)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
-        self.count = 0
-
-    def read(self) -> int:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(1 << 20)
-        except OSError:
-            return self.count
-        self.offset += len(data)
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()
-        self.count += sum(1 for line in lines if line.startswith(b"bench invite "))
-        return self.count
-
-
-def _stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, wait: float = 10) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.kill(proc.pid, sig)
-    try:
-        proc.wait(wait)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.report_dir = Path(args.report or f"bench-report/{stamp}").resolve()
         self.report_dir.mkdir(parents=True, exist_ok=True)
-        self.server: subprocess.Popen[bytes] | None = None
-        self.server_pid: int | None = None
-        self.http: str | None = None
-        self.data_dir: Path | None = None
-        self.rtp_ports = (20000, 29999)
+        self.rtp_ports = RTP_PORTS
         self.clock: dict[str, Any] = {}
         self.peak_bridged = 0
         self.peak_server = self.peak_sipp = self.peak_rss = self.calls_up = 0
         self.lag = 0.0
         self._step_cpu0 = 0.0
-        self.rate_warned: set[int] = set()
+        self.rate_warned: set[tuple[int, int]] = set()
         self.agent_ids: list[str] = []
         self.agent_passwords: dict[str, str] = {}
         self.agents_ready = 0
@@ -218,39 +129,75 @@ class Bench:
         self.blocks = media_blocks(args)
         self.avoid = (self.blocks[0], self.blocks[3])
         self.plan = plan_steps(args.calls, args.concurrency, args.cps, args.steps)
-        self.control_port = 0
         self.health_rtt_ms = 0.0
+        self.redis: RedisServer | None = None
+        self.nodes = self._nodes()
+        calls = split_evenly(args.calls, args.nodes)
+        self.callers = [Caller(node, n, c, r, args.steps, port) for node, n, c, r, port in zip(
+            self.nodes, calls, split_evenly(args.concurrency, args.nodes),
+            split_rate(args.cps, calls), caller_ports(args.media_port, calls), strict=True)]
+
+    def _nodes(self) -> list[Node]:
+        """node1 (the only one by default) keeps its files in the report directory itself;
+        with several nodes each has its own directory nodeI/."""
+        a = self.args
+        if a.server:
+            return [Node(1, self.report_dir, sip=str(a.server), http=a.http, pid=a.server_pid,
+                         data_dir=Path(a.data_dir) if a.data_dir else None)]
+        cpus = node_cpus(a.server_cpu, a.nodes, os.cpu_count() or 1)
+        ranges = rtp_ranges(*self.rtp_ports, a.nodes)
+        nodes = []
+        for i in range(a.nodes):
+            where = self.report_dir if a.nodes == 1 else self.report_dir / f"node{i + 1}"
+            where.mkdir(parents=True, exist_ok=True)
+            nodes.append(Node(i + 1, where, cpu=cpus[i], rtp_ports=ranges[i]))
+        return nodes
+
+    @property
+    def http(self) -> str | None:
+        """node1's HTTP base: the agents' desktops and status checks go there."""
+        return self.nodes[0].http
 
     # -- set-up ----------------------------------------------------------------------------
 
     def start_server(self) -> str:
+        """Starts the servers (and with several nodes, redis-server first); returns node1's
+        SIP address, where the agents register."""
         if self.args.server:
-            self.http = self.args.http
-            self.server_pid = self.args.server_pid
-            self.data_dir = Path(self.args.data_dir) if self.args.data_dir else None
             return str(self.args.server)
-        sip, http = _free_port(self.avoid), _free_port(self.avoid)
-        self.data_dir = self.report_dir / "var"
         own = self.args.agents or self.args.no_record or self.args.analytics
         config = ["--config", str(self._config())] if own else []
-        cmd = _pinned([sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip}",
-                       "--http", f"127.0.0.1:{http}", "--rtp-ports", f"{self.rtp_ports[0]}-{self.rtp_ports[1]}",
-                       "--data-dir", str(self.data_dir), "--log-level", "WARNING", *config],
-                      self.args.server_cpu)
-        log = open(self.report_dir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
-        self.server = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        self.server_pid = self.server.pid
-        self.http = f"http://127.0.0.1:{http}"
+        store: list[str] = []
+        if len(self.nodes) > 1:
+            self.redis = RedisServer(self.report_dir / "redis", self.avoid)
+            store = ["--store", self.redis.start()]
+            print(f"bench: redis-server at {self.redis.url}, {len(self.nodes)} nodes", flush=True)
         deadline = time.monotonic() + 30
+        for node in self.nodes:  # one at a time: node1 comes up first and becomes the router
+            sip, http = free_port(self.avoid), free_port(self.avoid)
+            node.data_dir = node.dir / "var"
+            cluster = [*store, "--node-id", node.name] if store else []
+            lo, hi = node.rtp_ports
+            node.start([sys.executable, "-m", "switchboard", "run", "--sip", f"127.0.0.1:{sip}",
+                        "--http", f"127.0.0.1:{http}", "--rtp-ports", f"{lo}-{hi}",
+                        "--data-dir", str(node.data_dir), "--log-level", "WARNING", *cluster,
+                        *config], REPO)
+            node.sip, node.http = f"127.0.0.1:{sip}", f"http://127.0.0.1:{http}"
+            node.wait_up(deadline)
+        if store:
+            self._wait_router(time.monotonic() + 30)
+        return self.nodes[0].sip
+
+    def _wait_router(self, deadline: float) -> None:
+        """Every node names the same router."""
+        routers: set[Any] = set()
         while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise SystemExit(f"server exited: see {self.report_dir / 'server.log'}")
-            try:
-                self.health()
-                return f"127.0.0.1:{sip}"
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("server did not come up within 30 s")
+            routers = {n.health().get("cluster", {}).get("router") for n in self.nodes}
+            if len(routers) == 1 and None not in routers:
+                print(f"bench: cluster up, router {routers.pop()}", flush=True)
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"bench: the nodes did not agree on a router within 30 s: {routers}")
 
     def _config(self) -> Path:
         """The demo config, with `--agents` agents (2001...) serving both queues (wrap-up
@@ -292,11 +239,12 @@ class Bench:
 
     def start_agents(self, target: str) -> subprocess.Popen[bytes]:
         """SIPp answering every offer (with agent audio), then every agent registers and
-        dials *50 with its Contact pointing there."""
+        dials *50 with its Contact pointing there (through node1 only: the other nodes offer
+        their calls to these agents across the cluster)."""
         a = self.args
-        port = _free_port(self.avoid)
+        port = free_port(self.avoid)
         _, answer_rtp, login_rtp, _ = self.blocks
-        uas = subprocess.Popen(_pinned(
+        uas = subprocess.Popen(pinned(
             ["sipp", "-sf", "agent_answer.xml", "-i", "127.0.0.1", "-p", str(port),
              "-mi", "127.0.0.1", "-mp", str(answer_rtp), "-m", str(a.calls),
              "-key", "agent_hangs_up_ms", "0", "-nostdin", "-max_socket", "60000",
@@ -305,10 +253,10 @@ class Bench:
             a.sipp_cpu), cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             start_new_session=True)
         time.sleep(1.0)
-        login = subprocess.run(_pinned(
+        login = subprocess.run(pinned(
             ["sipp", target, "-sf", "agent_login.xml", "-inf", str(self.report_dir / "agents.csv"),
              "-key", "contact_port", str(port), "-m", str(a.agents), "-r", "50",
-             "-l", str(a.agents), "-i", "127.0.0.1", "-p", str(_free_port(self.avoid)),
+             "-l", str(a.agents), "-i", "127.0.0.1", "-p", str(free_port(self.avoid)),
              "-mi", "127.0.0.1", "-mp", str(login_rtp), "-nostdin", "-timeout", "60s",
              "-timeout_error",
              "-trace_err", "-error_file", str(self.report_dir / "login_errors.log")],
@@ -318,7 +266,24 @@ class Bench:
         print(f"bench: agents registered and ready: {ready}/{a.agents} (sipp rc={login.returncode})",
               flush=True)
         self.agents_ready = ready
+        if len(self.nodes) > 1:
+            self._wait_registered(time.monotonic() + 20)
         return uas
+
+    def _wait_registered(self, deadline: float) -> None:
+        """Every node has heard (through Redis) of every agent's registration."""
+        seen = [0] * len(self.nodes)
+        while time.monotonic() < deadline:
+            for i, node in enumerate(self.nodes):
+                with contextlib.suppress(OSError):
+                    known = set(node.health().get("agents_registered", []))
+                    seen[i] = len(known & set(self.agent_ids))
+            if min(seen) == len(self.agent_ids):
+                break
+            time.sleep(0.2)
+        print("bench: agents registered as seen by each node: "
+              + ", ".join(f"{n.name} {k}" for n, k in zip(self.nodes, seen, strict=True)),
+              flush=True)
 
     def _agents(self) -> list[dict[str, Any]]:
         """Each bench agent as it sees itself (logged in with its own password)."""
@@ -332,66 +297,55 @@ class Bench:
                 out.append(json.loads(resp.read()))
         return out
 
-    def health(self) -> dict[str, Any]:
-        if not self.http:
-            return {}
-        sent = time.monotonic()
-        with urllib.request.urlopen(self.http + "/api/health", timeout=2) as resp:
-            body: dict[str, Any] = json.loads(resp.read())
-        self.health_rtt_ms = round((time.monotonic() - sent) * 1000.0, 2)
-        return body
-
     def start_capture(self) -> subprocess.Popen[bytes] | None:
         if self.args.no_capture or not shutil.which("tcpdump"):
             why = "--no-capture" if self.args.no_capture else "no tcpdump"
             print(f"bench: {why}: RTP pacing is not measured", file=sys.stderr)
             return None
-        lo, hi = self.rtp_ports
+        lo, hi = self.rtp_ports  # every node's range lies in it
         # only what went to this bench's SIPp: other servers on the machine share the range
         cmd = ["tcpdump", "-i", "lo", "-w", str(self.report_dir / "rtp.pcap"), "-s", "64",
                "-B", "65536", "--time-stamp-precision=nano", "-U",
                f"udp and src host 127.0.0.1 and src portrange {lo}-{hi} "
                f"and dst portrange {self.avoid[0]}-{self.avoid[1]}"]
-        proc = subprocess.Popen(_pinned(cmd, self.args.sipp_cpu), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(pinned(cmd, self.args.sipp_cpu), stdout=subprocess.DEVNULL,
                                 stderr=open(self.report_dir / "tcpdump.log", "wb"))  # noqa: SIM115
         time.sleep(1.0)
         return proc
 
-    def sipp_command(self, target: str) -> list[str]:
+    def sipp_command(self, caller: Caller) -> list[str]:
         a = self.args
-        csv = self.report_dir / "talk.csv"
+        csv = caller.dir / "talk.csv"
         csv.write_text("SEQUENTIAL\n" + f"{int(a.talk * 1000)}\n")
-        first = self.plan[0]
-        self.control_port = _free_port(self.avoid)
-        cmd = ["sipp", target, "-sf", str(SCENARIOS / "ivr_load.xml"), "-inf", str(csv),
-               "-s", a.did, "-m", str(a.calls), "-l", str(first.limit), "-r", f"{first.rate:g}",
-               "-i", "127.0.0.1", "-p", str(_free_port(self.avoid)), "-cp", str(self.control_port),
-               "-mi", "127.0.0.1", "-mp", str(a.media_port), "-nostdin",
-               "-trace_logs", "-log_file", str(self.report_dir / "setup.log"),
-               "-trace_stat", "-stf", str(self.report_dir / "sipp_stat.csv"), "-fd", "1",
-               "-trace_err", "-error_file", str(self.report_dir / "sipp_errors.log"),
-               "-max_socket", "60000", "-timeout", f"{int(self.budget())}s", "-timeout_error"]
-        return _pinned(cmd, a.sipp_cpu)
+        first = caller.plan[0]
+        caller.control_port = free_port(self.avoid)
+        cmd = ["sipp", caller.node.sip, "-sf", str(SCENARIOS / "ivr_load.xml"), "-inf", str(csv),
+               "-s", a.did, "-m", str(caller.calls), "-l", str(first.limit),
+               "-r", f"{first.rate:g}", "-i", "127.0.0.1", "-p", str(free_port(self.avoid)),
+               "-cp", str(caller.control_port), "-mi", "127.0.0.1", "-mp", str(caller.media_port),
+               "-nostdin", "-trace_logs", "-log_file", str(caller.dir / "setup.log"),
+               "-trace_stat", "-stf", str(caller.dir / "sipp_stat.csv"), "-fd", "1",
+               "-trace_err", "-error_file", str(caller.dir / "sipp_errors.log"),
+               "-max_socket", "60000", "-timeout", f"{int(caller.budget(a.talk))}s",
+               "-timeout_error"]
+        return pinned(cmd, a.sipp_cpu)
 
     def budget(self) -> float:
-        a = self.args
-        placing = sum((p.until - q) / p.rate for p, q in
-                      zip(self.plan, [0] + [p.until for p in self.plan], strict=False))
-        return placing + a.talk + 90
+        return max(c.budget(self.args.talk) for c in self.callers)
 
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        target = self.start_server()
         capture = agents = None
         desks = None
         try:
+            target = self.start_server()
             if self.args.agents:
                 agents = self.start_agents(target)
                 desks = Desks(self.http or "", self.agent_passwords)
                 desks.start()
             capture = self.start_capture()
-            result = self.measure(target, capture)
+            result = self.measure(capture)
             if desks is not None:
                 result.update(desks.summary())
             return result
@@ -401,30 +355,36 @@ class Bench:
             if agents is not None and agents.poll() is None:
                 os.killpg(agents.pid, signal.SIGKILL)
                 agents.wait(5)
-            _stop(capture, signal.SIGINT)
-            _stop(self.server)
+            stop(capture, signal.SIGINT)
+            for node in self.nodes:
+                stop(node.proc)
+            if self.redis is not None:
+                self.redis.stop()
 
-    def measure(self, target: str, capture: subprocess.Popen[bytes] | None) -> dict[str, Any]:
-        assert self.server_pid is not None
-        pid = self.server_pid
-        cdr_before = len(self._cdrs())
-        cpu0, rss0 = _cpu_seconds(pid), _rss_kib(pid)
-        self.peak_rss = rss0
+    def measure(self, capture: subprocess.Popen[bytes] | None) -> dict[str, Any]:
+        for node in self.nodes:
+            node.cdr_before = len(node.cdrs())
+            node.cpu0, node.rss_start = node.cpu_s(), node.rss()
+            node.rss_peak = node.rss_start
+        redis_cpu0 = self.redis.cpu_s() if self.redis else 0.0
+        self.peak_rss = sum(n.rss_start for n in self.nodes)
         t0 = time.monotonic()
-        sipp = subprocess.Popen(self.sipp_command(target), cwd=self.report_dir,
-                                stdout=open(self.report_dir / "sipp.out", "wb"),  # noqa: SIM115
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        for caller in self.callers:
+            caller.proc = subprocess.Popen(
+                self.sipp_command(caller), cwd=caller.dir,
+                stdout=open(caller.dir / "sipp.out", "wb"),  # noqa: SIM115
+                stderr=subprocess.STDOUT, start_new_session=True)
         steps = [self._open_step(1)]
-        stats = SippStats(self.report_dir / "sipp_stat.csv")
-        invites = InviteCount(self.report_dir / "setup.log")
         next_health, last_print = t0 + self.args.poll, t0
         deadline = t0 + self.budget() + 30
-        while sipp.poll() is None and time.monotonic() < deadline:
+        while any(c.running() for c in self.callers) and time.monotonic() < deadline:
             time.sleep(min(0.25, self.args.poll))
-            row = stats.read()
-            row["created"] = max(row.get("created", 0), invites.read())
+            rows = [c.read() for c in self.callers]
+            row = {"created": sum(r.get("created", 0) for r in rows),
+                   "current": sum(r.get("current", 0) for r in rows)}
             self._sample_proc(steps[-1], row)
-            self._check_rate(steps[-1], row)
+            for caller, own in zip(self.callers, rows, strict=True):
+                self._check_rate(steps[-1], caller, own)
             now = time.monotonic()
             if now >= next_health:
                 next_health = now + self.args.poll
@@ -434,55 +394,62 @@ class Bench:
                 steps.append(self._next_step(steps[-1]))
             if now - last_print >= 5:
                 last_print = now
-                self._progress(steps[-1], now - t0, row, cdr_before, cpu0)
-        if sipp.poll() is None:
-            os.killpg(sipp.pid, signal.SIGKILL)
-            sipp.wait(5)
+                self._progress(steps[-1], now - t0, row)
+        for caller in self.callers:
+            if caller.proc is not None and caller.proc.poll() is None:
+                os.killpg(caller.proc.pid, signal.SIGKILL)
+                caller.proc.wait(5)
         elapsed = time.monotonic() - t0
         self._close_step(steps[-1])
         time.sleep(1.0)  # the last CDRs
-        cpu = _cpu_seconds(pid) - cpu0
-        return self.figures(cdr_before, cpu, elapsed, rss0, sipp.returncode, capture, steps)
+        for node in self.nodes:
+            node.cpu_used = node.cpu_s() - node.cpu0
+        cpu = sum(n.cpu_used for n in self.nodes)
+        redis_cpu = self.redis.cpu_s() - redis_cpu0 if self.redis else None
+        return self.figures(cpu, elapsed, redis_cpu, capture, steps)
 
     # -- steps and samples -----------------------------------------------------------------
 
+    def _cpu(self) -> float:
+        return sum(n.cpu_s() for n in self.nodes)
+
     def _open_step(self, index: int) -> Step:
-        assert self.server_pid is not None
         plan = self.plan[index - 1]
         until = f", until {plan.until} calls placed" if index < len(self.plan) else ""
         print(f"bench: step {index}/{len(self.plan)}: up to {plan.limit} calls, {plan.rate:g} cps"
               f"{until}", flush=True)
-        self._step_cpu0 = _cpu_seconds(self.server_pid)
-        rss = _rss_kib(self.server_pid)
+        self._step_cpu0 = self._cpu()
+        rss = sum(n.rss() for n in self.nodes)
         return Step(index, plan.limit, plan.rate, time.time(), rss_kib_start=rss, rss_kib_peak=rss)
 
     def _close_step(self, step: Step) -> None:
-        assert self.server_pid is not None
         self._sample_health(step)
         step.end = time.time()
-        step.cpu_s = round(_cpu_seconds(self.server_pid) - self._step_cpu0, 2)
+        step.cpu_s = round(self._cpu() - self._step_cpu0, 2)
 
     def _next_step(self, step: Step) -> Step:
-        """Ends `step` and raises SIPp's limit and rate to the next step's."""
+        """Ends `step` and raises every caller SIPp's limit and rate to the next step's."""
         self._close_step(step)
-        plan = self.plan[step.index]
-        _control(self.control_port, f"set limit {plan.limit}")
-        _control(self.control_port, f"set rate {plan.rate:g}")
+        for caller in self.callers:
+            plan = caller.plan[step.index]
+            _control(caller.control_port, f"set limit {plan.limit}")
+            _control(caller.control_port, f"set rate {plan.rate:g}")
         return self._open_step(step.index + 1)
 
-    def _check_rate(self, step: Step, row: dict[str, float]) -> None:
+    def _check_rate(self, step: Step, caller: Caller, row: dict[str, float]) -> None:
         """SIPp's statistics show the rate it runs at: say so once if a step's did not take."""
-        rate = row.get("rate")
-        if (rate is not None and abs(rate - step.rate) > 0.01 * step.rate
-                and time.time() - step.start > 5 and step.index not in self.rate_warned):
-            self.rate_warned.add(step.index)
-            print(f"bench: warning: SIPp runs at {rate:g} cps in step {step.index}, "
-                  f"not {step.rate:g} (control socket port {self.control_port})", flush=True)
+        rate, wanted = row.get("rate"), caller.plan[step.index - 1].rate
+        key = (caller.node.index, step.index)
+        if (rate is not None and abs(rate - wanted) > 0.01 * wanted
+                and time.time() - step.start > 5 and key not in self.rate_warned):
+            self.rate_warned.add(key)
+            who = f" ({caller.node.name}'s callers)" if len(self.callers) > 1 else ""
+            print(f"bench: warning: SIPp{who} runs at {rate:g} cps in step {step.index}, "
+                  f"not {wanted:g} (control socket port {caller.control_port})", flush=True)
 
     def _sample_proc(self, step: Step, row: dict[str, float]) -> None:
-        """What costs the server nothing: RSS from /proc, calls SIPp holds open."""
-        assert self.server_pid is not None
-        rss = _rss_kib(self.server_pid)
+        """What costs the servers nothing: RSS from /proc, calls SIPp holds open."""
+        rss = sum(n.rss() for n in self.nodes)
         step.rss_kib_peak = max(step.rss_kib_peak, rss)
         self.peak_rss = max(self.peak_rss, rss)
         open_calls = int(row.get("current", 0))
@@ -490,39 +457,40 @@ class Bench:
         self.peak_sipp = max(self.peak_sipp, open_calls)
 
     def _sample_health(self, step: Step) -> None:
-        """One /api/health poll (an HTTP request on the server's media loop)."""
-        try:
-            health = self.health()
-        except OSError:
+        """One /api/health poll of each node (an HTTP request on its media loop)."""
+        if not any([n.poll() for n in self.nodes]):
             return
+        health = merge_health([n.health_body for n in self.nodes])
+        self.health_rtt_ms = max(n.health_rtt_ms for n in self.nodes)
         self.calls_up = int(health.get("calls", 0))
         step.server_peak_calls = max(step.server_peak_calls, self.calls_up)
         self.peak_server = max(self.peak_server, self.calls_up)
         self.peak_bridged = max(self.peak_bridged, int(health.get("bridged", 0)))
         self.clock = health.get("media_clock", {})
         self.gc = health.get("gc", {})
-        late = float(self.clock.get("late_p99_ms", 0.0))
+        late = float(self.clock.get("late_p99_ms") or 0.0)
         # the server's histogram since it started: the step keeps the worst it saw
         step.clock_late_p99_ms = max(step.clock_late_p99_ms or 0.0, late)
         self.lag = max(self.lag, late)
         step.health_rtt_ms_max = max(step.health_rtt_ms_max or 0.0, self.health_rtt_ms)
 
-    def _progress(self, step: Step, t: float, row: dict[str, float], cdr_before: int,
-                  cpu0: float) -> None:
-        assert self.server_pid is not None
-        pid = self.server_pid
+    def _progress(self, step: Step, t: float, row: dict[str, float]) -> None:
+        cdrs = sum(len(n.cdrs()) - n.cdr_before for n in self.nodes)
+        cpu = sum(n.cpu_s() - n.cpu0 for n in self.nodes)
+        rss = sum(rss_kib(n.pid) for n in self.nodes if n.pid)
+        per_node = ""
+        if len(self.nodes) > 1:
+            per_node = " nodes=" + "/".join(str(n.health_body.get("calls", 0)) for n in self.nodes)
         print(f"bench: step {step.index}/{len(self.plan)} (up to {step.limit} calls, "
               f"{step.rate:g} cps) t={t:5.0f}s placed={row.get('created', 0):6.0f} "
               f"sipp_up={row.get('current', 0):5.0f} calls_up={self.calls_up:5d} "
               f"peak={max(self.peak_server, self.peak_sipp):5d} "
-              f"cdrs={len(self._cdrs()) - cdr_before:6d} cpu={_cpu_seconds(pid) - cpu0:7.1f}s "
-              f"rss={_rss_kib(pid) // 1024}MiB", flush=True)
+              f"cdrs={cdrs:6d} cpu={cpu:7.1f}s "
+              f"rss={rss // 1024}MiB{per_node}", flush=True)
 
-    def _cdrs(self) -> list[dict[str, Any]]:
-        if self.data_dir is None or not (self.data_dir / "cdr.jsonl").exists():
-            return []
-        lines = (self.data_dir / "cdr.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+    def _cdrs(self) -> list[list[dict[str, Any]]]:
+        """Each node's CDRs written since the run began."""
+        return [n.cdrs()[n.cdr_before:] for n in self.nodes]
 
     # -- figures ---------------------------------------------------------------------------
 
@@ -555,18 +523,20 @@ class Bench:
             reasons[missing[0]] = reasons.get(missing[0], 0) + missing[1]
         return verdicts, reasons
 
-    def figures(self, cdr_before: int, cpu: float, elapsed: float, rss0: int,
-                sipp_rc: int | None, capture: subprocess.Popen[bytes] | None,
-                steps: list[Step]) -> dict[str, Any]:
+    def figures(self, cpu: float, elapsed: float, redis_cpu: float | None,
+                capture: subprocess.Popen[bytes] | None, steps: list[Step]) -> dict[str, Any]:
         a = self.args
-        cdrs = self._cdrs()[cdr_before:]
-        log = self.report_dir / "setup.log"
-        calls = parse_setup_log(log.read_text(errors="replace")) if log.exists() else {}
+        per_node = self._cdrs()
+        cdrs = [c for mine in per_node for c in mine]
+        logged = [c.calls_logged() for c in self.callers]
+        calls = {cid: call for mine in logged for cid, call in mine.items()}
         verdicts, reasons = self.outcomes(cdrs, calls)
         done = {cid for cid, why in verdicts.items() if why == "completed"}
         completed = [c for c in cdrs if str(c.get("call_id")) in done]
         digits_ok = sum(1 for c in completed if c.get("vars") == EXPECTED_VARS)
         peak_calls = max(self.peak_server, self.peak_sipp)
+        rss0 = sum(n.rss_start for n in self.nodes)
+        rcs = [c.proc.returncode if c.proc else None for c in self.callers]
         result: dict[str, Any] = {
             "attempted": a.calls,
             "placed": len(calls) if calls else None,
@@ -602,9 +572,12 @@ class Bench:
             "gc_pauses": self.gc.get("pauses"),
             "gc_pause_max_ms": self.gc.get("pause_max_ms"),
             "rtp_late_pct": None,
-            "sipp_returncode": sipp_rc,
+            "sipp_returncode": next((rc for rc in rcs if rc), rcs[0]),
             "report_dir": str(self.report_dir),
         }
+        if len(self.nodes) > 1:
+            result.update(self._cluster_figures(cpu, redis_cpu, elapsed, per_node, logged,
+                                                verdicts, rcs, len(completed)))
         windows = self._pacing(capture, steps, result)
         result["steps"] = step_rows(steps, calls.values(), verdicts, windows)
         why = write_report(self.report_dir, result)
@@ -612,12 +585,47 @@ class Bench:
             print(f"bench: {why}", flush=True)
         return result
 
+    def _cluster_figures(self, cpu: float, redis_cpu: float | None, elapsed: float,
+                         per_node: list[list[dict[str, Any]]],
+                         logged: list[dict[str, CallTimes]], verdicts: dict[str, str],
+                         rcs: list[int | None], completed: int) -> dict[str, Any]:
+        """With several nodes: each node's own figures, and Redis's CPU (a cost of the
+        cluster, not counted in `cpu_s`)."""
+        rows = []
+        lost = 0
+        for node, caller, cdrs, calls, rc in zip(self.nodes, self.callers, per_node, logged, rcs,
+                                                 strict=True):
+            qlog = node.queue_log()
+            lost += sum(1 for e in qlog if e.get("event") == "LOST")
+            clock = node.health_body.get("media_clock", {})
+            rows.append({
+                "node": node.name, "sip": node.sip, "cpu_core": node.cpu,
+                "rtp_ports": f"{node.rtp_ports[0]}-{node.rtp_ports[1]}",
+                "attempted": caller.calls, "placed": len(calls),
+                "completed": sum(1 for cid in calls if verdicts.get(cid) == "completed"),
+                "max_calls": node.max_calls, "cdrs": len(cdrs),
+                "cdrs_with_agent": sum(1 for c in cdrs if c.get("agent")),
+                "queue_log_lines": len(qlog),
+                "cpu_s": round(node.cpu_used, 2),
+                "cpu_pct_of_core": round(100.0 * node.cpu_used / elapsed, 1) if elapsed else 0.0,
+                "rss_kib_start": node.rss_start, "rss_kib_peak": node.rss_peak,
+                "media_clock_late_p99_ms": clock.get("late_p99_ms"),
+                "sipp_returncode": rc,
+            })
+        router = self.nodes[0].health_body.get("cluster", {}).get("router")
+        total = cpu + (redis_cpu or 0.0)
+        return {
+            "nodes": rows, "router": router, "queue_log_lost": lost,
+            "redis_cpu_s": None if redis_cpu is None else round(redis_cpu, 2),
+            "cpu_s_per_call_with_redis": round(total / max(1, completed), 4),
+        }
+
     def _pacing(self, capture: subprocess.Popen[bytes] | None, steps: list[Step],
                 result: dict[str, Any]) -> list[dict[str, Any]] | None:
         """Pacing of the whole capture into `result`; returns each step's."""
         if capture is None:
             return None
-        _stop(capture, signal.SIGINT)
+        stop(capture, signal.SIGINT)
         edges = [s.start for s in steps] + [steps[-1].end]
         try:
             pacing = analyse(self.report_dir / "rtp.pcap", edges=edges)
@@ -723,7 +731,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--media-port", type=int, default=40000,
                    help="first SIPp RTP port: 4 per call from here, callers then agents "
                         "(default 40000)")
-    p.add_argument("--server-cpu", default="0", help="core for the server (taskset; default 0)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="start N servers on a redis-server of the bench's own, one per core, "
+                        "each taking 1/N of the callers; agents register with node 1 (default 1)")
+    p.add_argument("--server-cpu", default=None,
+                   help="core(s) for the server (taskset; default 0); with --nodes, a comma "
+                        "list gives node i the i-th entry (default: node i on core i mod ncpu)")
     p.add_argument("--sipp-cpu", default="1", help="core for SIPp and tcpdump (default 1)")
     p.add_argument("--no-capture", action="store_true", help="do not capture RTP with tcpdump")
     p.add_argument("--no-record", action="store_true",
@@ -737,6 +750,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--calls, --concurrency and --cps must be positive, --talk >= 0")
     if not 1 <= args.steps <= args.calls:
         p.error("--steps must be between 1 and --calls")
+    if args.nodes < 1 or (args.nodes > 1 and args.server):
+        p.error("--nodes must be at least 1, and more than 1 only when the bench starts the "
+                "servers itself")
+    if args.nodes > min(args.calls, args.concurrency):
+        p.error("--nodes must not exceed --calls or --concurrency (each node's SIPp places "
+                "its share)")
     top = media_blocks(args)[3]
     if args.media_port < 1024 or top > 65535 or (not args.server and args.media_port <= 29999
                                                    and top >= 20000):
@@ -749,6 +768,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):
         p.error("sipp is not installed (apt-get install sip-tester)")
+    if args.nodes > 1 and not shutil.which("redis-server"):
+        p.error("--nodes needs redis-server (apt-get install redis-server)")
     return args
 
 

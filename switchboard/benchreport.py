@@ -67,6 +67,82 @@ def plan_steps(calls: int, concurrency: int, cps: float, steps: int) -> list[Ste
                      round(calls * k / steps)) for k in range(1, steps + 1)]
 
 
+def media_span(calls: int) -> int:
+    """RTP ports a SIPp process placing `calls` calls needs: [auto_media_port] gives call n
+    the port base + 4 (n - 1), modulo 10,000."""
+    return min(4 * max(1, calls), 10000)
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """`total` over `parts` as evenly as integers allow, larger shares first (7 over 2 is
+    [4, 3]); every share is at least 1 when total >= parts."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def split_rate(rate: float, calls: Sequence[int]) -> list[float]:
+    """A call rate shared in proportion to each node's calls, so that every node's SIPp
+    finishes placing at the same time."""
+    total = sum(calls)
+    return [round(rate * c / total, 3) for c in calls]
+
+
+def caller_ports(base: int, calls: Sequence[int]) -> list[int]:
+    """First RTP port of each node's caller SIPp: consecutive blocks from `base`."""
+    out, port = [], base
+    for n in calls:
+        out.append(port)
+        port += media_span(n)
+    return out
+
+
+def rtp_ranges(low: int, high: int, parts: int) -> list[tuple[int, int]]:
+    """Each node's own slice of the servers' RTP range, of an even size (RTP takes even
+    ports, RTCP the odd one after): 20000-29999 over 2 is 20000-24999 and 25000-29999."""
+    size = (high - low + 1) // parts
+    size -= size % 2
+    return [(low + i * size, low + (i + 1) * size - 1) for i in range(parts)]
+
+
+def node_cpus(spec: str | None, nodes: int, ncpu: int) -> list[str | None]:
+    """The taskset core list of each node. One node gets `spec` as given (default "0"); with
+    several, a comma list hands node i its i-th entry (cycling: "0" puts them all on core
+    0), and without one node i goes on core i mod ncpu."""
+    if nodes == 1:
+        return [spec or "0"]
+    if spec is None:
+        return [str(i % max(1, ncpu)) for i in range(nodes)]
+    cores = [c.strip() for c in spec.split(",") if c.strip()] or ["0"]
+    return [cores[i % len(cores)] for i in range(nodes)]
+
+
+def merge_health(bodies: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several nodes' /api/health as one server's: calls and bridged calls summed; the media
+    clock's lateness and work the worst node's, its skipped ticks summed; GC pauses summed,
+    their maximum the largest. One body comes back as it is."""
+    if len(bodies) == 1:
+        return bodies[0]
+    clocks = [b.get("media_clock", {}) for b in bodies]
+    gcs = [b.get("gc", {}) for b in bodies]
+
+    def worst(items: list[dict[str, Any]], key: str) -> Any:
+        values = [i[key] for i in items if i.get(key) is not None]
+        return max(values) if values else None
+
+    def total(items: list[dict[str, Any]], key: str) -> Any:
+        values = [i[key] for i in items if i.get(key) is not None]
+        return sum(values) if values else None
+
+    return {
+        "calls": sum(int(b.get("calls", 0)) for b in bodies),
+        "bridged": sum(int(b.get("bridged", 0)) for b in bodies),
+        "media_clock": {"late_p99_ms": worst(clocks, "late_p99_ms"),
+                        "work_p99_ms": worst(clocks, "work_p99_ms"),
+                        "skipped": total(clocks, "skipped")},
+        "gc": {"pauses": total(gcs, "pauses"), "pause_max_ms": worst(gcs, "pause_max_ms")},
+    }
+
+
 @dataclass
 class Step:
     """One step of the ramp: what was offered and what the server did meanwhile.
@@ -264,11 +340,42 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_cell(result.get('rtp_interarrival_err_p99_ms'))} ms; "
                      f"{_cell(result.get('rtp_late_frames'))} late frames "
                      f"({_cell(result.get('rtp_late_pct'))} %).")
+    lines += node_lines(result)
     if result.get("pops") is not None:
         lines.append(f"Screen pops: {result['pops']}, latency p50 "
                      f"{_cell(result.get('pop_latency_p50_ms'))} ms, p99 "
                      f"{_cell(result.get('pop_latency_p99_ms'))} ms.")
     return "\n".join(lines) + "\n"
+
+
+NODE_COLUMNS = (  # (row key, markdown header) of the per-node table (--nodes > 1)
+    ("node", "node"),
+    ("cpu_core", "core"),
+    ("placed", "placed"),
+    ("completed", "completed"),
+    ("max_calls", "calls up"),
+    ("cdrs", "CDRs"),
+    ("cdrs_with_agent", "CDRs with an agent"),
+    ("cpu_s", "CPU s"),
+    ("cpu_pct_of_core", "CPU %"),
+    ("rss_kib_peak", "RSS KiB"),
+    ("media_clock_late_p99_ms", "clock late p99 ms"),
+)
+
+
+def node_lines(result: dict[str, Any]) -> list[str]:
+    """With several nodes: one table row per node and redis-server's CPU; nothing otherwise."""
+    nodes = result.get("nodes")
+    if not nodes:
+        return []
+    lines = ["", "| " + " | ".join(h for _, h in NODE_COLUMNS) + " |",
+             "|" + "|".join("---" if k == "node" else "---:" for k, _ in NODE_COLUMNS) + "|"]
+    for row in nodes:
+        lines.append("| " + " | ".join(_cell(row.get(k)) for k, _ in NODE_COLUMNS) + " |")
+    lines += ["", f"Router: {_cell(result.get('router'))}. redis-server: "
+              f"{_cell(result.get('redis_cpu_s'))} CPU s, not in the servers' CPU above "
+              f"({_cell(result.get('cpu_s_per_call_with_redis'))} CPU s/call with it).", ""]
+    return lines
 
 
 def write_png(path: Path, rows: Sequence[dict[str, Any]]) -> str | None:
