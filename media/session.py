@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import os
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
@@ -72,7 +73,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._ts_offset = 0
         # Recording taps: what we hear (the caller), and what we send (prompts, then the
         # bridged agent's audio), as it leaves.
-        self.tap_in: Tap | None = None
+        self._tap: Tap | None = None  # `tap_in`
         self.tap_out: Tap | None = None
         # DTMF de-duplication's clock: the running loop's time unless one is injected
         self._now: Callable[[], float] = clock or _loop_time
@@ -85,6 +86,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.tx_dropped = 0
         # once latched, a socket connected to the peer sends for us (see `_connect`)
         self._peer: socket.socket | None = None
+        self._thinned = False  # the kernel passes only DTMF and 1 in 16 audio packets
         self._rx_seen = 0
         self._idle = 0.0
         self.timing_out = False
@@ -95,6 +97,16 @@ class RtpSession(asyncio.DatagramProtocol):
         self.codec, self.pt, self.te_pt = codec, pt, te_pt
         self._silence = silence_frame(codec)
         self._inband = GoertzelDetector() if te_pt is None else None
+        self._refilter()
+
+    @property
+    def tap_in(self) -> Tap | None:
+        return self._tap
+
+    @tap_in.setter
+    def tap_in(self, tap: Tap | None) -> None:
+        self._tap = tap
+        self._refilter()
 
     def set_remote(self, host: str, port: int) -> None:
         """From SDP; symmetric RTP replaces it with the first packet's source (latching)."""
@@ -193,6 +205,7 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+        self._refilter()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
@@ -215,7 +228,7 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.relay.send_relayed(data, self.relay.pt, self._xlate)
             elif self._inband is not None:
                 self._inband_feed(data)
-            if self.tap_in is not None:
+            if self._tap is not None:
                 self._tap_in(data)
         elif 72 <= pt <= 76:
             pass  # RTCP multiplexed (RFC 5761 §4): not ours to count as audio
@@ -231,11 +244,14 @@ class RtpSession(asyncio.DatagramProtocol):
             a.stop()
             a.relay = b
             a._xlate = TRANSCODE.get((a.codec, b.codec))
+            a._refilter()
 
     def unbridge(self) -> None:
         other, self.relay = self.relay, None
+        self._refilter()
         if other is not None and other.relay is self:
             other.relay = None
+            other._refilter()
 
     def send_relayed(self, data: bytes, pt: int | None, xlate: bytes | None) -> None:
         """One packet from the other leg, re-headed as part of our stream (RFC 3550 §7.1)."""
@@ -270,13 +286,13 @@ class RtpSession(asyncio.DatagramProtocol):
         self.tx_packets += 1
 
     def _tap_in(self, data: bytes) -> None:
-        assert self.tap_in is not None
+        assert self._tap is not None
         offset = payload_offset(data)
         if offset is None:
             self.rx_bad += 1
             return
         _, _, _, ts, ssrc = HEADER.unpack_from(data)
-        self.tap_in(data[offset:], self.codec, ts, ssrc)
+        self._tap(data[offset:], self.codec, ts, ssrc)
 
     def _telephone_event(self, data: bytes) -> None:
         _, _, _, ts, ssrc = HEADER.unpack_from(data)
@@ -302,19 +318,52 @@ class RtpSession(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.rx_bad += 1
 
+    def _refilter(self) -> None:
+        """Thin the caller's audio in the kernel while nothing needs it.
+
+        In the IVR with RFC 4733 negotiated and no recording, stream or analyzer tapping
+        the call, the server needs the caller's telephone-events, not their audio: a
+        socket filter (classic BPF) passes DTMF, anything that is not RTP version 2 (to be
+        counted as bad), and the audio packets whose sequence number is a multiple of 16
+        (about 3 a second: enough to latch, and to keep the RTP timeout from firing).
+        Bridging, a tap or in-band DTMF detection take the filter off again."""
+        want = (self.te_pt is not None and self.relay is None and self._tap is None
+                and self.transport is not None)
+        if want == self._thinned:
+            return
+        sock = self._dup()
+        if sock is None:
+            return
+        try:
+            if want:
+                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _thin_program(self.te_pt or 0))
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+            self._thinned = want
+        except OSError:
+            self._thinned = False
+        finally:
+            sock.close()
+
+    def _dup(self) -> socket.socket | None:
+        """A socket object on a duplicate of the transport's descriptor (None: a fake)."""
+        extra = getattr(self.transport, "get_extra_info", None)
+        fileno = getattr(extra("socket") if extra else None, "fileno", None)
+        if fileno is None:
+            return None
+        try:
+            return socket.socket(fileno=os.dup(fileno()))
+        except OSError:
+            return None
+
     def _connect(self, addr: tuple[str, int]) -> None:
         """Connect the socket to the latched peer: every send then skips the kernel's route
         lookup and the address conversion, and datagrams from anywhere else are dropped by
         the kernel (what latching would drop anyway). Sends go through a duplicate of the
         socket's descriptor; receiving stays with the event loop's transport."""
         self._disconnect()
-        extra = getattr(self.transport, "get_extra_info", None)  # None: a test's fake
-        fileno = getattr(extra("socket") if extra else None, "fileno", None)
-        if fileno is None:
-            return
-        try:
-            peer = socket.socket(fileno=os.dup(fileno()))
-        except OSError:
+        peer = self._dup()
+        if peer is None:
             return
         try:
             peer.connect(addr)
@@ -341,6 +390,28 @@ class RtpSession(asyncio.DatagramProtocol):
 
 
 _LIBC: ctypes.CDLL | None = None
+SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27  # Linux <asm-generic/socket.h>
+_PROGRAMS: dict[int, tuple[ctypes.Array[ctypes.c_char], bytes]] = {}
+
+
+def _thin_program(te_pt: int) -> bytes:
+    """A `struct sock_fprog` for `RtpSession._refilter` (offsets count from the UDP
+    header: the RTP header starts at 8)."""
+    cached = _PROGRAMS.get(te_pt)
+    if cached is None:
+        ldb, and_, jeq, ret = 0x30, 0x54, 0x15, 0x06  # BPF_LD|B|ABS, ALU|AND|K, JMP|JEQ|K, RET|K
+        code = [
+            (ldb, 0, 0, 8), (and_, 0, 0, 0xC0), (jeq, 0, 7, 0x80),  # not RTP v2: pass
+            (ldb, 0, 0, 9), (and_, 0, 0, 0x7F), (jeq, 4, 0, te_pt),  # telephone-event: pass
+            (ldb, 0, 0, 11), (and_, 0, 0, 0x0F), (jeq, 1, 0, 0),  # seq % 16 == 0: pass
+            (ret, 0, 0, 0),  # the rest of the audio: dropped
+            (ret, 0, 0, 0x40000),
+        ]
+        array = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *i) for i in code))
+        cached = (array, struct.pack("@HP", len(code), ctypes.addressof(array)))
+        _PROGRAMS[te_pt] = cached
+    return cached[1]
+
 
 
 def _libc() -> ctypes.CDLL:

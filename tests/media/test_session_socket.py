@@ -92,3 +92,59 @@ def test_latched_session_sends_connected_and_frees_its_port(
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+def _te(seq: int) -> bytes:
+    return struct.pack("!BBHII", 0x80, 101, seq, 8000, 1234) + bytes([1, 0x8A, 0, 160])
+
+
+@pytest.mark.parametrize("new_loop", _loops())
+def test_ivr_audio_is_thinned_in_the_kernel_until_something_taps_it(
+        new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        session = RtpSession(Listener(), 0, clock=loop.time)
+        session.set_codec("PCMU", 0, 101)
+        probe = _udp()
+        port = probe.getsockname()[1]
+        probe.close()
+        await loop.create_datagram_endpoint(lambda: session, local_addr=("127.0.0.1", port))
+        assert session._thinned
+        phone = _udp()
+        target = ("127.0.0.1", port)
+
+        async def send(packets: list[bytes], expect: Callable[[], bool]) -> None:
+            for packet in packets:
+                phone.sendto(packet, target)
+            for _ in range(200):
+                await asyncio.sleep(0.005)
+                if expect():
+                    break
+            await asyncio.sleep(0.05)  # and nothing more arrives
+
+        await send([_rtp(seq) for seq in range(32)] + [_te(40), _te(41), b"\x00" * 20],
+                   lambda: session.rx_packets >= 4 and session.rx_bad >= 1)
+        # seq 0 and 16 of the audio, both events, and the packet that is not RTP v2
+        assert (session.rx_packets, session.rx_bad) == (4, 1)
+        heard: list[int] = []
+        session.tap_in = lambda payload, codec, ts, ssrc: heard.append(ts)
+        assert not session._thinned
+        await send([_rtp(seq) for seq in range(100, 110)], lambda: len(heard) >= 10)
+        assert len(heard) == 10 and session.rx_packets == 14
+        session.tap_in = None
+        assert session._thinned
+        other = RtpSession(Listener(), 0, clock=loop.time)
+        session.bridge(other)  # a bridged leg relays every packet
+        assert not session._thinned
+        session.unbridge()
+        assert session._thinned
+        session.set_codec("PCMU", 0, None)  # in-band DTMF needs the audio
+        assert not session._thinned
+        session.close()
+        phone.close()
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
