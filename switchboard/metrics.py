@@ -87,7 +87,7 @@ def _rtp(doc: _Doc, server: Server) -> None:
     totals: Counter[str] = Counter(server.rtp_totals)
     sessions = list(server.clock.streams) if server.clock else []
     for session in sessions:
-        for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt"):
+        for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt", "tx_dropped"):
             totals[name] += getattr(session, name, 0)
     doc.metric("rtp_packets_received_total", "counter", "RTP packets received.",
                [(None, totals["rx_packets"])])
@@ -96,7 +96,8 @@ def _rtp(doc: _Doc, server: Server) -> None:
     doc.metric("rtp_packets_dropped_total", "counter", "RTP packets dropped, by reason.",
                [({"reason": "malformed"}, totals["rx_bad"]),
                 ({"reason": "foreign_source"}, totals["rx_foreign"]),
-                ({"reason": "unknown_payload_type"}, totals["rx_unknown_pt"])])
+                ({"reason": "unknown_payload_type"}, totals["rx_unknown_pt"]),
+                ({"reason": "send_failed"}, totals["tx_dropped"])])
     doc.metric("rtp_ports_in_use", "gauge", "RTP ports held.", [(None, server.ports.in_use)])
     clock = server.clock
     doc.metric("media_clock_late_seconds", "gauge",

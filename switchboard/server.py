@@ -440,7 +440,7 @@ class Server:
         raise PortPoolExhausted("no bindable RTP port")
 
     def release_rtp(self, session: RtpSession, port: int | None) -> None:
-        for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt"):
+        for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt", "tx_dropped"):
             self.rtp_totals[name] += getattr(session, name)  # /metrics keeps ended calls' counts
         if self.clock is not None:
             self.clock.discard(session)
