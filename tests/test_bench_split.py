@@ -139,3 +139,21 @@ def test_the_report_shows_a_node_table_only_with_several_nodes() -> None:
     assert "| node1 | 0 | 1 | 1 | 1 | 1 | 1 | 0.5 | 5 | 70000 | 1 |" in text
     assert "| node2 | 1 | 1 | 1 | 1 | 1 | 1 | 0.25 | 2.5 | 69000 | n/a |" in text
     assert "Router: node1. redis-server: 0.1 CPU s" in text
+
+
+def test_nodes_need_redis_server_and_a_server_of_the_benchs_own(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from switchboard import bench
+
+    monkeypatch.setattr(bench.shutil, "which",
+                        lambda name: None if name == "redis-server" else f"/usr/bin/{name}")
+    assert bench.parse_args(["--calls", "4"]).nodes == 1  # one node needs no Redis
+    for argv, message in (
+            (["--nodes", "2"], "--nodes needs redis-server"),
+            (["--nodes", "2", "--server", "127.0.0.1:5060", "--http", "http://127.0.0.1:8080",
+              "--server-pid", "1", "--data-dir", "var"], "only when the bench starts"),
+            (["--nodes", "3", "--calls", "2"], "must not exceed --calls"),
+            (["--nodes", "0"], "--nodes must be at least 1")):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert message in capsys.readouterr().err
