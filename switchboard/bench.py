@@ -192,7 +192,12 @@ class Bench:
         """Every node names the same router."""
         routers: set[Any] = set()
         while time.monotonic() < deadline:
-            routers = {n.health().get("cluster", {}).get("router") for n in self.nodes}
+            routers = set()
+            for node in self.nodes:
+                try:
+                    routers.add(node.health().get("cluster", {}).get("router"))
+                except OSError:
+                    routers.add(None)
             if len(routers) == 1 and None not in routers:
                 print(f"bench: cluster up, router {routers.pop()}", flush=True)
                 return
