@@ -68,3 +68,34 @@ def test_index_skips_meta_files_and_sidecars_without_audio(tmp_path: Path) -> No
     (rec.directory / f"{kept}.meta.json").write_text("{}")
     (rec.directory / "garbage.json").write_text("{not json")
     assert [s["recording_id"] for s in rec._load_index()] == [kept]
+
+
+def test_live_audio_is_handed_over_in_chunks_of_about_100_ms(tmp_path: Path) -> None:
+    """Placement runs every 200 ms; consumers get ~100 ms chunks, views of one frozen
+    array, on the timeline; a consumer with `audio_chunks` gets them in one call."""
+    import types
+
+    import numpy as np
+
+    from switchboard.recording import CHUNK
+
+    rec = recordings(tmp_path, days=0)
+    got: list[tuple[str, float, int, bool]] = []
+    batches: list[int] = []
+
+    class One:
+        def audio(self, leg: str, t: float, pcm: np.ndarray) -> None:
+            got.append((leg, t, len(pcm), pcm.flags.writeable))
+
+    class Many(One):
+        def audio_chunks(self, chunks: list[tuple[str, float, np.ndarray]]) -> None:
+            batches.append(len(chunks))
+
+    call = types.SimpleNamespace(consumers=[One(), Many()], writer=types.SimpleNamespace(rate=8000),
+                                 id="r")
+    pcm = np.arange(1700, dtype=np.int16)
+    rec._deliver(call, [("caller", 8000, pcm), ("other", 8000, pcm[:800].copy())])  # type: ignore[arg-type]
+    assert [(leg, round(t, 4), n) for leg, t, n, _ in got] == [
+        ("caller", 1.0, 566), ("caller", 1.0708, 567), ("caller", 1.1416, 567), ("other", 1.0, 800)]
+    assert not any(writeable for *_, writeable in got) and not pcm.flags.writeable
+    assert batches == [4] and CHUNK == 0.1

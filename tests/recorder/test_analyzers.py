@@ -339,6 +339,29 @@ def test_builtin_names() -> None:
         "talk", "stress", "keywords")
 
 
+def live_talk(options: dict[str, Any], caller: npt.NDArray[np.int16],
+              other: npt.NDArray[np.int16], events: list[dict[str, Any]],
+              lost: tuple[float, float] = (0.0, 0.0), other_chunk: int = 800
+              ) -> list[dict[str, Any]]:
+    """`talk` as a live call feeds it: 100 ms chunks of both legs, events 0.3 s ahead of
+    the audio, nothing in the `lost` span; what it emitted."""
+    out: list[dict[str, Any]] = []
+    host = HookHost(load_factories([{"name": "talk", "options": options}]),
+                    lambda _cid, event: out.append(event), synchronous=True)
+    host.start_call("c1", {})
+    pending = list(events)
+    end = len(caller) / RATE
+    for at in range(0, len(caller), 800):
+        while pending and pending[0]["t"] <= at / RATE + 0.3:  # events 0.3 s ahead
+            host.event("c1", pending.pop(0))
+        if lost[0] <= at / RATE < lost[1]:
+            continue
+        host.audio("c1", "caller", at / RATE, caller[at : at + 800])
+        host.audio("c1", "other", at / RATE, other[at : at + other_chunk])
+    host.end_call("c1", end)
+    return out
+
+
 def test_talk_judges_frames_by_their_time_when_audio_lags_the_events() -> None:
     """Live, audio reaches the hooks ~0.3 s after it was spoken, so `paused` arrives
     before the audio that preceded it, and the paused span arrives as silence."""
@@ -348,17 +371,7 @@ def test_talk_judges_frames_by_their_time_when_audio_lags_the_events() -> None:
         pcm[12 * RATE : 20 * RATE] = 0  # the recorder silences a paused span
     events = [{"t": 0.0, "type": "bridged"}, {"t": 12.0, "type": "paused"},
               {"t": 20.0, "type": "resumed"}]
-    out: list[dict[str, Any]] = []
-    host = HookHost(load_factories([{"name": "talk", "options": {"dead_air_s": 5}}]),
-                    lambda _cid, event: out.append(event), synchronous=True)
-    host.start_call("c1", {})
-    pending = list(events)
-    for at in range(0, 25 * RATE, 800):
-        while pending and pending[0]["t"] <= at / RATE + 0.3:  # events 0.3 s ahead
-            host.event("c1", pending.pop(0))
-        host.audio("c1", "caller", at / RATE, caller[at : at + 800])
-        host.audio("c1", "other", at / RATE, other[at : at + 800])
-    host.end_call("c1", 25.0)
+    out = live_talk({"dead_air_s": 5}, caller, other, events)
     lagged = only(out, "summary")[0]
     replayed = only(run({"name": "talk", "options": {"dead_air_s": 5}}, caller, other,
                         events=BRIDGED, duration_s=25.0, pauses=[{"start": 12.0, "end": 20.0}]),
@@ -403,20 +416,9 @@ def test_talk_batches_chunks_without_changing_a_result(monkeypatch: pytest.Monke
 
     def live(batch: int) -> list[dict[str, Any]]:
         monkeypatch.setattr(talk, "BATCH", batch)
-        out: list[dict[str, Any]] = []
-        host = HookHost(load_factories([{"name": "talk", "options": {"dead_air_s": 4}}]),
-                        lambda _cid, event: out.append(event), synchronous=True)
-        host.start_call("c1", {})
-        pending = list(events)
-        for at in range(0, 30 * RATE, 800):
-            while pending and pending[0]["t"] <= at / RATE + 0.3:
-                host.event("c1", pending.pop(0))
-            if 17 * RATE <= at < 17 * RATE + 2400:
-                continue  # 0.3 s lost on both legs
-            host.audio("c1", "caller", at / RATE, caller[at : at + 800])
-            host.audio("c1", "other", at / RATE, other[at : at + 720])  # shorter chunks
-        host.end_call("c1", 30.0)
-        return out
+        # 0.3 s lost on both legs, and the other leg's chunks shorter than 100 ms
+        return live_talk({"dead_air_s": 4}, caller, other, events, lost=(17.0, 17.3),
+                         other_chunk=720)
 
     one_by_one = live(1)
     assert len(only(one_by_one, "alert")) >= 2
