@@ -16,6 +16,8 @@ by its timestamp). The files built here avoid that:
   increasing sequence numbers and timestamps and a gap between events.
 * ``pcap/pcmu_noise_<n>s.pcap``: n seconds of quiet PCMU comfort noise, so the
   server sees caller audio.
+* ``pcap/ivr_quick_call.pcap``: the same keys for ``switchboard bench --ivr quick``'s
+  short flow (account keys from 0.6 s, the menu key at 2.4 s, 10 s in all).
 * ``pcap/ivr_load_call.pcap``: a whole demo-IVR call from the caller's side
   for ``ivr_load.xml``: PCMU comfort noise in one RTP stream, with the
   account keys and the menu choice sent as RFC 4733 events in the same
@@ -56,6 +58,9 @@ SAMPLES_PER_PACKET = SAMPLE_RATE * PTIME_MS // 1000
 DEFAULT_SEQUENCES = ("4711#", "12345678#", "1122#")
 DEFAULT_NOISE_SECONDS = 45
 DEFAULT_CALL = ("4711#", "1")
+# `switchboard bench --ivr quick`: the keys as early as the short bench flow takes them
+QUICK_CALL = {"seconds": 10, "welcome_ms": 600, "readback_extra_ms": 600,
+              "readback_ms_per_key": 0, "name": "ivr_quick_call.pcap"}
 
 EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11,
                "A": 12, "B": 13, "C": 14, "D": 15}
@@ -281,9 +286,9 @@ def build_noise(seconds: int) -> Path:
 
 
 def build_call(account: str, menu: str, seconds: int = 30,
-               name: str = "ivr_load_call.pcap") -> Path:
+               name: str = "ivr_load_call.pcap", **timing: int) -> Path:
     path = PCAP_DIR / name
-    write_pcap(path, call_packets(account, menu, seconds=seconds))
+    write_pcap(path, call_packets(account, menu, seconds=seconds, **timing))
     return path
 
 
@@ -292,6 +297,7 @@ def build_all() -> list[Path]:
     paths += [build_sequence(s) for s in DEFAULT_SEQUENCES]
     paths.append(build_noise(DEFAULT_NOISE_SECONDS))
     paths.append(build_call(*DEFAULT_CALL))
+    paths.append(build_call(*DEFAULT_CALL, **QUICK_CALL))  # type: ignore[arg-type]
     return paths
 
 

@@ -66,6 +66,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import benchivr
 from .benchnodes import Caller, Node, RedisServer, free_port, pinned, rss_kib, stop
 from .benchreport import (
     CallTimes,
@@ -215,6 +216,8 @@ class Bench:
             cfg = cfg.replace(old, new)
         if self.args.agents:
             cfg = self._agent_config(cfg)
+        if self.args.ivr == "quick":
+            cfg = benchivr.configure(cfg, self.report_dir)
         if self.args.no_record:
             cfg = cfg.replace("recording:\n  enabled: true", "recording:\n  enabled: false")
         if self.args.analytics:
@@ -324,7 +327,9 @@ class Bench:
         csv.write_text("SEQUENTIAL\n" + f"{int(a.talk * 1000)}\n")
         first = caller.plan[0]
         caller.control_port = free_port(self.avoid)
-        cmd = ["sipp", caller.node.sip, "-sf", str(SCENARIOS / "ivr_load.xml"), "-inf", str(csv),
+        scenario = (benchivr.scenario(self.report_dir) if a.ivr == "quick"
+                    else SCENARIOS / "ivr_load.xml")
+        cmd = ["sipp", caller.node.sip, "-sf", str(scenario), "-inf", str(csv),
                "-s", a.did, "-m", str(caller.calls), "-l", str(first.limit),
                "-r", f"{first.rate:g}", "-i", "127.0.0.1", "-p", str(free_port(self.avoid)),
                "-cp", str(caller.control_port), "-mi", "127.0.0.1", "-mp", str(caller.media_port),
@@ -732,7 +737,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--server-pid", type=int, help="with --server: its PID, for CPU and RSS")
     p.add_argument("--data-dir", help="with --server: its data dir, for the CDRs")
     p.add_argument("--report", help="report directory (default bench-report/TIMESTAMP)")
-    p.add_argument("--did", default="100", help="number to dial (default 100, the demo IVR)")
+    p.add_argument("--did", help="number to dial (default 100, the demo IVR; 200 with --ivr quick)")
+    p.add_argument("--ivr", choices=("demo", "quick"), default="demo",
+                   help="demo: the demo flow (about 9 s to the queue); quick: account and menu "
+                   "key only, about 2.5 s (for call-setup rate runs)")
     p.add_argument("--media-port", type=int, default=40000,
                    help="first SIPp RTP port: 4 per call from here, callers then agents "
                         "(default 40000)")
@@ -751,6 +759,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--poll", type=float, default=5.0,
                    help="seconds between the bench's /api/health polls (default 5; each poll is an HTTP request on the media loop)")
     args = p.parse_args(argv)
+    if args.did is None:
+        args.did = benchivr.DID if args.ivr == "quick" else "100"
     if args.calls < 1 or args.concurrency < 1 or args.cps <= 0 or args.talk < 0:
         p.error("--calls, --concurrency and --cps must be positive, --talk >= 0")
     if not 1 <= args.steps <= args.calls:
@@ -766,8 +776,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                                                    and top >= 20000):
         p.error(f"--media-port: SIPp's RTP ports {args.media_port}-{top} must lie in 1024-65535 "
                 "and clear of the server's 20000-29999")
-    if args.agents < 0 or ((args.agents or args.no_record or args.analytics) and args.server):
-        p.error("--agents, --no-record and --analytics need a server the bench starts itself "
+    if args.agents < 0 or ((args.agents or args.no_record or args.analytics
+                            or args.ivr == "quick") and args.server):
+        p.error("--agents, --no-record, --analytics and --ivr quick need a server the bench starts itself "
                 "(it writes its config)")
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")

@@ -71,3 +71,21 @@ def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> No
     if capture:  # each caller offered its own RTP port: the server sent to 6 ports
         ports = {dport for _, _, dport, *_ in rtp_packets(report / "rtp.pcap")}
         assert len(ports) == 6, ports
+
+
+def test_quick_ivr_takes_callers_to_agents_in_seconds(tmp_path: Path) -> None:
+    """--ivr quick: the account and the menu key keyed within 2.5 s, then an agent."""
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "switchboard", "bench", "--ivr", "quick", "--calls", "6",
+           "--concurrency", "6", "--cps", "6", "--talk", "5", "--agents", "6", "--no-record",
+           "--no-capture", "--poll", "1", "--report", str(report)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    out = done.stdout.strip().splitlines()
+    assert out, done.stderr[-3000:]
+    result = json.loads(out[-1])
+    assert done.returncode == 0 and result["completed"] == 6, result
+    assert result["digits_right_pct"] == 100.0 and result["pops"] == 6
+    cdrs = [json.loads(x) for x in (report / "var" / "cdr.jsonl").read_text().splitlines()]
+    calls = [c for c in cdrs if c["did"] == "200"]
+    assert len(calls) == 6 and all(c["flow"] == "quick" and c["agent"] for c in calls)
