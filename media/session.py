@@ -85,7 +85,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.tx_packets = 0
         self.tx_dropped = 0
         # once latched, a socket connected to the peer sends for us (see `_connect`)
-        self._peer: socket.socket | None = None
+        self._fd = -1  # the transport's descriptor once connected to the peer (`_connect`)
         self._thinned = False  # the kernel passes only DTMF and 1 in 16 audio packets
         self._rx_seen = 0
         self._idle = 0.0
@@ -177,12 +177,11 @@ class RtpSession(asyncio.DatagramProtocol):
         marker = 0x80 if self._marker else 0
         self._marker = False
         packet = HEADER.pack(0x80, self.pt | marker, self.seq, self.ts, self.ssrc) + payload
-        peer = self._peer
-        if peer is None:
+        if self._fd < 0:
             self.transport.sendto(packet, remote)
         else:
             try:
-                peer.send(packet)
+                os.write(self._fd, packet)  # connected: write(2) is send(2)
             except OSError:  # buffer full, or ICMP port unreachable: this frame is lost
                 self.tx_dropped += 1
         self.seq = (self.seq + 1) & 0xFFFF
@@ -273,12 +272,11 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.tap_out is not None and pt == self.pt:
             self.tap_out(payload, self.codec, out_ts, self.ssrc)
         packet = HEADER.pack(0x80, pt | (b1 & 0x80), self.seq, out_ts, self.ssrc) + payload
-        peer = self._peer
-        if peer is None:
+        if self._fd < 0:
             self.transport.sendto(packet, remote)
         else:
             try:
-                peer.send(packet)
+                os.write(self._fd, packet)
             except OSError:
                 self.tx_dropped += 1
         self.seq = (self.seq + 1) & 0xFFFF
@@ -346,39 +344,46 @@ class RtpSession(asyncio.DatagramProtocol):
             sock.close()
 
     def _dup(self) -> socket.socket | None:
-        """A socket object on a duplicate of the transport's descriptor (None: a fake)."""
-        extra = getattr(self.transport, "get_extra_info", None)
-        fileno = getattr(extra("socket") if extra else None, "fileno", None)
-        if fileno is None:
+        """A socket object on a duplicate of the transport's descriptor, for a moment (None:
+        a test's fake transport)."""
+        fd = self._transport_fd()
+        if fd < 0:
             return None
         try:
-            return socket.socket(fileno=os.dup(fileno()))
+            return socket.socket(fileno=os.dup(fd))
         except OSError:
             return None
 
     def _connect(self, addr: tuple[str, int]) -> None:
         """Connect the socket to the latched peer: every send then skips the kernel's route
-        lookup and the address conversion, and datagrams from anywhere else are dropped by
-        the kernel (what latching would drop anyway). Sends go through a duplicate of the
-        socket's descriptor; receiving stays with the event loop's transport."""
+        lookup and the address conversion (a plain write(2) on the descriptor), and
+        datagrams from anywhere else are dropped by the kernel (what latching would drop
+        anyway). Receiving stays with the event loop's transport."""
         self._disconnect()
-        peer = self._dup()
-        if peer is None:
+        sock = self._dup()
+        if sock is None:
             return
         try:
-            peer.connect(addr)
+            sock.connect(addr)  # the association belongs to the socket, not the descriptor
+            self._fd = self._transport_fd()
         except OSError:
-            peer.close()
-            return
-        self._peer = peer
+            pass
+        finally:
+            sock.close()
 
     def _disconnect(self) -> None:
         """Back to an unconnected socket (a new remote from SDP: latch again)."""
-        peer, self._peer = self._peer, None
-        if peer is None:
-            return
-        _libc().connect(peer.fileno(), _UNSPEC, len(_UNSPEC))
-        peer.close()
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            _libc().connect(fd, _UNSPEC, len(_UNSPEC))
+
+    def _transport_fd(self) -> int:
+        extra = getattr(self.transport, "get_extra_info", None)
+        fileno = getattr(extra("socket") if extra else None, "fileno", None)
+        return int(fileno()) if fileno is not None else -1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fd = -1  # the descriptor is closed: never write to a number reused since
 
     def close(self) -> None:
         self.unbridge()

@@ -94,8 +94,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def raise_fd_limit(max_calls: int) -> int:
+    """Descriptors for `max_calls`: a call holds an RTP socket per leg (two when bridged),
+    plus recordings, SIP over TCP and HTTP. Raises the soft limit (1024 on many systems)
+    as far as the hard limit allows, like Asterisk's `maxfiles`; returns the limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_calls * 3 + 1024
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    if soft != resource.RLIM_INFINITY and soft < max_calls * 3 + 1024:
+        log.warning("event=fd_limit limit=%d max_calls=%d note=\"raise the hard limit "
+                    "(ulimit -Hn) to take max_calls\"", soft, max_calls)
+    return int(soft)
+
+
 async def _serve(cfg: ServerConfig) -> None:
     from .server import Server
+
+    raise_fd_limit(cfg.max_calls)
 
     loop = asyncio.get_running_loop()
     if loop.get_debug():

@@ -47,3 +47,20 @@ def test_run_refuses_bad_config_with_position(tmp_path: Path) -> None:
 def test_bad_flag_values_are_refused() -> None:
     result = sb("run", "--rtp-ports", "30000-20000")
     assert result.returncode != 0 and "port range" in (result.stderr + result.stdout)
+
+
+def test_fd_limit_is_raised_for_max_calls_within_the_hard_limit() -> None:
+    import resource
+
+    from switchboard.cli import raise_fd_limit
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, before[1]))
+        limit = raise_fd_limit(100)  # 100 * 3 + 1024 descriptors
+        hard = before[1]
+        expected = 1324 if hard == resource.RLIM_INFINITY else min(1324, hard)
+        assert limit == expected == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert raise_fd_limit(10) == expected  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)

@@ -5,6 +5,7 @@ SDP disconnects it, and closing the session frees the port."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -52,13 +53,15 @@ def test_latched_session_sends_connected_and_frees_its_port(
         probe.close()
         await loop.create_datagram_endpoint(lambda: session, local_addr=("127.0.0.1", port))
         phone, stranger, moved = _udp(), _udp(), _udp()
+        fds = len(os.listdir("/proc/self/fd"))
         session.set_remote("127.0.0.1", phone.getsockname()[1])
         phone.sendto(_rtp(1), ("127.0.0.1", port))
         for _ in range(100):
             await asyncio.sleep(0.01)
             if session.latched and session.rx_packets:
                 break
-        assert session._peer is not None  # connected to the phone
+        assert session._fd >= 0  # connected to the phone
+        assert len(os.listdir("/proc/self/fd")) == fds  # with no descriptor of its own
         session.tick()
         got, source = phone.recvfrom(2048)
         assert source[1] == port and got[1] & 0x7F == 0 and len(got) == 172
@@ -70,7 +73,7 @@ def test_latched_session_sends_connected_and_frees_its_port(
                 break
         assert session.rx_packets == 2 and session.rx_foreign == 0
         session.set_remote("127.0.0.1", moved.getsockname()[1])  # re-INVITE: new address
-        assert session._peer is None
+        assert session._fd < 0
         session.tick()
         assert moved.recvfrom(2048)[1][1] == port  # sent unconnected, to the new address
         stranger.sendto(_rtp(4), ("127.0.0.1", port))  # the first packet latches again
@@ -78,7 +81,7 @@ def test_latched_session_sends_connected_and_frees_its_port(
             await asyncio.sleep(0.01)
             if session.latched:
                 break
-        assert session.remote == stranger.getsockname() and session._peer is not None
+        assert session.remote == stranger.getsockname() and session._fd >= 0
         session.close()
         await asyncio.sleep(0.05)
         again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
