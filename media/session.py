@@ -180,10 +180,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if self._fd < 0:
             self.transport.sendto(packet, remote)
         else:
-            try:
-                os.write(self._fd, packet)  # connected: write(2) is send(2)
-            except OSError:  # buffer full, or ICMP port unreachable: this frame is lost
-                self.tx_dropped += 1
+            self._write(packet)
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (self.ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.tx_packets += 1
@@ -275,10 +272,7 @@ class RtpSession(asyncio.DatagramProtocol):
         if self._fd < 0:
             self.transport.sendto(packet, remote)
         else:
-            try:
-                os.write(self._fd, packet)
-            except OSError:
-                self.tx_dropped += 1
+            self._write(packet)
         self.seq = (self.seq + 1) & 0xFFFF
         self.ts = (out_ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.tx_packets += 1
@@ -381,6 +375,20 @@ class RtpSession(asyncio.DatagramProtocol):
         extra = getattr(self.transport, "get_extra_info", None)
         fileno = getattr(extra("socket") if extra else None, "fileno", None)
         return int(fileno()) if fileno is not None else -1
+
+    def _write(self, packet: bytes) -> None:
+        """Send on the connected socket (write(2) is send(2) there). An ICMP port unreachable
+        that came back for an earlier frame is reported by the next send, which then sends
+        nothing: try once more so that frame still leaves. A full buffer loses the frame."""
+        try:
+            os.write(self._fd, packet)
+        except ConnectionRefusedError:
+            try:
+                os.write(self._fd, packet)
+            except OSError:
+                self.tx_dropped += 1
+        except OSError:
+            self.tx_dropped += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fd = -1  # the descriptor is closed: never write to a number reused since

@@ -65,6 +65,14 @@ def test_latched_session_sends_connected_and_frees_its_port(
         session.tick()
         got, source = phone.recvfrom(2048)
         assert source[1] == port and got[1] & 0x7F == 0 and len(got) == 172
+        phone_port = phone.getsockname()[1]
+        phone.close()  # the phone's port goes away for a moment: ICMP port unreachable
+        session.tick()  # no await: the loop's reader must not take the error first
+        phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        phone.bind(("127.0.0.1", phone_port))
+        phone.settimeout(1.0)
+        session.tick()  # the pending error is reported here, and the frame still leaves
+        assert phone.recvfrom(2048)[1][1] == port and session.tx_dropped == 0
         stranger.sendto(_rtp(2), ("127.0.0.1", port))  # the kernel drops it
         phone.sendto(_rtp(3), ("127.0.0.1", port))
         for _ in range(100):
