@@ -200,7 +200,12 @@ async def call_hangup(request: web.Request) -> web.Response:
 async def call_why(request: web.Request) -> web.Response:
     server = _server(request)
     call_id = request.match_info["call_id"]
-    decisions = server.center.engine.why(call_id) if server.center else []
+    center = server.center
+    router = center.router.engine if center and center.router else None
+    decisions = (router or center.engine).why(call_id) if center else []
+    if not decisions and server.cluster is not None and not server.cluster.is_leader:
+        raise web.HTTPNotFound(reason=f"routing decisions are kept by the cluster's router, "
+                                      f"node {server.cluster.leader}: ask it")
     if not decisions:
         raise web.HTTPNotFound(reason=f"no routing decisions recorded for {call_id}")
     return web.json_response({"call_id": call_id,

@@ -109,6 +109,10 @@ def test_call_on_one_node_is_bridged_to_an_agent_registered_on_the_other(
                 return [(x["state"], x["status"], x["registered"]) for x in f["agents"]]
             return bool(qa == qb and qa["answered"] == 1 and agents(fa) == agents(fb))
         wait_until("the same wallboard on both nodes", same_figures, timeout=10)
+        status, why = a.api("GET", f"/api/calls/{record['call_id']}/why")  # A is the router
+        assert status == 200 and why["decisions"], why
+        status, why = b.api("GET", f"/api/calls/{record['call_id']}/why")
+        assert status == 404 and "node a" in str(why), why
         cluster_b = b.api("GET", "/api/health", token=None)[1]["cluster"]
         assert (cluster_b["node"], cluster_b["router"], cluster_b["errors"]) == ("b", "a", 0)
         metrics = b.api("GET", "/metrics", token=None)[1]
