@@ -297,8 +297,10 @@ class Cluster:
                 follow()
         if await self.redis.set(key, self.node, nx=True, px=ttl):
             self.epoch = int(await self.redis.incr(self.key("acd", "epoch")))
-            self.leader = self.node
+            # where to read router input from, fixed before this node counts as the router:
+            # what was sent before that is handed over again by the resync
             await self.read_router_from(await self.last_id(self.key("acd", "in")))
+            self.leader = self.node
             log.info("event=router_elected node=%s epoch=%d", self.node, self.epoch)
             for lead in self.on_lead:
                 await lead(self.epoch)
