@@ -15,14 +15,16 @@ Shared state in Redis (docs/cluster.md):
 - ``sb:acd:snapshot``: the router's figures (queues, agents, positions) once a second;
   every node's wallboard and API read the same snapshot.
 
-A new router starts with an empty engine, restores statuses and reachability, and asks
-every node to hand its calls over again (`resync`): waiting calls rejoin with the time
-they already waited, bridged calls are adopted with their agent, and offers that were
-ringing are cancelled and made again.
+A new router starts with an empty engine and asks every node to hand its calls over
+again (`resync`): waiting calls rejoin with the time they already waited, bridged calls
+are adopted with their agent, and offers that were ringing are cancelled and made again.
+`RESYNC_GRACE` later it restores agents' statuses and reachability, so an agent whose
+call is being adopted is never offered another one meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
     from .acdconfig import AcdSettings
 
 log = logging.getLogger("switchboard.router")
+
+RESYNC_GRACE = 1.0  # seconds a new router gives the nodes to hand their calls over
 
 ORDERS: dict[str, type] = {cls.__name__: cls for cls in (Offer, CancelOffer, Bridge, Announce,
                                                          ExitQueue, LogEvent)}
@@ -100,6 +104,9 @@ class AcdRouter:
         self.owner: dict[str, str] = {}  # call id -> node
         self.resync_local: Callable[[int], None] = lambda epoch: None
         self._timer: Any = None
+        self._restoring: asyncio.Task[None] | None = None
+        self._restored = True  # False while a new router waits for the calls to come back
+        self._fresh: set[str] = set()
         for kind in ("enqueue", "adopt", "key", "abandoned", "ended", "answered", "failed",
                      "status", "reachable"):
             cluster.on(f"router:{kind}", getattr(self, f"_on_{kind}"))
@@ -110,23 +117,38 @@ class AcdRouter:
     # -- taking over and stepping down -----------------------------------------------------
 
     async def lead(self, epoch: int) -> None:
-        self.engine = AcdEngine(self.settings.queues, self.settings.agents,
-                                choose=lambda n: secrets.randbelow(n),
-                                ids=lambda: secrets.token_hex(6))
+        engine = self.engine = AcdEngine(self.settings.queues, self.settings.agents,
+                                         choose=lambda n: secrets.randbelow(n),
+                                         ids=lambda: secrets.token_hex(6))
         self.owner.clear()
-        now = self.now()
+        self._restored = False
+        self._fresh = set()  # agents whose status changed since: not restored
         redis = self.cluster.redis
-        for agent, text in (await redis.hgetall(self.cluster.key("agents"))).items():
-            saved = _loads(text)
-            if agent in self.settings.agents and saved.get("status"):
-                self._guard(self.engine.agent_set_status, agent, saved["status"],
-                            saved.get("reason"), now=now)
-        for agent in self.reachable() & set(self.settings.agents):
-            self._guard(self.engine.agent_reachable, agent, True, now)
+        statuses = await redis.hgetall(self.cluster.key("agents"))  # as the old router left them
         await self._reap_calls(await redis.hgetall(self.cluster.key("calls")))
         self.cluster.publish("resync", {"epoch": epoch})
         self.resync_local(epoch)
         self.run()
+        # agents come back once the nodes have handed their calls over: an agent talking
+        # on a call about to be adopted must not look free to a call that rejoined first
+        self._restoring = asyncio.get_running_loop().create_task(
+            self._restore_agents(engine, statuses))
+
+    async def _restore_agents(self, engine: AcdEngine, statuses: dict[str, str]) -> None:
+        await asyncio.sleep(RESYNC_GRACE)
+        if self.engine is not engine:
+            return  # stepped down meanwhile
+        self._restored = True
+        now = self.now()
+        for agent, text in statuses.items():
+            saved = _loads(text)
+            if agent in self.settings.agents and saved.get("status") and agent not in self._fresh:
+                self._guard(engine.agent_set_status, agent, saved["status"],
+                            saved.get("reason"), now=now)
+        for agent in self.reachable() & set(self.settings.agents):
+            self._guard(engine.agent_reachable, agent, True, now)
+        self.run()
+        log.info("event=router_agents_restored epoch=%d", self.cluster.epoch)
 
     def follow(self) -> None:
         self.engine = None
@@ -225,6 +247,7 @@ class AcdRouter:
 
     def _on_status(self, node: str, b: dict[str, Any]) -> None:
         if self.engine is not None:
+            self._fresh.add(b["agent"])
             self._guard(self.engine.agent_set_status, b["agent"], b["status"], b.get("reason"),
                         now=self.now())
             self.run()
@@ -274,9 +297,10 @@ class AcdRouter:
             body = {"agent": action.agent_id, "status": action.status.value,
                     "state": action.state.value, "reason": action.reason,
                     "e": self.cluster.epoch}
-            self.cluster.command("HSET", self.cluster.key("agents"), action.agent_id,
-                                 json.dumps({"status": action.status.value,
-                                             "reason": action.reason}))
+            if self._restored:  # until then the stored statuses are the ones to restore
+                self.cluster.command("HSET", self.cluster.key("agents"), action.agent_id,
+                                     json.dumps({"status": action.status.value,
+                                                 "reason": action.reason}))
             self.cluster.publish("agent", body)
             self.cluster.handlers["agent"](self.cluster.node, body)
             return

@@ -144,7 +144,8 @@ def test_router_killed_mid_offer_frees_the_agent_and_logs_the_call_lost(
                 (line for line in a.log().splitlines()
                  if "event=offer " in line and "agent=1001" in line), None), timeout=30)
             call_id = offer.split("call=", 1)[1].split()[0]
-            assert agent_state(b, "1001")["state"] == "reserved"
+            wait_until("1001 reserved on B too",
+                       lambda: agent_state(b, "1001")["state"] == "reserved", timeout=5)
             os.kill(a.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
             a.proc.wait(5)
@@ -206,8 +207,8 @@ def test_a_talking_call_survives_the_router_and_is_adopted_by_the_next(
             wait_until("node B takes the router over",
                        lambda: "event=router_elected node=b" in b.log(), timeout=10)
             wait_until("the call handed over", lambda: "event=resync epoch=2 calls=1" in b.log())
-            state = agent_state(b, "1001")
-            assert state["state"] == "on_call", state
+            wait_until("1001 on the adopted call",
+                       lambda: agent_state(b, "1001")["state"] == "on_call", timeout=5)
             sipp.wait(40)
             assert sipp.returncode == 0
             wait_until("wrap-up after the adopted call",
