@@ -59,6 +59,21 @@ def node(tmp_path: Path, name: str, url: str) -> RunningServer:
     return start_server(tmp_path / name, args=["--store", url, "--node-id", name])
 
 
+def start_caller(server: RunningServer, tmp_path: Path, keys: str) -> subprocess.Popen[bytes]:
+    """A SIPp caller in the background: `keys` is its injection line (account#;menu;hold ms)."""
+    csv = tmp_path / "caller.csv"
+    csv.write_text(f"SEQUENTIAL\n{keys}\n")
+    return subprocess.Popen(sipp_command("ivr_rfc2833.xml", server.sip, inject=csv, timeout=60),
+                            cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_caller(sipp: subprocess.Popen[bytes] | None) -> None:
+    if sipp is not None and sipp.poll() is None:
+        os.killpg(sipp.pid, signal.SIGKILL)
+        sipp.wait(5)
+
+
 def agent_state(server: RunningServer, agent: str) -> dict[str, Any]:
     status, body = server.api("GET", f"/api/agents/{agent}")
     assert status == 200, body
@@ -134,12 +149,7 @@ def test_router_killed_mid_offer_frees_the_agent_and_logs_the_call_lost(
         with sipp_uas("agent_no_answer.xml") as phone:
             login(b, phone, 1)  # 1001 only (support); its phone rings and never answers
             wait_until("1001 ready on A", lambda: agent_state(a, "1001").get("status") == "ready")
-            csv = tmp_path / "caller.csv"
-            csv.write_text("SEQUENTIAL\n4711#;2;30000\n")
-            sipp = subprocess.Popen(
-                sipp_command("ivr_rfc2833.xml", a.sip, inject=csv, timeout=60),
-                cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+            sipp = start_caller(a, tmp_path, "4711#;2;30000")
             offer = wait_until("the offer to 1001", lambda: next(
                 (line for line in a.log().splitlines()
                  if "event=offer " in line and "agent=1001" in line), None), timeout=30)
@@ -160,9 +170,7 @@ def test_router_killed_mid_offer_frees_the_agent_and_logs_the_call_lost(
             assert lost[0]["data"] == {"node": "a", "reason": "node_down"}
             assert agent_state(b, "1001")["status"] == "ready"
     finally:
-        if sipp is not None and sipp.poll() is None:
-            os.killpg(sipp.pid, signal.SIGKILL)
-            sipp.wait(5)
+        stop_caller(sipp)
         a.stop()
         b.stop()
     assert "Traceback" not in b.log()
@@ -195,12 +203,7 @@ def test_a_talking_call_survives_the_router_and_is_adopted_by_the_next(
                                                  "-m", "1"]) as agents:
             login(b, agents, 1)  # 1001
             wait_until("1001 ready", lambda: agent_state(a, "1001").get("status") == "ready")
-            csv = tmp_path / "caller.csv"
-            csv.write_text("SEQUENTIAL\n4711#;2;9000\n")  # talks 9 s after the menu
-            sipp = subprocess.Popen(
-                sipp_command("ivr_rfc2833.xml", b.sip, inject=csv, timeout=60),
-                cwd=SCENARIOS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+            sipp = start_caller(b, tmp_path, "4711#;2;9000")  # talks 9 s after the menu
             wait_until("the bridge", lambda: "event=bridged" in b.log(), timeout=30)
             os.kill(a.proc.pid, signal.SIGKILL)
             a.proc.wait(5)
@@ -219,9 +222,7 @@ def test_a_talking_call_survives_the_router_and_is_adopted_by_the_next(
         assert "CONNECT" in events and events[-1] in ("COMPLETECALLER", "WRAPUPSTART"), events
         assert not [e for e in queue_log(b) if e["event"] == "LOST"]
     finally:
-        if sipp is not None and sipp.poll() is None:
-            os.killpg(sipp.pid, signal.SIGKILL)
-            sipp.wait(5)
+        stop_caller(sipp)
         a.stop()
         b.stop()
     assert "Traceback" not in b.log()
