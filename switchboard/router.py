@@ -330,8 +330,8 @@ class AcdRouter:
             "router": self.cluster.node, "epoch": self.cluster.epoch, "at": time.time(),
             "queues": {q: vars(engine.stats(q, now)) for q in self.settings.queues},
             "agents": agents,
-            "positions": {c: engine.position(c) for c in self.owner
-                          if engine.position(c) is not None},
+            "positions": {c: pos for c in self.owner
+                          if (pos := engine.position(c)) is not None},
             "gauges": engine.gauges(),
         }
 
