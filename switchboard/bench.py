@@ -9,6 +9,8 @@
 - server CPU seconds per call and RSS from /proc of the server process;
 - outbound RTP pacing from a tcpdump capture of what the server sent (kernel
   timestamps), never from the server's own counters.
+- the hypervisor's steal on the server's cores and on SIPp's (/proc/stat at the start
+  and end of the run and of each step): on a VM it bounds the pacing figures.
 
 Steps (`--steps N`, default 1). The calls are placed by one SIPp process whose open-call
 limit (-l) and rate (-r) the bench raises at run time through SIPp's control socket
@@ -67,11 +69,12 @@ from pathlib import Path
 from typing import Any
 
 from . import benchivr
-from .benchnodes import Caller, Node, RedisServer, free_port, pinned, rss_kib, stop
+from .benchnodes import Caller, Node, RedisServer, free_port, pinned, proc_stat, rss_kib, stop
 from .benchreport import (
     CallTimes,
     Step,
     caller_ports,
+    cpu_list,
     markdown,
     media_span,
     merge_health,
@@ -81,6 +84,7 @@ from .benchreport import (
     rtp_ranges,
     split_evenly,
     split_rate,
+    steal_pct,
     step_rows,
     timing,
     write_report,
@@ -137,6 +141,9 @@ class Bench:
         self.callers = [Caller(node, n, c, r, args.steps, port) for node, n, c, r, port in zip(
             self.nodes, calls, split_evenly(args.concurrency, args.nodes),
             split_rate(args.cps, calls), caller_ports(args.media_port, calls), strict=True)]
+        self.cores = self._cores()
+        self._step_stat0: dict[int, tuple[int, ...]] | None = None
+        self.steal: dict[str, float | None] = {}
 
     def _nodes(self) -> list[Node]:
         """node1 (the only one by default) keeps its files in the report directory itself;
@@ -153,6 +160,22 @@ class Bench:
             where.mkdir(parents=True, exist_ok=True)
             nodes.append(Node(i + 1, where, cpu=cpus[i], rtp_ports=ranges[i]))
         return nodes
+
+    def _cores(self) -> tuple[list[int] | None, list[int] | None]:
+        """The cores the servers and SIPp are pinned to, for their steal figures: None
+        without taskset (nothing is pinned) or for a server the bench did not start."""
+        if not shutil.which("taskset"):
+            return None, None
+        specs = [cpu_list(n.cpu) for n in self.nodes]
+        server = None if any(c is None for c in specs) else sorted(
+            {c for cores in specs for c in cores or []})
+        return server, cpu_list(self.args.sipp_cpu)
+
+    def _steal(self, before: dict[int, tuple[int, ...]] | None,
+               after: dict[int, tuple[int, ...]] | None) -> dict[str, float | None]:
+        server, sipp = self.cores
+        return {"cpu_steal_pct_server": steal_pct(before, after, server),
+                "cpu_steal_pct_sipp": steal_pct(before, after, sipp)}
 
     @property
     def http(self) -> str | None:
@@ -378,6 +401,7 @@ class Bench:
             node.rss_peak = node.rss_start
         redis_cpu0 = self.redis.cpu_s() if self.redis else 0.0
         self.peak_rss = sum(n.rss_start for n in self.nodes)
+        stat0 = proc_stat()
         t0 = time.monotonic()
         for caller in self.callers:
             caller.proc = subprocess.Popen(
@@ -410,6 +434,7 @@ class Bench:
                 os.killpg(caller.proc.pid, signal.SIGKILL)
                 caller.proc.wait(5)
         elapsed = time.monotonic() - t0
+        self.steal = self._steal(stat0, proc_stat())
         self._close_step(steps[-1])
         time.sleep(1.0)  # the last CDRs
         for node in self.nodes:
@@ -429,6 +454,7 @@ class Bench:
         print(f"bench: step {index}/{len(self.plan)}: up to {plan.limit} calls, {plan.rate:g} cps"
               f"{until}", flush=True)
         self._step_cpu0 = self._cpu()
+        self._step_stat0 = proc_stat()
         rss = sum(n.rss() for n in self.nodes)
         return Step(index, plan.limit, plan.rate, time.time(), rss_kib_start=rss, rss_kib_peak=rss)
 
@@ -436,6 +462,9 @@ class Bench:
         self._sample_health(step)
         step.end = time.time()
         step.cpu_s = round(self._cpu() - self._step_cpu0, 2)
+        steal = self._steal(self._step_stat0, proc_stat())
+        step.cpu_steal_pct_server = steal["cpu_steal_pct_server"]
+        step.cpu_steal_pct_sipp = steal["cpu_steal_pct_sipp"]
 
     def _next_step(self, step: Step) -> Step:
         """Ends `step` and raises every caller SIPp's limit and rate to the next step's."""
@@ -572,6 +601,10 @@ class Bench:
             "cpu_s": round(cpu, 2),
             "cpu_s_per_call": round(cpu / max(1, len(completed)), 4),
             "cpu_pct_of_core": round(100.0 * cpu / elapsed, 1) if elapsed else 0.0,
+            "cpu_steal_pct_server": self.steal.get("cpu_steal_pct_server"),
+            "cpu_steal_pct_sipp": self.steal.get("cpu_steal_pct_sipp"),
+            "cpu_cores_server": self.cores[0],
+            "cpu_cores_sipp": self.cores[1],
             "rss_kib_start": rss0,
             "rss_kib_peak": self.peak_rss,
             "rss_kib_per_call":

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .benchreport import CallTimes, parse_setup_log, plan_steps
+from .benchreport import CallTimes, parse_proc_stat, parse_setup_log, plan_steps
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -55,6 +55,14 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_kib(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
+
+
+def proc_stat() -> dict[int, tuple[int, ...]] | None:
+    """Each core's jiffies now (see benchreport.parse_proc_stat); None without /proc/stat."""
+    try:
+        return parse_proc_stat(Path("/proc/stat").read_text())
+    except OSError:
+        return None
 
 
 def pinned(cmd: list[str], cpu: str | None) -> list[str]:

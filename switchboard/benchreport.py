@@ -143,6 +143,58 @@ def merge_health(bodies: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def parse_proc_stat(text: str) -> dict[int, tuple[int, ...]]:
+    """Each core's jiffies from the text of /proc/stat: {core: (user, nice, system, idle,
+    iowait, irq, softirq, steal)}. Only the `cpuN` lines count (not the `cpu` total);
+    columns a kernel does not print are 0, the guest columns after steal are left out
+    (the kernel already counts guest time in user and nice)."""
+    out: dict[int, tuple[int, ...]] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit():
+            continue
+        try:
+            values = [int(v) for v in rest.split()[:len(CPU_FIELDS)]]
+        except ValueError:
+            continue
+        out[int(name[3:])] = tuple(values + [0] * (len(CPU_FIELDS) - len(values)))
+    return out
+
+
+def cpu_list(spec: str | None) -> list[int] | None:
+    """The cores of a taskset list ("0", "0,1", "0-2,5"); None when it is not one."""
+    if not spec:
+        return None
+    cores: set[int] = set()
+    for part in spec.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            return None
+        cores.update(range(int(lo), int(hi if dash else lo) + 1))
+    return sorted(cores) or None
+
+
+def steal_pct(before: dict[int, tuple[int, ...]] | None, after: dict[int, tuple[int, ...]] | None,
+              cores: Sequence[int] | None) -> float | None:
+    """Steal jiffies / all jiffies of `cores` between two /proc/stat readings, in percent
+    (2 decimals): the share of the span in which the hypervisor ran something else while
+    these cores had work. None without both readings, without cores, when a core is not
+    in them, or when no jiffy passed."""
+    if not before or not after or not cores:
+        return None
+    if any(c not in before or c not in after for c in cores):
+        return None
+    steal = total = 0
+    for c in cores:
+        delta = [b - a for a, b in zip(before[c], after[c], strict=True)]
+        steal += delta[CPU_FIELDS.index("steal")]
+        total += sum(delta)
+    return round(100.0 * steal / total, 2) if total > 0 else None
+
+
 @dataclass
 class Step:
     """One step of the ramp: what was offered and what the server did meanwhile.
@@ -162,6 +214,8 @@ class Step:
     server_peak_calls: int = 0
     clock_late_p99_ms: float | None = None
     health_rtt_ms_max: float | None = None
+    cpu_steal_pct_server: float | None = None
+    cpu_steal_pct_sipp: float | None = None
 
 
 def percentile(values: Iterable[float], p: float) -> float | None:
@@ -263,6 +317,8 @@ def step_rows(steps: Sequence[Step], calls: Iterable[CallTimes], outcomes: dict[
             "rss_kib_peak": step.rss_kib_peak,
             "media_clock_late_p99_ms": step.clock_late_p99_ms,
             "health_rtt_ms_max": step.health_rtt_ms_max,
+            "cpu_steal_pct_server": step.cpu_steal_pct_server,
+            "cpu_steal_pct_sipp": step.cpu_steal_pct_sipp,
             "rtp_late_pct": late.get("rtp_late_pct"),
             "rtp_interarrival_err_p99_ms": late.get("rtp_interarrival_err_p99_ms"),
         })
@@ -288,6 +344,8 @@ COLUMNS = (  # (row key, markdown header)
     ("rss_kib_peak", "RSS KiB"),
     ("media_clock_late_p99_ms", "clock late p99 ms"),
     ("rtp_late_pct", "RTP late %"),
+    ("cpu_steal_pct_server", "steal % server"),
+    ("cpu_steal_pct_sipp", "steal % SIPp"),
 )
 
 
@@ -312,6 +370,8 @@ def totals_row(result: dict[str, Any]) -> dict[str, Any]:
         "rss_kib_peak": result.get("rss_kib_peak"),
         "media_clock_late_p99_ms": result.get("media_clock_late_p99_ms"),
         "rtp_late_pct": result.get("rtp_late_pct"),
+        "cpu_steal_pct_server": result.get("cpu_steal_pct_server"),
+        "cpu_steal_pct_sipp": result.get("cpu_steal_pct_sipp"),
     }
 
 
@@ -340,12 +400,22 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_cell(result.get('rtp_interarrival_err_p99_ms'))} ms; "
                      f"{_cell(result.get('rtp_late_frames'))} late frames "
                      f"({_cell(result.get('rtp_late_pct'))} %).")
+    lines.append(steal_line(result))
     lines += node_lines(result)
     if result.get("pops") is not None:
         lines.append(f"Screen pops: {result['pops']}, latency p50 "
                      f"{_cell(result.get('pop_latency_p50_ms'))} ms, p99 "
                      f"{_cell(result.get('pop_latency_p99_ms'))} ms.")
     return "\n".join(lines) + "\n"
+
+
+def steal_line(result: dict[str, Any]) -> str:
+    """The hypervisor's steal on the server's and SIPp's cores, which bounds the pacing."""
+    server, sipp = result.get("cpu_steal_pct_server"), result.get("cpu_steal_pct_sipp")
+    if server is None and sipp is None:
+        return "CPU steal not measured (no /proc/stat, no taskset or cores unknown)."
+    return (f"CPU steal (time the hypervisor gave the cores to others): server core(s) "
+            f"{_cell(server)} %, SIPp core {_cell(sipp)} %.")
 
 
 NODE_COLUMNS = (  # (row key, markdown header) of the per-node table (--nodes > 1)

@@ -11,10 +11,13 @@ from switchboard import benchreport
 from switchboard.benchreport import (
     CallTimes,
     Step,
+    cpu_list,
     markdown,
+    parse_proc_stat,
     parse_setup_log,
     percentile,
     plan_steps,
+    steal_pct,
     step_rows,
     timing,
     write_report,
@@ -168,3 +171,79 @@ def test_without_matplotlib_json_and_md_are_still_written(tmp_path: Path,
     assert why is not None and "matplotlib" in why and benchreport.NO_PNG_HINT in why
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.md").exists()
     assert not (tmp_path / "report.png").exists()
+
+
+PROC_STAT_START = """\
+cpu  1000 10 300 5000 20 0 100 400 0 0
+cpu0 400 5 100 2600 10 0 50 150 0 0
+cpu1 600 5 200 2400 10 0 50 250 0 0
+intr 66909180 0 0
+ctxt 171530883
+"""
+# 10 s later at 100 jiffies a second: 1,000 jiffies per core
+PROC_STAT_END = """\
+cpu  1700 10 600 5300 20 0 200 1000 0 0
+cpu0 800 5 250 2700 10 0 100 450 0 0
+cpu1 900 5 350 2600 10 0 100 550 0 0
+intr 66919180 0 0
+"""
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (PROC_STAT_START, {0: (400, 5, 100, 2600, 10, 0, 50, 150),
+                       1: (600, 5, 200, 2400, 10, 0, 50, 250)}),
+    ("", {}),
+    ("cpu  1 2 3 4\nintr 5\n", {}),                             # the total line only
+    ("cpu3 1 2 3 4 5 6 7\n", {3: (1, 2, 3, 4, 5, 6, 7, 0)}),      # no steal column: 0
+    ("cpu0 1 2 3 4 5 6 7 8 9 10\n", {0: (1, 2, 3, 4, 5, 6, 7, 8)}),  # guest columns left out
+    ("cpu0 1 x 3\ncpux 1 2\ncpu1 9 9 9 9 9 9 9 9\n", {1: (9,) * 8}),  # bad lines skipped
+])
+def test_proc_stat_gives_each_cores_jiffies(text: str, expected: dict[int, tuple[int, ...]]) -> None:
+    assert parse_proc_stat(text) == expected
+
+
+@pytest.mark.parametrize(("before", "after", "cores", "expected"), [
+    (PROC_STAT_START, PROC_STAT_END, [0], 30.0),        # 300 of 1,000 jiffies
+    (PROC_STAT_START, PROC_STAT_END, [1], 30.0),
+    (PROC_STAT_START, PROC_STAT_END, [0, 1], 30.0),     # summed: 600 of 2,000
+    ("cpu0 0 0 0 0 0 0 0 0\n", "cpu0 97 0 0 0 0 0 0 3\n", [0], 3.0),
+    ("cpu0 0 0 0 0 0 0 0 0\n", "cpu0 2 0 0 1 0 0 0 0\n", [0], 0.0),
+    ("cpu0 0 0 0 0 0 0 0 0\n", "cpu0 1 0 0 1 0 0 0 1\n", [0], 33.33),  # 2 decimals
+    (PROC_STAT_START, PROC_STAT_START, [0], None),      # no jiffy passed
+    (PROC_STAT_START, PROC_STAT_END, [2], None),        # no such core
+    (PROC_STAT_START, PROC_STAT_END, [0, 2], None),
+    (PROC_STAT_START, PROC_STAT_END, [], None),
+    (PROC_STAT_START, PROC_STAT_END, None, None),       # not pinned
+    (None, PROC_STAT_END, [0], None),                   # no /proc/stat
+    ("", PROC_STAT_END, [0], None),
+])
+def test_steal_is_a_share_of_the_cores_jiffies(before: str | None, after: str | None,
+                                               cores: list[int] | None,
+                                               expected: float | None) -> None:
+    parsed = [None if t is None else parse_proc_stat(t) for t in (before, after)]
+    assert steal_pct(parsed[0], parsed[1], cores) == expected
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("0", [0]), ("1", [1]), ("0,1", [0, 1]), ("1,0,1", [0, 1]), ("0-2,5", [0, 1, 2, 5]),
+    (" 3 ", [3]), (None, None), ("", None), ("a", None), ("0-", None), ("0x1", None),
+])
+def test_taskset_core_lists(spec: str | None, expected: list[int] | None) -> None:
+    assert cpu_list(spec) == expected
+
+
+def test_steal_in_the_table_and_the_summary() -> None:
+    steps = _steps()
+    steps[0].cpu_steal_pct_server, steps[0].cpu_steal_pct_sipp = 12.5, 40.25
+    rows = step_rows(steps, [], {})
+    assert rows[0]["cpu_steal_pct_server"] == 12.5 and rows[1]["cpu_steal_pct_sipp"] is None
+    result = {**_result(rows), "cpu_steal_pct_server": 20.0, "cpu_steal_pct_sipp": 33.33}
+    text = markdown(result)
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    server, sipp = header.index("steal % server"), header.index("steal % SIPp")
+    assert [c[server] for c in cells] == ["12.5", "n/a", "**20**"]
+    assert [c[sipp] for c in cells] == ["40.25", "n/a", "**33.33**"]
+    assert "server core(s) 20 %, SIPp core 33.33 %" in text
+    assert "CPU steal not measured" in markdown(_result(rows))

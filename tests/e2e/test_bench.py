@@ -22,7 +22,7 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("attempted", "completed", "failed", "max_concurrent", "cps", "pdd_p99_ms",
             "cpu_s_per_call", "rss_kib_per_call", "rtp_late_pct", "pdd_p50_ms", "tta_p50_ms",
-            "tta_p99_ms")
+            "tta_p99_ms", "cpu_steal_pct_server", "cpu_steal_pct_sipp")
 
 
 CAN_CAPTURE = shutil.which("tcpdump") is not None and os.geteuid() == 0
@@ -61,6 +61,9 @@ def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> No
     assert [s["offered_cps"] for s in steps] == [2.0, 4.0]
     assert sum(s["attempted"] for s in steps) == 6 and all(s["attempted"] for s in steps)
     assert all(s["pdd_p99_ms"] > 0 for s in steps)
+    if shutil.which("taskset") and Path("/proc/stat").exists():  # pinned: steal is a share
+        for row in [result, *steps]:
+            assert 0 <= row["cpu_steal_pct_server"] <= 100 and 0 <= row["cpu_steal_pct_sipp"] <= 100
     assert any("step 2/2" in line for line in out)  # progress names the step
 
     assert json.loads((report / "report.json").read_text())["steps"] == steps
