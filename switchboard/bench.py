@@ -69,7 +69,17 @@ from pathlib import Path
 from typing import Any
 
 from . import benchivr
-from .benchnodes import Caller, Node, RedisServer, free_port, pinned, proc_stat, rss_kib, stop
+from .benchnodes import (
+    Caller,
+    Node,
+    RedisServer,
+    SippCost,
+    free_port,
+    pinned,
+    proc_stat,
+    rss_kib,
+    stop,
+)
 from .benchreport import (
     CallTimes,
     Step,
@@ -144,6 +154,9 @@ class Bench:
         self.cores = self._cores()
         self._step_stat0: dict[int, tuple[int, ...]] | None = None
         self.steal: dict[str, float | None] = {}
+        self.sipp_cost = SippCost()
+        self.uas: subprocess.Popen[bytes] | None = None  # the agents' answering SIPp
+        self.loadavg_peak = 0.0
 
     def _nodes(self) -> list[Node]:
         """node1 (the only one by default) keeps its files in the report directory itself;
@@ -374,7 +387,7 @@ class Bench:
         try:
             target = self.start_server()
             if self.args.agents:
-                agents = self.start_agents(target)
+                agents = self.uas = self.start_agents(target)
                 desks = Desks(self.http or "", self.agent_passwords)
                 desks.start()
             capture = self.start_capture()
@@ -408,6 +421,7 @@ class Bench:
                 self.sipp_command(caller), cwd=caller.dir,
                 stdout=open(caller.dir / "sipp.out", "wb"),  # noqa: SIM115
                 stderr=subprocess.STDOUT, start_new_session=True)
+        self._sample_sipp()
         steps = [self._open_step(1)]
         next_health, last_print = t0 + self.args.poll, t0
         deadline = t0 + self.budget() + 30
@@ -434,6 +448,7 @@ class Bench:
                 os.killpg(caller.proc.pid, signal.SIGKILL)
                 caller.proc.wait(5)
         elapsed = time.monotonic() - t0
+        self._sample_sipp()  # the agents' SIPp; the callers' last reading is at most 0.25 s old
         self.steal = self._steal(stat0, proc_stat())
         self._close_step(steps[-1])
         time.sleep(1.0)  # the last CDRs
@@ -486,8 +501,16 @@ class Bench:
             print(f"bench: warning: SIPp{who} runs at {rate:g} cps in step {step.index}, "
                   f"not {wanted:g} (control socket port {caller.control_port})", flush=True)
 
+    def _sample_sipp(self) -> None:
+        """SIPp's CPU and threads from /proc, and the machine's load average."""
+        self.sipp_cost.sample([c.proc for c in self.callers], from_zero=True)
+        self.sipp_cost.sample([self.uas])
+        self.loadavg_peak = max(self.loadavg_peak, os.getloadavg()[0])
+
     def _sample_proc(self, step: Step, row: dict[str, float]) -> None:
-        """What costs the servers nothing: RSS from /proc, calls SIPp holds open."""
+        """What costs the servers nothing: RSS from /proc, calls SIPp holds open, SIPp's
+        own CPU."""
+        self._sample_sipp()
         rss = sum(n.rss() for n in self.nodes)
         step.rss_kib_peak = max(step.rss_kib_peak, rss)
         self.peak_rss = max(self.peak_rss, rss)
@@ -605,6 +628,11 @@ class Bench:
             "cpu_steal_pct_sipp": self.steal.get("cpu_steal_pct_sipp"),
             "cpu_cores_server": self.cores[0],
             "cpu_cores_sipp": self.cores[1],
+            "sipp_cpu_s": round(self.sipp_cost.cpu_s(), 2),
+            "sipp_cpu_pct_of_core":
+                round(100.0 * self.sipp_cost.cpu_s() / elapsed, 1) if elapsed else 0.0,
+            "sipp_threads_peak": self.sipp_cost.threads_peak,
+            "loadavg_1m_peak": round(self.loadavg_peak, 2),
             "rss_kib_start": rss0,
             "rss_kib_peak": self.peak_rss,
             "rss_kib_per_call":

@@ -53,6 +53,40 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+class SippCost:
+    """What the SIPp processes cost their core: CPU seconds (each process's last /proc
+    reading, less what it had used when the run began) and the most threads one had
+    (play_pcap_audio runs a thread per playing call)."""
+
+    def __init__(self) -> None:
+        self.cpu0: dict[int, float] = {}
+        self.cpu: dict[int, float] = {}
+        self.threads_peak = 0
+
+    def sample(self, procs: list[subprocess.Popen[bytes] | None], from_zero: bool = False) -> None:
+        """Reads each running process; `from_zero`: started for the run, all its CPU counts."""
+        for proc in procs:
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                used, count = cpu_seconds(proc.pid), threads(proc.pid)
+            except (OSError, ValueError, IndexError):
+                continue
+            self.cpu0.setdefault(proc.pid, 0.0 if from_zero else used)
+            self.cpu[proc.pid] = used
+            self.threads_peak = max(self.threads_peak, count)
+
+    def cpu_s(self) -> float:
+        return sum(used - self.cpu0[pid] for pid, used in self.cpu.items())
+
+
 def rss_kib(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
 

@@ -401,6 +401,11 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_cell(result.get('rtp_late_frames'))} late frames "
                      f"({_cell(result.get('rtp_late_pct'))} %).")
     lines.append(steal_line(result))
+    if result.get("sipp_cpu_s") is not None:
+        lines.append(f"SIPp: {_cell(result.get('sipp_cpu_s'))} CPU s "
+                     f"({_cell(result.get('sipp_cpu_pct_of_core'))} % of a core), up to "
+                     f"{_cell(result.get('sipp_threads_peak'))} threads; load average (1 min) "
+                     f"peak {_cell(result.get('loadavg_1m_peak'))}.")
     lines += node_lines(result)
     if result.get("pops") is not None:
         lines.append(f"Screen pops: {result['pops']}, latency p50 "

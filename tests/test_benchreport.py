@@ -247,3 +247,8 @@ def test_steal_in_the_table_and_the_summary() -> None:
     assert [c[sipp] for c in cells] == ["40.25", "n/a", "**33.33**"]
     assert "server core(s) 20 %, SIPp core 33.33 %" in text
     assert "CPU steal not measured" in markdown(_result(rows))
+    assert "SIPp:" not in text
+    sipp = markdown({**result, "sipp_cpu_s": 41.5, "sipp_cpu_pct_of_core": 55.3,
+                     "sipp_threads_peak": 503, "loadavg_1m_peak": 71.2})
+    assert "SIPp: 41.5 CPU s (55.3 % of a core), up to 503 threads; load average (1 min) " \
+           "peak 71.2." in sipp

@@ -50,6 +50,8 @@ def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> No
     assert 0 < result["pdd_p50_ms"] <= result["pdd_p99_ms"] < 1000
     assert 0 < result["tta_p50_ms"] <= result["tta_p99_ms"] < 1000
     assert result["max_concurrent"] >= 1 and result["cpu_s_per_call"] > 0
+    assert result["sipp_cpu_s"] > 0 and result["sipp_threads_peak"] >= 1
+    assert result["loadavg_1m_peak"] >= 0
     if capture:
         assert result["rtp_late_pct"] is not None and result["rtp_packets"] > 0
     else:
