@@ -53,6 +53,7 @@ RATE = 8000
 # plugin stuck in a loop must not flood the event loop with callbacks.
 MAX_EMITS_PER_CALL = 1000
 LOG_INTERVAL = 10.0  # seconds between two error lines of the same plugin
+DEFAULT_LIVE_INTERVAL = 0.2
 POLL = 0.02  # seconds: how often a worker looks for audio (control events wake it at once)
 
 Emit = Callable[[dict[str, Any]], None]
@@ -69,6 +70,9 @@ class Analyzer:
     """
 
     name: ClassVar[str] = "analyzer"
+    # How late live audio may reach this plugin, in seconds: the recorder hands audio over
+    # less often (fewer, larger batches) when every plugin of a call allows it.
+    live_interval: ClassVar[float] = DEFAULT_LIVE_INTERVAL
 
     def __init__(self, call: dict[str, Any], emit: Emit, options: dict[str, Any]) -> None:
         self.call = call
@@ -404,6 +408,17 @@ class HookHost:
         if held is not None:
             log.warning("event=hook_bad_input in=%s call_id=%s error=%s suppressed=%d",
                         where, call_id, exc, held)
+
+    @property
+    def live_interval(self) -> float:
+        """The most any plugin lets its live audio wait (seconds): the smallest of their
+        `live_interval` (a factory without one: the default)."""
+        values = []
+        for plugin in self._plugins:
+            value = getattr(plugin.factory, "live_interval", DEFAULT_LIVE_INTERVAL)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            values.append(float(value) if ok else DEFAULT_LIVE_INTERVAL)
+        return min(values, default=DEFAULT_LIVE_INTERVAL)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per plugin: delivered, dropped, errors (counters); queued, calls (gauges)."""

@@ -177,8 +177,9 @@ def run(mode: str, args: argparse.Namespace, audio: tuple[bytes, bytes]) -> dict
     if mode == "record+analytics":
         from recorder.hooks import HookHost, load_factories
 
+        # mailboxes sized as the server sizes them (a second of audio of every call)
         host = HookHost(load_factories(args.analytics.split(",")), lambda c, e: None,
-                        loop=loop)
+                        loop=loop, queue_size=max(256, 20 * args.calls))
         recs.consumer_factories.append(lambda rec: HookConsumer(host, rec))
     calls = [FakeCall(i) for i in range(args.calls)]
     rng = np.random.default_rng(7)

@@ -59,11 +59,16 @@ log = logging.getLogger("switchboard.recording")
 
 # The work runs in slices after the media clock's 5 ms sub-ticks: a recording belongs to
 # one of SLOTS sub-ticks (1.4 s); it is written to disk once per SLOTS (its own slot)
-# and, with analytics or streams, its audio is placed every LIVE sub-ticks (200 ms) and
-# handed over in chunks of about CHUNK seconds.
+# and, with analytics or streams, its audio is placed every LIVE sub-ticks (200 ms), or
+# less often when every consumer of the call asks for it (`live_interval`), and handed
+# over in chunks of about CHUNK seconds.
 # A kill -9 loses at most what is not written yet: 1.4 s plus the 0.2 s reorder holdback.
 SLOTS = 280
 LIVE = 40  # SLOTS is a multiple of it
+# A consumer whose `live_interval` (seconds, default 0.2) is at least FLUSH_INTERVAL
+# takes its audio from the disk flushes only: no placement in between for its sake.
+FLUSH_INTERVAL = 1.4  # SLOTS sub-ticks of 5 ms
+DEFAULT_LIVE_INTERVAL = 0.2
 CHUNK = 0.1
 FSYNC_EVERY = 21  # disk writes between fsyncs of one recording (29.4 s): a crash of the
 # process loses nothing written; fsync bounds what an OS crash or power loss can take
@@ -73,7 +78,9 @@ _ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{12}")
 
 
 class AudioConsumer(Protocol):
-    """Live analytics or a media stream: gets final audio and call events."""
+    """Live analytics or a media stream: gets final audio and call events. An optional
+    `live_interval` attribute (seconds, default 0.2) says how often it wants audio: at
+    FLUSH_INTERVAL or more, it is placed for it only when it is written to disk."""
 
     def audio(self, leg: str, t: float, pcm: np.ndarray) -> None: ...
     def event(self, event: dict[str, Any]) -> None: ...
@@ -113,6 +120,7 @@ class HookConsumer:
 
     def __init__(self, host: Any, rec: CallRecording) -> None:
         self.host = host
+        self.live_interval = getattr(host, "live_interval", DEFAULT_LIVE_INTERVAL)
         self.call_id = rec.call.call_id
         call = rec.call
         host.start_call(self.call_id, {
@@ -172,9 +180,16 @@ class CallRecording:
         self.events: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
         self.consumers: list[AudioConsumer] = []
+        self.live = False  # a consumer wants audio more often than the flushes
         self.flushes = 0
         self.phase = 0  # which of the SLOTS sub-ticks this recording writes on
         self.stopped: str | None = None
+
+    def add_consumer(self, consumer: AudioConsumer) -> None:
+        self.consumers.append(consumer)
+        interval = getattr(consumer, "live_interval", DEFAULT_LIVE_INTERVAL)
+        if not isinstance(interval, int | float) or interval < FLUSH_INTERVAL:
+            self.live = True
 
     # -- timeline ------------------------------------------------------------------------
 
@@ -336,7 +351,7 @@ class Recordings:
                 log.exception("event=recording_consumer_failed recording=%s", rec.id)
                 consumer = None
             if consumer is not None:
-                rec.consumers.append(consumer)
+                rec.add_consumer(consumer)
         if call.session is not None:
             call.session.tap_in = rec.writer.tap(LEFT)
             call.session.tap_out = rec.writer.tap(RIGHT)
@@ -352,7 +367,7 @@ class Recordings:
     def attach(self, call: Call, consumer: AudioConsumer) -> None:
         """A consumer that joins mid-call (a queue's media stream)."""
         rec = self.active.get(call.call_id) or self.begin(call, store=False)
-        rec.consumers.append(consumer)
+        rec.add_consumer(consumer)
 
     def get(self, call_id: str) -> CallRecording | None:
         return self.active.get(call_id)
@@ -451,7 +466,7 @@ class Recordings:
             if live == slot:
                 continue
             for rec in list(self._buckets[live]):
-                if rec.consumers:
+                if rec.live:
                     try:
                         self._deliver(rec, rec.writer.advance(now))
                     except Exception:

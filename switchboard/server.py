@@ -111,8 +111,12 @@ class Server:
         if cfg.analytics:
             from recorder.hooks import HookHost, load_factories
 
+            # a mailbox per analyzer holds up to a second of live audio of every call
+            # the server may carry (2 legs x 10 chunks): a slow second of one analyzer
+            # drops nothing, a stuck one holds at most that much memory
             self.hooks = HookHost(load_factories(cfg.analytics), self._analytics,
-                                  loop=asyncio.get_running_loop())
+                                  loop=asyncio.get_running_loop(),
+                                  queue_size=max(256, 20 * cfg.max_calls))
             self.recordings.consumer_factories.append(self._hook_consumer)
         self.clock = MediaClock()
         self.clock.start()

@@ -99,3 +99,64 @@ def test_live_audio_is_handed_over_in_chunks_of_about_100_ms(tmp_path: Path) -> 
         ("caller", 1.0, 566), ("caller", 1.0708, 567), ("caller", 1.1416, 567), ("other", 1.0, 800)]
     assert not any(writeable for *_, writeable in got) and not pcm.flags.writeable
     assert batches == [4] and CHUNK == 0.1
+
+
+def test_live_audio_waits_for_the_flush_when_every_consumer_allows_it(tmp_path: Path) -> None:
+    """A consumer with `live_interval` >= 1.4 s gets the call's audio with the disk
+    flushes only (once per 280 sub-ticks); one without it every 40 sub-ticks (200 ms).
+    Either way the same audio arrives, in ~100 ms chunks."""
+    import types
+
+    from switchboard.recording import SLOTS
+
+    class Clock:
+        now = 100.0
+
+        def time(self) -> float:
+            return self.now
+
+    class Consumer:
+        def __init__(self, interval: float | None) -> None:
+            if interval is not None:
+                self.live_interval = interval
+            self.handovers = 0
+            self.samples = 0
+
+        def audio_chunks(self, chunks: list[tuple[str, float, object]]) -> None:
+            self.handovers += 1
+            self.samples += sum(len(pcm) for _, _, pcm in chunks)  # type: ignore[arg-type]
+            assert all(len(pcm) <= 900 for _, _, pcm in chunks)  # type: ignore[arg-type]
+
+        def audio(self, leg: str, t: float, pcm: object) -> None:
+            raise AssertionError("audio_chunks is there")
+
+        def event(self, event: dict[str, object]) -> None:
+            pass
+
+        def close(self, t: float) -> None:
+            pass
+
+    got = {}
+    for interval in (None, 2.0):
+        recs = recordings(tmp_path / str(interval), days=0)
+        clock = Clock()
+        recs.loop = clock  # type: ignore[assignment]
+        consumer = Consumer(interval)
+        recs.consumer_factories.append(lambda rec, c=consumer: c)
+        call = types.SimpleNamespace(
+            call_id="c1", did="100", caller="alice", flow=None, recording=None, recording_id=None,
+            session=types.SimpleNamespace(tap_in=None, tap_out=None),
+            collected_vars=lambda: {})
+        rec = recs.begin(call, store=False)  # type: ignore[arg-type]
+        assert rec.live is (interval is None)
+        for subtick in range(1, 2 * SLOTS + 1):  # 2.8 s of both legs, 20 ms packets
+            clock.now += 0.005
+            if subtick % 4 == 0:
+                ts = (subtick // 4) * 160
+                call.session.tap_in(b"\xff" * 160, "PCMU", ts, 1)
+                call.session.tap_out(b"\xff" * 160, "PCMU", ts, 2)
+            recs.on_subtick(subtick)
+        got[interval] = (consumer.handovers, consumer.samples)
+    assert got[2.0][0] == 2  # one per flush
+    assert got[None][0] >= 12  # every 200 ms
+    assert got[2.0][1] == got[None][1] > 2 * 8000 * 2  # the same audio, over 2 s per leg

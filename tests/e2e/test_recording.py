@@ -448,6 +448,7 @@ def test_analyzers_hear_the_call_but_not_the_card_and_a_bad_one_harms_nothing(tm
     flow = tmp_path / "flows" / "pci.yaml"  # a longer goodbye: the sleepy mailbox (256) overflows
     flow.write_text(flow.read_text().replace("prompts: [thank_you]", "prompts: [thank_you, menu]"))
     config.write_text(config.read_text() + f"""\
+limits: {{max_calls: 10}}  # mailboxes of 256 chunks (a second of audio of each call, at least 256)
 analytics:
   - {{path: "tests.e2e.plugins:Spy", options: {{out: "{spy_out}"}}}}
   - tests.e2e.plugins:Sleepy

@@ -474,3 +474,24 @@ def test_the_example_plugin_in_the_docs_works() -> None:
         {"type": "summary", "clipped_samples": {"caller": 800, "other": 0},
          "source": "clipping", "call_id": "c1", "t": 0.3},
     ]
+
+
+def test_live_interval_is_what_the_most_impatient_plugin_allows() -> None:
+    """The built-ins take audio up to 2 s late; a plugin that says nothing (or something
+    that is not a positive number) gets the default 0.2 s, and the host asks for the least."""
+    def factory(call: dict[str, Any], emit: Any, options: dict[str, Any]) -> Analyzer:
+        return Counter(call, emit, options)
+
+    odd: Any = lambda call, emit, options: Counter(call, emit, options)  # noqa: E731
+    odd.live_interval = "soon"
+    cases = [
+        ([("talk", TalkAnalyzer, {}), ("stress", StressAnalyzer, {})], 2.0),
+        ([("talk", TalkAnalyzer, {}), ("count", Counter, {})], 0.2),
+        ([("talk", TalkAnalyzer, {}), ("plain", factory, {})], 0.2),
+        ([("talk", TalkAnalyzer, {}), ("odd", odd, {})], 0.2),
+        ([], 0.2),
+    ]
+    for factories, expected in cases:
+        host = HookHost(factories, lambda call_id, event: None, synchronous=True)
+        assert host.live_interval == expected, factories
+        host.close()
