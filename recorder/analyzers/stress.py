@@ -37,15 +37,16 @@ from recorder.hooks import Analyzer, Emit
 __all__ = ["StressAnalyzer", "yin"]
 
 FloatArray = npt.NDArray[np.float64]
-# One F0 estimate (a 30 ms window) every 40 ms: a window's median pitch and level need
-# tens of estimates, not one per 20 ms, and YIN is most of this analyzer's cost.
-HOP = 320  # 40 ms
+# One F0 estimate (a 30 ms window) every 80 ms: a report window's median pitch and
+# level need tens of estimates (5 s of speech gives 60), not one per 20 ms, and YIN is
+# most of this analyzer's cost.
+HOP = 640  # 80 ms
 FRAME_S = HOP / RATE  # the speech time each frame stands for
 WINDOW = 240  # 30 ms integration window of the difference function
 F0_MIN, F0_MAX = 70.0, 400.0
 TAU_MIN, TAU_MAX = int(RATE / F0_MAX), math.ceil(RATE / F0_MIN)
 SPAN = WINDOW + TAU_MAX + 1  # samples one F0 estimate looks at
-BATCH = 25  # frames (1 s) analyzed together; chunks are framed once this much is pending
+BATCH = 32  # frames (2.56 s) analyzed together; chunks are framed once this much is pending
 # Only lags 0..TAU_MAX are read, and head[j] * x[j + lag] never wraps past SPAN samples.
 NFFT = 1 << math.ceil(math.log2(SPAN))
 # Spreads below these are a too-steady baseline (a monotone reader, a synthetic tone):

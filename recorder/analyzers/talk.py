@@ -44,7 +44,7 @@ __all__ = ["TalkAnalyzer", "overlaps"]
 
 FRAME = 160  # 20 ms
 FRAME_S = FRAME / RATE
-BATCH = 2 * RATE  # pending samples (both legs) handled together: 1 s of a bridged call
+BATCH = 5 * RATE  # pending samples (both legs) handled together: 2.5 s of a bridged call
 DEFAULTS: dict[str, Any] = {
     "threshold_db": -40.0,  # a frame quieter than this is never speech
     "margin_db": 10.0,  # above the tracked noise floor
@@ -243,9 +243,10 @@ class TalkAnalyzer(Analyzer):
             if resumed is not None:
                 self._end_dead_air(resumed)
             return
-        spoke = max(self.quiet_since, *(leg.last_speech for leg in self.legs.values()))
+        caller, other = self.legs["caller"], self.legs["other"]
+        spoke = max(self.quiet_since, caller.last_speech, other.last_speech)
         # The leg that is ahead sets "now": audio missing from the other leg is silence.
-        now = max(leg.until for leg in self.legs.values())
+        now = max(caller.until, other.until)
         if now - spoke >= self.dead_air_s:
             self.dead_air_since = spoke
             self.emit({"type": "alert", "kind": "dead_air", "state": "started",
