@@ -89,6 +89,10 @@ class Analyzer:
     def on_audio(self, leg: str, t: float, pcm: Int16Array) -> None:
         """`pcm`: read-only int16 mono 8 kHz of `leg`; `t`: timeline seconds of its first sample."""
 
+    # A plugin may also define ``on_audio_chunks(chunks)``: it then gets each hand-over's
+    # chunks, ``[(leg, t, pcm), ...]`` in order, in one call instead of one `on_audio`
+    # per chunk (the built-ins, which judge seconds at a time, do).
+
     def close(self) -> None:
         """After the ``end`` event (or at host shutdown); release resources here."""
 
@@ -479,6 +483,12 @@ class HookHost:
             return
         analyzer, state = found
         if kind == "audio":
+            many = getattr(analyzer, "on_audio_chunks", None)
+            if many is not None:
+                _, t, pcm = payload[-1]
+                state.now = t + len(pcm) / RATE
+                self._call(plugin, call_id, many, payload, count=len(payload))
+                return
             for leg, t, pcm in payload:
                 state.now = t + len(pcm) / RATE
                 self._call(plugin, call_id, analyzer.on_audio, leg, t, pcm)
@@ -511,13 +521,14 @@ class HookHost:
         except Exception:
             self._failed(plugin, call_id, "close")
 
-    def _call(self, plugin: _Plugin, call_id: str, method: Callable[..., None], *args: Any) -> None:
+    def _call(self, plugin: _Plugin, call_id: str, method: Callable[..., None], *args: Any,
+              count: int = 1) -> None:
         try:
             method(*args)
         except Exception:
             self._failed(plugin, call_id, getattr(method, "__name__", "call"))
         else:
-            plugin.delivered += 1
+            plugin.delivered += count
 
     def _failed(self, plugin: _Plugin, call_id: str, where: str) -> None:
         """Count the error; log it with its traceback at most once per LOG_INTERVAL."""

@@ -195,6 +195,15 @@ class StressAnalyzer(Analyzer):
         if self.chunk_samples >= BATCH * HOP:
             self._analyze()
 
+    def on_audio_chunks(self, chunks: list[tuple[str, float, npt.NDArray[np.int16]]]) -> None:
+        mine = self.opts["leg"]
+        for leg, t, pcm in chunks:
+            if leg == mine:
+                self.chunks.append((t, pcm))
+                self.chunk_samples += len(pcm)
+        if self.chunk_samples >= BATCH * HOP:
+            self._analyze()
+
     def _analyze(self) -> None:
         """The chunks gathered so far, framed and analyzed in one batch: numpy's per-call
         cost is paid once per half second instead of once per chunk. Frames are judged by

@@ -195,6 +195,14 @@ class TalkAnalyzer(Analyzer):
         if self.pending_samples >= BATCH:
             self._flush()
 
+    def on_audio_chunks(self, chunks: list[tuple[str, float, npt.NDArray[np.int16]]]) -> None:
+        for leg, t, pcm in chunks:
+            if leg in self.legs:
+                self.pending.append((leg, t, pcm))
+                self.pending_samples += len(pcm)
+        if self.pending_samples >= BATCH:
+            self._flush()
+
     def _flush(self) -> None:
         """The pending chunks: VAD per leg in one go, then the frame state and the dead-air
         watch chunk by chunk, in the order the chunks came."""

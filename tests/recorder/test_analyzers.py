@@ -468,3 +468,36 @@ def test_talk_leg_shortcut_for_uniform_chunks_matches_the_frame_loop() -> None:
         assert fast.segments == slow.segments
         assert fast.heard_s == pytest.approx(slow.heard_s)
         assert fast.until == pytest.approx(slow.until)
+
+
+def test_chunks_handed_over_together_give_what_chunks_one_by_one_give() -> None:
+    """The built-ins take a hand-over's chunks in one `on_audio_chunks` call; the host
+    uses it for `audio_chunks` and `on_audio` for `audio`: the same events either way."""
+    caller = track(30, speech(0.0, 12.0, f0=120.0, level=0.1, wobble_st=1.5)
+                   + speech(14.0, 30.0, f0=190.0, level=0.25, wobble_st=1.5))
+    other = track(30, OTHER_TALK, seed=3)
+
+    def events(batched: bool) -> list[dict[str, Any]]:
+        emitted: list[dict[str, Any]] = []
+        host = HookHost(load_factories(["talk", "stress"]),
+                        lambda _cid, event: emitted.append(event), synchronous=True)
+        host.start_call("c1", {"call_id": "c1"}, 0.0)
+        host.event("c1", {"type": "bridged", "t": 0.0, "agent": "1001", "queue": "q"})
+        step = 800  # 100 ms chunks, 14 per leg per hand-over as the recorder makes them
+        for first in range(0, len(caller), 14 * step):
+            chunks = [(leg, i / RATE, pcm[i:i + step])
+                      for leg, pcm in (("caller", caller), ("other", other))
+                      for i in range(first, min(first + 14 * step, len(caller)), step)]
+            if batched:
+                host.audio_chunks("c1", chunks)
+            else:
+                for leg, t, pcm in chunks:
+                    host.audio("c1", leg, t, pcm)
+        host.end_call("c1", 30.0)
+        stats = host.stats()
+        assert all(s["errors"] == 0 and s["delivered"] > 500 for s in stats.values()), stats
+        return emitted
+
+    together = events(True)
+    assert together == events(False)
+    assert only(together, "score") and len(only(together, "summary")) == 2
