@@ -220,9 +220,11 @@ class RtpSession(asyncio.DatagramProtocol):
                 self.relay.send_relayed(data, self.relay.te_pt, None)
             self._telephone_event(data)
         elif pt == self.pt:
-            if self.relay is not None:
-                self.relay.send_relayed(data, self.relay.pt, self._xlate)
-            elif self._inband is not None:
+            relay = self.relay
+            if relay is not None:  # the relay parses the packet once for itself and the tap
+                relay.send_relayed(data, relay.pt, self._xlate, self._tap, self.codec)
+                return
+            if self._inband is not None:
                 self._inband_feed(data)
             if self._tap is not None:
                 self._tap_in(data)
@@ -249,21 +251,26 @@ class RtpSession(asyncio.DatagramProtocol):
             other.relay = None
             other._refilter()
 
-    def send_relayed(self, data: bytes, pt: int | None, xlate: bytes | None) -> None:
-        """One packet from the other leg, re-headed as part of our stream (RFC 3550 §7.1)."""
-        remote = self.remote
-        if pt is None or remote is None or not self.sending or self.transport is None:
-            return
+    def send_relayed(self, data: bytes, pt: int | None, xlate: bytes | None,
+                     tap: Tap | None = None, codec: str = "") -> None:
+        """One packet from the other leg, re-headed as part of our stream (RFC 3550 §7.1).
+        `tap` (the other leg's recording tap) gets the payload as received, in `codec`,
+        whether or not it can be sent on."""
         offset = payload_offset(data)
         if offset is None:
             return
         _, b1, _, ts, ssrc = HEADER.unpack_from(data)
+        payload = data[offset:]
+        if tap is not None:
+            tap(payload, codec, ts, ssrc)
+        remote = self.remote
+        if pt is None or remote is None or not self.sending or self.transport is None:
+            return
         if ssrc != self._relay_src:
             # a new source stream: continue our timeline where it stands
             self._relay_src = ssrc
             self._ts_offset = (self.ts - ts) & 0xFFFFFFFF
         out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
-        payload = data[offset:]
         if xlate is not None:
             payload = payload.translate(xlate)
         if self.tap_out is not None and pt == self.pt:

@@ -109,3 +109,29 @@ def test_packets_from_a_foreign_source_are_not_relayed() -> None:
     caller.datagram_received(rtp(0, 1, 1, 1, b"\xff" * 160), ("127.0.0.1", 6000))  # latches
     caller.datagram_received(rtp(0, 2, 161, 1, b"\xff" * 160), ("127.0.0.1", 6666))
     assert len(agent_tx.sent) == 1 and caller.rx_foreign == 1
+
+
+def test_recording_taps_hear_both_directions_as_received_even_when_a_leg_cannot_send() -> None:
+    """The caller's tap gets the caller's payload with its own codec, timestamp and SSRC
+    (also while the agent's leg is on hold and relays nothing); the caller's tap_out gets
+    the agent's audio as re-headed and transcoded for the caller."""
+    caller, to_caller = leg("PCMU", 0, None, 40000)
+    agent, to_agent = leg("PCMA", 8, None, 40002)
+    caller.bridge(agent)
+    heard_in: list[tuple[bytes, str, int, int]] = []
+    heard_out: list[tuple[bytes, str, int, int]] = []
+    caller.tap_in = lambda *a: heard_in.append(a)
+    caller.tap_out = lambda *a: heard_out.append(a)
+    voice = ulaw_encode(np.full(160, 1000, dtype=np.int16))
+    caller.datagram_received(rtp(0, 1, 8000, 0xCA11, voice), ("127.0.0.1", 40000))
+    assert heard_in == [(voice, "PCMU", 8000, 0xCA11)] and len(to_agent.sent) == 1
+    agent.sending = False  # on hold
+    caller.datagram_received(rtp(0, 2, 8160, 0xCA11, voice), ("127.0.0.1", 40000))
+    assert heard_in[-1] == (voice, "PCMU", 8160, 0xCA11) and len(to_agent.sent) == 1
+    reply = alaw_encode(np.full(160, -500, dtype=np.int16))
+    agent.datagram_received(rtp(8, 7, 555, 0xA6E7, reply), ("127.0.0.1", 40002))
+    (payload, codec, ts, ssrc), = heard_out
+    packet = to_caller.sent[-1][0]
+    _, _, _, sent_ts, sent_ssrc, offset = parse(packet)
+    assert codec == "PCMU" and ssrc == caller.ssrc == sent_ssrc and ts == sent_ts
+    assert payload == packet[offset:] and abs(int(ulaw_decode(payload).mean()) + 500) < 40
