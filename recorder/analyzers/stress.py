@@ -46,7 +46,7 @@ WINDOW = 240  # 30 ms integration window of the difference function
 F0_MIN, F0_MAX = 70.0, 400.0
 TAU_MIN, TAU_MAX = int(RATE / F0_MAX), math.ceil(RATE / F0_MIN)
 SPAN = WINDOW + TAU_MAX + 1  # samples one F0 estimate looks at
-BATCH = 32  # frames (2.56 s) analyzed together; chunks are framed once this much is pending
+BATCH = 64  # frames (5.12 s, a report window) analyzed together; chunks are framed once this much is pending
 # Only lags 0..TAU_MAX are read, and head[j] * x[j + lag] never wraps past SPAN samples.
 NFFT = 1 << math.ceil(math.log2(SPAN))
 # Spreads below these are a too-steady baseline (a monotone reader, a synthetic tone):

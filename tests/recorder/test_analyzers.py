@@ -498,6 +498,9 @@ def test_chunks_handed_over_together_give_what_chunks_one_by_one_give() -> None:
         assert all(s["errors"] == 0 and s["delivered"] > 500 for s in stats.values()), stats
         return emitted
 
+    def by_source(emitted: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        return {name: [e for e in emitted if e["source"] == name] for name in ("talk", "stress")}
+
     together = events(True)
-    assert together == events(False)
+    assert by_source(together) == by_source(events(False))  # each analyzer's, in order
     assert only(together, "score") and len(only(together, "summary")) == 2
