@@ -10,8 +10,9 @@ I/O thread, in order. Files per recording, in the recordings directory:
 
 - ``<id>.part/``: the WAV being written in place and the journal while the call is up
   (``recorder.writer``);
-- ``<id>.meta.json``: the sidecar so far, rewritten at each call event, so that a
-  crash still knows whose call it was;
+- ``<id>.meta.json``: the sidecar so far, rewritten with the next disk write after a
+  call event (events within one 1.4 s flush cost one rewrite), so that a crash still
+  knows whose call it was;
 - ``<id>.wav`` and ``<id>.json`` (the sidecar) once the call ends; a crash leaves the
   first two, which `Recordings.start` turns into the last two, marked interrupted.
 
@@ -181,6 +182,7 @@ class CallRecording:
         self.timeline: list[dict[str, Any]] = []
         self.consumers: list[AudioConsumer] = []
         self.live = False  # a consumer wants audio more often than the flushes
+        self.meta_dirty = False  # events since the meta sidecar was last written
         self.flushes = 0
         self.phase = 0  # which of the SLOTS sub-ticks this recording writes on
         self.stopped: str | None = None
@@ -332,7 +334,7 @@ class Recordings:
         rec = self.active.get(call.call_id)
         if rec is not None:
             if store and not rec.store:  # a queue that records: from now on, to disk
-                rec.store = True
+                rec.store = rec.meta_dirty = True
                 self._submit(rec.writer.create)
                 self._start_storing(call, rec)
             return rec
@@ -440,8 +442,11 @@ class Recordings:
                      event.get("source"), event.get("type"))
 
     def save_meta(self, rec: CallRecording) -> None:
-        if not rec.store:
-            return
+        """The meta sidecar is rewritten with the recording's next flush."""
+        rec.meta_dirty = rec.store
+
+    def _write_meta(self, rec: CallRecording) -> None:
+        rec.meta_dirty = False
         sidecar = rec.sidecar(ended=False)
         path = self.directory / f"{rec.id}.meta.json"
         # Not fsynced: a crash of the process keeps it (the page cache survives), and
@@ -460,6 +465,8 @@ class Recordings:
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
                 if rec.store:
                     self._submit(lambda b=batch: write_batch(b, self.files))  # type: ignore[misc]
+                if rec.meta_dirty:
+                    self._write_meta(rec)
             except Exception:  # keep recording the other calls
                 log.exception("event=recording_flush_failed recording=%s", rec.id)
         for live in range(slot % LIVE, SLOTS, LIVE):

@@ -160,3 +160,57 @@ def test_live_audio_waits_for_the_flush_when_every_consumer_allows_it(tmp_path: 
     assert got[2.0][0] == 2  # one per flush
     assert got[None][0] >= 12  # every 200 ms
     assert got[2.0][1] == got[None][1] > 2 * 8000 * 2  # the same audio, over 2 s per leg
+
+
+def test_call_events_within_one_flush_cost_one_meta_sidecar_write(tmp_path: Path) -> None:
+    """The meta sidecar (what a crash leaves of the call's details) is rewritten with the
+    recording's next flush, once for all the events since the last one."""
+    import types
+
+    from switchboard.recording import SLOTS
+
+    class Clock:
+        now = 100.0
+
+        def time(self) -> float:
+            return self.now
+
+    recs = recordings(tmp_path, days=0)
+    recs.loop = Clock()  # type: ignore[assignment]
+    writes: list[str] = []
+
+    def run_jobs() -> None:  # the I/O thread's work, here
+        while not recs._jobs.empty():
+            job = recs._jobs.get()
+            name = getattr(job, "__qualname__", "")
+            writes.append(name)
+            job()
+
+    call = types.SimpleNamespace(
+        call_id="c1", did="100", caller="alice", flow=None, recording=None, recording_id=None,
+        session=types.SimpleNamespace(tap_in=None, tap_out=None), collected_vars=lambda: {},
+        cdr=lambda: {"flow": "main", "vars": {"account": "4711"}}, queue="support",
+        agent="1001", answered_at=time.time(), bridged_at=None, ended_at=None, end_reason=None)
+    rec = recs.begin(call)  # type: ignore[arg-type]
+    for digit in "4711":
+        rec.on_dtmf(digit, "rfc4733")
+    rec.event("queued", queue="support")
+    rec.pause("collect")
+    rec.resume("collect")
+    rec.event("bridged", agent="1001", queue="support")
+    run_jobs()
+    meta = recs.directory / f"{rec.id}.meta.json"
+    assert not meta.exists()  # nothing written yet: the flush is not due
+    for subtick in range(1, SLOTS + 1):
+        recs.loop.now += 0.005  # type: ignore[attr-defined]
+        recs.on_subtick(subtick)
+    run_jobs()
+    sidecar = json.loads(meta.read_text())
+    assert [e["type"] for e in sidecar["events"]] == ["start", "queued", "paused", "resumed",
+                                                      "bridged"]
+    assert len(sidecar["dtmf"]) == 4 and sidecar["account"] == "4711"
+    metas = len(writes)
+    for subtick in range(SLOTS + 1, 2 * SLOTS + 1):  # no event since: no rewrite
+        recs.on_subtick(subtick)
+    run_jobs()
+    assert len(writes) == metas + 1  # the audio flush only
