@@ -78,7 +78,9 @@ class Framer:
             frames = np.lib.stride_tricks.as_strided(
                 buf, shape=(count, window), strides=(hop * step, step), writeable=False)
         starts = (self._t + np.arange(count) * (hop / RATE)).astype(np.float64)
-        self._buf = self._buf[count * self.hop :]
+        # a copy of the unfinished frame: a view would keep the whole batch (seconds of
+        # float64 audio per leg) alive until the next push
+        self._buf = self._buf[count * self.hop :].copy()
         self._t += count * self.hop / RATE
         return starts, frames
 

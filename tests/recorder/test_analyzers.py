@@ -504,3 +504,18 @@ def test_chunks_handed_over_together_give_what_chunks_one_by_one_give() -> None:
     together = events(True)
     assert by_source(together) == by_source(events(False))  # each analyzer's, in order
     assert only(together, "score") and len(only(together, "summary")) == 2
+
+
+def test_framer_keeps_only_the_unfinished_frame_between_pushes() -> None:
+    """What a Framer holds between pushes is the unfinished frame alone, not a view that
+    keeps the whole pushed batch (seconds of float64 audio per leg and call) alive."""
+    from recorder.analyzers import Framer
+
+    framer = Framer(hop=640, window=356)
+    pushed = 64 * 640 + 300
+    starts, frames = framer.push(0.0, np.zeros(pushed, dtype=np.int16))
+    assert len(starts) == 64
+    held = framer._buf
+    assert held.base is None and len(held) == 300
+    more, _ = framer.push(pushed / RATE, np.zeros(RATE, dtype=np.int16))  # continues
+    assert more[0] == pytest.approx(starts[-1] + 640 / RATE) and framer._buf.base is None
