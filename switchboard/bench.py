@@ -28,7 +28,9 @@ time. With one step the run is a single SIPp run at -l C -r R, as before.
 Every SIPp call sends and offers its own RTP port ([auto_media_port]): callers from
 --media-port up, the agents' answering SIPp and their login calls in the blocks after,
 each block 4 ports per call (at most 10,000). Every port the bench picks for SIP, HTTP
-or the control socket avoids those blocks.
+or the control socket avoids those blocks. SIPp binds only its base port, so the bench
+holds a never-read socket on every other call port (`benchnodes.RtpSinks`): the server's
+RTP lands as on a phone instead of coming back as ICMP port unreachable.
 
 The report directory gets report.json (every figure and the per-step rows),
 report.md (one table row per step plus a totals row) and report.png (load against
@@ -73,6 +75,7 @@ from .benchnodes import (
     Caller,
     Node,
     RedisServer,
+    RtpSinks,
     SippCost,
     free_port,
     pinned,
@@ -384,7 +387,14 @@ class Bench:
     def run(self) -> dict[str, Any]:
         capture = agents = None
         desks = None
+        sinks = RtpSinks()
         try:
+            _, answer_rtp, login_rtp, _ = self.blocks
+            for caller in self.callers:
+                sinks.bind(caller.media_port, caller.calls)
+            if self.args.agents:
+                sinks.bind(answer_rtp, self.args.calls)
+                sinks.bind(login_rtp, self.args.agents)
             target = self.start_server()
             if self.args.agents:
                 agents = self.uas = self.start_agents(target)
@@ -392,10 +402,12 @@ class Bench:
                 desks.start()
             capture = self.start_capture()
             result = self.measure(capture)
+            result["sipp_rtp_sinks"] = len(sinks.sockets)
             if desks is not None:
                 result.update(desks.summary())
             return result
         finally:
+            sinks.close()
             if desks is not None:
                 desks.stop()
             if agents is not None and agents.poll() is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -337,3 +338,48 @@ class Caller:
     def calls_logged(self) -> dict[str, CallTimes]:
         log = self.dir / "setup.log"
         return parse_setup_log(log.read_text(errors="replace")) if log.exists() else {}
+
+
+class RtpSinks:
+    """A bound, never-read UDP socket on each SIPp call's RTP port, as a phone has.
+
+    SIPp 3.6.1 plays its audio from a pcap through a raw socket and binds only its base
+    `-mp` port, so nothing listens on the per-call ports it offers ([auto_media_port]):
+    every packet the server sends there comes back as an ICMP port unreachable, which
+    costs the server the error and, on its connected sockets, a failed send retried. A
+    socket here takes those packets instead; it is never read and its receive buffer is
+    small, so the kernel drops what overflows at no cost to either side. Ports already in
+    use (SIPp's own base port) are skipped."""
+
+    RCVBUF = 4096
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.skipped = 0
+
+    def bind(self, base: int, calls: int) -> None:
+        """Call n of a SIPp process with `-mp base` offers base + 4 (n - 1), modulo 10,000
+        (call 1 is SIPp's own base port)."""
+        count = min(calls, 2500) - 1
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = len(self.sockets) + count + 1024
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY
+                                                        else min(want, hard), hard))
+        for n in range(2, count + 2):
+            port = base + (4 * (n - 1)) % 10000
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RCVBUF)
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                self.skipped += 1
+                continue
+            self.sockets.append(sock)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+

@@ -28,6 +28,13 @@ REQUIRED = ("attempted", "completed", "failed", "max_concurrent", "cps", "pdd_p9
 CAN_CAPTURE = shutil.which("tcpdump") is not None and os.geteuid() == 0
 
 
+def icmp_port_unreachable_sent() -> int:
+    """The kernel's count of ICMP destination-unreachable messages sent (all on lo here)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+             if line.startswith("Icmp:")]
+    return int(lines[1][lines[0].index("OutDestUnreachs")])
+
+
 @pytest.mark.parametrize("capture", [
     pytest.param(True, marks=pytest.mark.skipif(not CAN_CAPTURE, reason="tcpdump needs root")),
     False,
@@ -38,8 +45,10 @@ def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> No
            "--cps", "4", "--talk", "2", "--steps", "2", "--poll", "1", "--report", str(report)]
     if not capture:
         cmd.append("--no-capture")
+    unreachable = icmp_port_unreachable_sent()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                           check=False)
+    unreachable = icmp_port_unreachable_sent() - unreachable
     out = done.stdout.strip().splitlines()
     assert out, done.stderr[-3000:]
     result = json.loads(out[-1])
@@ -52,6 +61,9 @@ def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> No
     assert result["max_concurrent"] >= 1 and result["cpu_s_per_call"] > 0
     assert result["sipp_cpu_s"] > 0 and result["sipp_threads_peak"] >= 1
     assert result["loadavg_1m_peak"] >= 0
+    # every SIPp call's RTP port but SIPp's own base port has a socket of the bench's, so
+    # the server's RTP is taken as a phone takes it, not refused with ICMP (thousands here)
+    assert result["sipp_rtp_sinks"] == 5 and unreachable < 300, unreachable
     if capture:
         assert result["rtp_late_pct"] is not None and result["rtp_packets"] > 0
     else:
