@@ -28,7 +28,13 @@ INBAND_BATCH = 4  # frames decoded together for the in-band detector (80 ms)
 _UNSPEC = bytes([socket.AF_UNSPEC & 0xFF, socket.AF_UNSPEC >> 8]) + bytes(14)
 
 
-Tap = Callable[[bytes, str, int, int], None]  # (payload, codec, rtp_ts, ssrc)
+class Tap(Protocol):
+    """A recording tap: ``(payload, codec, rtp_ts, ssrc)`` per packet as it passes; the
+    native engine (`media.engine`) calls it with a whole run of contiguous payload and
+    the run's arrival time (monotonic seconds) as ``now``."""
+
+    def __call__(self, payload: bytes, codec: str, ts: int, ssrc: int,
+                 now: float | None = None, /) -> None: ...
 
 
 class MediaListener(Protocol):
@@ -235,9 +241,11 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # -- bridging -------------------------------------------------------------------------
 
-    def bridge(self, other: RtpSession) -> None:
+    def bridge(self, other: object) -> None:
         """Relay audio both ways (PCMU<->PCMA transcoded when the legs differ, DTMF
         events passed through); each leg keeps its own SSRC, sequence and timestamps."""
+        if not isinstance(other, RtpSession):
+            raise TypeError("an RtpSession bridges only to another RtpSession")
         for a, b in ((self, other), (other, self)):
             a.stop()
             a.relay = b

@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media import g711
+from media.session import Tap
 from recorder.wavfile import read_wav, wav_header, write_stereo_wav_chunks
 
 __all__ = ["LEFT", "RIGHT", "FinishJob", "OpenFiles", "RecordingWriter", "WriteBatch", "recover",
@@ -282,13 +283,15 @@ class _Intake:
         self.accepting = True
         self.clock = clock
 
-    def feed(self, payload: bytes, codec: str, ts: int, ssrc: int) -> None:
-        """The session's tap (hot path): the run's arrival time comes from the clock."""
+    def feed(self, payload: bytes, codec: str, ts: int, ssrc: int, now: float | None = None, /
+             ) -> None:
+        """The session's tap (hot path): the run's arrival time is `now` when the caller
+        knows it (the native engine hands over whole runs), else the clock's."""
         if ts == self.next_ts and ssrc == self.ssrc and codec == self.codec:
             self.buf += payload  # type: ignore[operator]  # a buffer whenever next_ts >= 0
             self.next_ts = (ts + len(payload)) & 0xFFFFFFFF
         elif self.accepting and self.clock is not None:
-            self.add(payload, codec, ts, ssrc, self.clock())
+            self.add(payload, codec, ts, ssrc, self.clock() if now is None else now)
 
     def add(self, payload: bytes, codec: str, ts: int, ssrc: int, now: float) -> None:
         if not self.accepting:
@@ -377,7 +380,7 @@ class RecordingWriter:
         else:
             intake.add(payload, codec, rtp_ts, ssrc, now)
 
-    def tap(self, leg: str) -> Callable[[bytes, str, int, int], None]:
+    def tap(self, leg: str) -> Tap:
         """The per-packet entry for one leg, ``(payload, codec, rtp_ts, ssrc)``; arrival
         times come from the writer's `clock`."""
         if self._intake[leg].clock is None:

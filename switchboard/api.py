@@ -55,6 +55,22 @@ def _server(request: web.Request) -> Server:
 
 # -- health and metrics -------------------------------------------------------------------
 
+def _media_clock(server: Server) -> dict[str, Any]:
+    clock = server.media_clock
+    if clock is None:
+        return {"engine": None, "ticks": 0, "late_p50_ms": 0, "late_p99_ms": 0, "skipped": 0,
+                "work_p99_ms": 0}
+    return {
+        "engine": "native" if server.native is not None else "python",
+        "realtime": bool(getattr(clock, "realtime", False)),
+        "ticks": clock.ticks,
+        "late_p50_ms": clock.lateness.percentile(50),
+        "late_p99_ms": clock.lateness.percentile(99),
+        "skipped": clock.skipped,
+        "work_p99_ms": clock.work.percentile(99),
+    }
+
+
 @public
 @doc("Health: counters, SIP/RTP tables, media clock, GC (no secrets; open on purpose)")
 async def health(request: web.Request) -> web.Response:
@@ -69,13 +85,7 @@ async def health(request: web.Request) -> web.Response:
         "flows": server.flows.names(),
         "agents_registered": sorted(server.reachable_agents()),
         "bridged": len(server.center.bridged) if server.center else 0,
-        "media_clock": {
-            "ticks": server.clock.ticks if server.clock else 0,
-            "late_p50_ms": server.clock.lateness.percentile(50) if server.clock else 0,
-            "late_p99_ms": server.clock.lateness.percentile(99) if server.clock else 0,
-            "skipped": server.clock.skipped if server.clock else 0,
-            "work_p99_ms": server.clock.work.percentile(99) if server.clock else 0,
-        },
+        "media_clock": _media_clock(server),
         "gc": {"pauses": server.gc_pauses.count, "pause_p99_ms": server.gc_pauses.percentile(99),
                "pause_max_ms": server.gc_pauses.percentile(100)},
         "counters": dict(server.stats) | (dict(sip.ua.stats) if sip else {}),

@@ -30,6 +30,7 @@ from ivr.commands import (
 from ivr.digits import DigitCollector
 from ivr.interpreter import FlowRun
 from ivr.model import Flow
+from media.engine import EngineSession
 from media.sdp import Negotiated
 from media.session import RtpSession
 
@@ -60,7 +61,7 @@ class Call:
         self.end_reason: str | None = None
         self.flow: Flow | None = None
         self.run: FlowRun | None = None
-        self.session: RtpSession | None = None
+        self.session: RtpSession | EngineSession | None = None
         self.port: int | None = None
         self.negotiated: Negotiated | None = None
         self.sdp_version = 1

@@ -23,6 +23,7 @@ from acd.engine import AcdEngine
 from acd.errors import AcdUsageError
 from acd.model import Status
 from ivr.commands import EnterQueue
+from media.engine import EngineSession
 from media.sdp import SdpError, build_offer, parse_answer
 from media.session import RtpSession
 from signaling.errors import SipError
@@ -58,7 +59,7 @@ class AgentLeg:
     handle: int = 0  # the contact that answered (or the only one)
     ringing: set[int] = field(default_factory=set)  # INVITEs still out, one per contact
     port: int | None = None
-    session: RtpSession | None = None
+    session: RtpSession | EngineSession | None = None
     answered: bool = False
     cancelled: bool = False
 

@@ -86,6 +86,8 @@ class ServerConfig:
     rtp_timeout: float = 30.0
     media_ip: str | None = None  # address written in SDP; default: the SIP listen address
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    media_engine: str = "native"  # the C RTP plane when compiled (media.engine), else python
+    realtime_priority: int = 10  # SCHED_FIFO priority of the native media thread; 0: none
     prompt_dir: Path = PACKAGE_ROOT / "prompts"
     flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
     data_dir: Path = Path("var")
@@ -194,6 +196,17 @@ class _Builder:
             self.error(("media", "codecs"), "media.codecs must list PCMU and/or PCMA")
         else:
             cfg.codecs = tuple(codecs)
+        engine = media.get("engine", cfg.media_engine)
+        if engine not in ("native", "python"):
+            self.error(("media", "engine"), "media.engine must be native or python")
+        else:
+            cfg.media_engine = engine
+        priority = media.get("realtime_priority", cfg.realtime_priority)
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 99:
+            self.error(("media", "realtime_priority"),
+                       "media.realtime_priority must be an integer from 0 (off) to 99")
+        else:
+            cfg.realtime_priority = priority
         limits = self.section("limits")
         max_calls = limits.get("max_calls", cfg.max_calls)
         if not isinstance(max_calls, int) or max_calls < 1:

@@ -85,7 +85,8 @@ def _sip(doc: _Doc, server: Server) -> None:
 
 def _rtp(doc: _Doc, server: Server) -> None:
     totals: Counter[str] = Counter(server.rtp_totals)
-    sessions = list(server.clock.streams) if server.clock else []
+    media = server.media_clock
+    sessions = list(media.streams) if media else []
     for session in sessions:
         for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt", "tx_dropped"):
             totals[name] += getattr(session, name, 0)
@@ -99,16 +100,16 @@ def _rtp(doc: _Doc, server: Server) -> None:
                 ({"reason": "unknown_payload_type"}, totals["rx_unknown_pt"]),
                 ({"reason": "send_failed"}, totals["tx_dropped"])])
     doc.metric("rtp_ports_in_use", "gauge", "RTP ports held.", [(None, server.ports.in_use)])
-    clock = server.clock
     doc.metric("media_clock_late_seconds", "gauge",
                "How late the media clock's sub-ticks started, by quantile since start.",
-               [({"quantile": q}, (clock.lateness.percentile(float(q) * 100) / 1000) if clock else 0)
+               [({"quantile": q}, (media.lateness.percentile(float(q) * 100) / 1000) if media else 0)
                 for q in ("0.5", "0.99")])
     doc.metric("media_clock_skipped_frames_total", "counter",
-               "Frames dropped after long stalls.", [(None, clock.skipped if clock else 0)])
+               "Frames dropped after long stalls.", [(None, media.skipped if media else 0)])
     doc.metric("rtp_late_subticks_total", "counter",
                "Media clock sub-ticks (a quarter of the streams each) whose frames left more "
-               "than 5 ms after their slot.", [(None, clock.late_subticks if clock else 0)])
+               "than 5 ms after their slot.", [(None, media.late_subticks if media else 0)])
+    clock = server.clock
     doc.metric("event_loop_lag_seconds", "gauge",
                "How late the event loop ran a timer due now (the media clock's 5 ms timer), "
                "by quantile since start.",

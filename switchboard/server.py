@@ -25,6 +25,8 @@ from ivr.registry import FlowRegistry
 from media.audio import PromptCache
 from media.clock import LatenessHistogram, MediaClock
 from media.dtmf import DtmfInfoError, parse_info
+from media.engine import EngineClock, EngineSession, NativeMedia
+from media.engine import available as native_media_available
 from media.ports import PortPool, PortPoolExhausted
 from media.sdp import SdpError, SdpNegotiationError, build_offer, negotiate, parse_answer
 from media.session import RtpSession
@@ -74,6 +76,7 @@ class Server:
         self.http_client = FlowHttpClient()
         self.sip: SipService | None = None
         self.clock: MediaClock | None = None
+        self.native: NativeMedia | None = None  # the C RTP plane, when compiled and chosen
         self.cdr: CdrWriter | None = None
         self._http_runner: web.AppRunner | None = None
         self._poll_task: asyncio.Task[None] | None = None
@@ -120,6 +123,7 @@ class Server:
             self.recordings.consumer_factories.append(self._hook_consumer)
         self.clock = MediaClock()
         self.clock.start()
+        self._start_media()
         await self.recordings.start(self.clock)
         local = {"UDP": (cfg.sdp_ip, cfg.sip.port), "TCP": (cfg.sdp_ip, cfg.sip.port)}
         ua = UserAgent(ids=RandomIds(), local=local, max_dialogs=cfg.max_calls,
@@ -237,6 +241,8 @@ class Server:
             self.sip.close()
         if self.clock is not None:
             self.clock.stop()
+        if self.native is not None:
+            self.native.stop()
         if self.center is not None:
             self.center.close()
         if self.cluster is not None:
@@ -426,13 +432,37 @@ class Server:
             call.port, call.session = None, None
         return port
 
-    async def bind_rtp(self, listener: Any) -> tuple[int, RtpSession]:
+    def _start_media(self) -> None:
+        """The native RTP plane when it is compiled, chosen (`media.engine`) and the media
+        address is IPv4; else RTP runs in `RtpSession`s on the event loop."""
+        if self.cfg.media_engine != "native" or not native_media_available():
+            log.info("event=media_engine engine=python")
+            return
+        if ":" in self.cfg.sip.host:
+            log.info("event=media_engine engine=python reason=ipv6")
+            return
+        self.native = NativeMedia(asyncio.get_running_loop(), priority=self.cfg.realtime_priority)
+        self.native.start()
+        clock = self.native.clock.refresh()
+        log.info("event=media_engine engine=native realtime=%s", "yes" if clock.realtime else "no")
+
+    @property
+    def media_clock(self) -> MediaClock | EngineClock | None:
+        """What paces outbound RTP: the native engine's clock, or the asyncio one."""
+        return self.native.clock.refresh() if self.native is not None else self.clock
+
+    async def bind_rtp(self, listener: Any) -> tuple[int, RtpSession | EngineSession]:
         """A socket on the next free RTP port, ticked by the media clock."""
         loop = asyncio.get_running_loop()
         for _ in range(8):
             port = self.ports.acquire()
-            session = RtpSession(listener, port, timeout=self.cfg.rtp_timeout)
+            session: RtpSession | EngineSession
             try:
+                if self.native is not None:
+                    session = self.native.bind(listener, self.cfg.sip.host, port,
+                                               timeout=self.cfg.rtp_timeout)
+                    return port, session
+                session = RtpSession(listener, port, timeout=self.cfg.rtp_timeout)
                 await loop.create_datagram_endpoint(lambda s=session: s,  # type: ignore[misc]
                                                     local_addr=(self.cfg.sip.host, port))
             except OSError:
@@ -443,10 +473,10 @@ class Server:
             return port, session
         raise PortPoolExhausted("no bindable RTP port")
 
-    def release_rtp(self, session: RtpSession, port: int | None) -> None:
+    def release_rtp(self, session: RtpSession | EngineSession, port: int | None) -> None:
         for name in ("rx_packets", "tx_packets", "rx_bad", "rx_foreign", "rx_unknown_pt", "tx_dropped"):
             self.rtp_totals[name] += getattr(session, name)  # /metrics keeps ended calls' counts
-        if self.clock is not None:
+        if self.clock is not None and isinstance(session, RtpSession):
             self.clock.discard(session)
         session.close()
         if port is not None:
@@ -487,7 +517,7 @@ class Server:
                 log.warning("event=sdp_bad_answer call=%s error=%s", call.call_id, exc)
                 call.hangup("bad_sdp")
 
-    def _reinvite_media(self, session: RtpSession | None, port: int | None,
+    def _reinvite_media(self, session: RtpSession | EngineSession | None, port: int | None,
                         event: ReInvite) -> None:
         """Hold/resume from an agent's phone: answer on the same port (RFC 3264 §8)."""
         if session is None or event.sdp is None:

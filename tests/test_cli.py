@@ -44,6 +44,15 @@ def test_run_refuses_bad_config_with_position(tmp_path: Path) -> None:
     assert f"{cfg}:2:" in result.stderr and f"{cfg}:3:" in result.stderr
 
 
+def test_bad_media_engine_settings_are_refused_with_position(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("media:\n  engine: turbo\n  realtime_priority: 100\n")
+    result = sb("run", "--config", str(cfg))
+    assert result.returncode == 2
+    assert f"{cfg}:2:" in result.stderr and "native or python" in result.stderr
+    assert f"{cfg}:3:" in result.stderr and "0 (off) to 99" in result.stderr
+
+
 def test_bad_flag_values_are_refused() -> None:
     result = sb("run", "--rtp-ports", "30000-20000")
     assert result.returncode != 0 and "port range" in (result.stderr + result.stdout)

@@ -15,7 +15,7 @@ IO = {"asyncio", "socket", "time", "random", "threading"}
 # package -> (project packages it may import, modules that are asyncio adapters)
 RULES: dict[str, tuple[set[str], set[str]]] = {
     "signaling": (set(), {"transport.py"}),
-    "media": (set(), {"session.py", "clock.py"}),
+    "media": (set(), {"session.py", "clock.py", "engine.py"}),
     "acd": (set(), set()),
     "ivr": (set(), set()),
     # mediastream: an aiohttp WebSocket client; hooks: one worker thread per analyzer

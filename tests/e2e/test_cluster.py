@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -177,12 +178,12 @@ def test_router_killed_mid_offer_frees_the_agent_and_logs_the_call_lost(
 
 
 def test_a_bad_store_url_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    result = subprocess.run(["python", "-m", "switchboard", "run", "--store", "http://x"],
+    result = subprocess.run([sys.executable, "-m", "switchboard", "run", "--store", "http://x"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "expected redis://HOST:PORT/DB" in result.stderr
     port = free_port(socket.SOCK_STREAM)  # nothing listens there
     sip, http = free_port(), free_port(socket.SOCK_STREAM)
-    result = subprocess.run(["python", "-m", "switchboard", "run", "--store",
+    result = subprocess.run([sys.executable, "-m", "switchboard", "run", "--store",
                              f"redis://127.0.0.1:{port}/0", "--sip", f"127.0.0.1:{sip}",
                              "--http", f"127.0.0.1:{http}", "--data-dir", str(tmp_path)],
                             capture_output=True, text=True, timeout=30)

@@ -28,9 +28,10 @@ def make_config(tmp: Path, *, rtp_timeout: int = 30) -> Path:
     return cfg
 
 
-@pytest.fixture
-def short_timeout_server(tmp_path: Path) -> Iterator[RunningServer]:
-    srv = start_server(tmp_path, config=make_config(tmp_path, rtp_timeout=3))
+@pytest.fixture(params=["native", "python"])  # media.engine: the C RTP plane, and Python's
+def short_timeout_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    srv = start_server(tmp_path, config=make_config(tmp_path, rtp_timeout=3),
+                       env={"SWITCHBOARD_MEDIA_ENGINE": request.param})
     try:
         yield srv
     finally:

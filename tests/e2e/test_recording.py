@@ -75,11 +75,16 @@ def live_call(server: RunningServer, token: str, timeout: float = 30.0) -> dict[
     return wait_for(bridged, timeout)  # type: ignore[no-any-return]
 
 
-def test_bridged_call_is_recorded_in_stereo_on_one_timeline(tmp_path: Path) -> None:
+PLANES = ["native", "python"]  # media.engine: the C RTP plane, and the pure-Python one
+
+
+@pytest.mark.parametrize("plane", PLANES)
+def test_bridged_call_is_recorded_in_stereo_on_one_timeline(tmp_path: Path, plane: str) -> None:
     """Caller and agent send known pcaps; mid-call the agent pauses the recording through
     the API for 2 s (a card number on the phone), then resumes."""
     server = start_server(tmp_path, users={"sue": ("supervisor", "sue-secret-1"),
-                                           "ada": ("admin", "ada-secret-1")})
+                                           "ada": ("admin", "ada-secret-1")},
+                          env={"SWITCHBOARD_MEDIA_ENGINE": plane})
     try:
         _bridged_call(server, tmp_path)
     finally:
@@ -297,13 +302,15 @@ def pci_call(server: RunningServer, first: list[bytes] | None = None) -> None:
         uac.close()
 
 
-def test_card_digits_in_a_sensitive_collect_appear_nowhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plane", PLANES)
+def test_card_digits_in_a_sensitive_collect_appear_nowhere(tmp_path: Path, plane: str) -> None:
     """In-band DTMF only (no telephone-event), so the digits are audio: the WAV is checked
     with the Goertzel detector, which must find the account (keyed unpaused) and not the card."""
     from media.dtmf import GoertzelDetector
 
 
-    server = start_server(tmp_path, config=pci_config(tmp_path))
+    server = start_server(tmp_path, config=pci_config(tmp_path),
+                          env={"SWITCHBOARD_MEDIA_ENGINE": plane})
     pci_call(server)
     try:
         (cdr,) = server.wait_cdrs(1)

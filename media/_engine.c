@@ -1,0 +1,1135 @@
+/* The native media engine: the RTP plane of `media.engine` in one thread.
+ *
+ * One thread, one epoll set: every call leg's UDP socket, a timerfd for the 20 ms media
+ * clock (split into PHASES sub-ticks like media/clock.py) and an eventfd to stop. The
+ * thread never takes the GIL: everything it reads is plain C state or the buffers of
+ * immutable bytes objects whose references the Python side holds (a play's frames), and
+ * all it tells Python goes through a bounded event ring and an eventfd the event loop
+ * watches. Python changes a leg under the engine's one mutex.
+ *
+ * Per packet (DESIGN.md, "Hot paths"): recvmmsg, two byte checks, latch on the first
+ * packet (the socket is then connected to the peer, RFC 4961 symmetric RTP), then by
+ * payload type: telephone-event to Python (RFC 4733) and to the bridged leg, audio relayed
+ * to the bridged leg re-headed into its own stream (RFC 3550 §7.1: its SSRC, sequence
+ * and timestamps, G.711 transcoded by a 256-byte table), tapped into the recording's runs,
+ * or handed to Python for in-band DTMF detection.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PHASES 4
+#define SUBTICK_NS 5000000LL
+#define MAX_CATCH_UP 5
+#define HIST_BUCKETS 1001 /* 0.1 ms buckets up to 100 ms, as media/clock.py */
+#define EVENT_CAP 16384
+#define EVENT_DATA 200
+#define TAP_MAX_BYTES (64 * 1024) /* per leg and direction between two drains: 8 s */
+#define RECV_BATCH 16
+#define PKT_MAX 1500
+
+enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
+enum { TAG_TIMER = 0xFFFFFFFEu, TAG_WAKE = 0xFFFFFFFFu };
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t n;
+} Frame;
+
+typedef struct {
+    Frame *frames;
+    Py_ssize_t n;
+    PyObject *owner; /* tuple of bytes: keeps every frame's buffer alive */
+} Seq;
+
+typedef struct Run {
+    uint32_t ts, ssrc;
+    int codec;
+    double arrival;
+    unsigned char *buf;
+    size_t len, cap;
+} Run;
+
+typedef struct {
+    Run *runs;
+    size_t n, cap;
+    size_t bytes;
+    uint32_t next_ts;
+    int open; /* the last run may grow */
+    uint64_t dropped;
+} Tap;
+
+typedef struct {
+    int used;
+    uint32_t gen;
+    int fd;
+    int phase;
+    /* our outbound stream */
+    uint32_t ssrc, ts;
+    uint16_t seq;
+    int pt, te_pt, codec;
+    int sending, marker;
+    struct sockaddr_in remote;
+    int has_remote, latched, connected;
+    /* playback */
+    Seq main, loop;
+    Py_ssize_t pos;
+    int on_loop, playing;
+    uint32_t play_id;
+    unsigned char silence[160];
+    /* bridging */
+    int relay; /* index of the leg we relay what we hear to, or -1 */
+    unsigned char xlate[256];
+    int has_xlate;
+    uint32_t relay_src, ts_offset;
+    int has_relay_src;
+    /* what Python needs from the receive side */
+    int inband;
+    int tap_in_on, tap_out_on;
+    Tap tin, tout;
+    int dirty; /* on the engine's list of legs with tap runs */
+    /* counters */
+    unsigned long long rx_packets, rx_bad, rx_foreign, rx_unknown_pt, tx_packets, tx_dropped;
+} Leg;
+
+typedef struct {
+    uint32_t leg, gen, kind, ts, ssrc, play_id;
+    double t;
+    uint16_t len;
+    unsigned char data[EVENT_DATA];
+} Event;
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t mu;
+    pthread_t thread;
+    int running;
+    int ep, tfd, wakefd, notifyfd;
+    Leg *legs;
+    uint32_t nlegs, caplegs;
+    uint32_t *freelist;
+    uint32_t nfree;
+    int *phase_members[PHASES];
+    uint32_t phase_n[PHASES], phase_cap[PHASES];
+    uint32_t *dirty;
+    uint32_t ndirty, capdirty;
+    Event *events;
+    uint32_t ev_head, ev_count;
+    unsigned long long ev_dropped;
+    int signalled;
+    int stopping;
+    long long start_ns;
+    unsigned long long subticks, skipped, late_subticks;
+    unsigned long long lateness[HIST_BUCKETS], work[HIST_BUCKETS];
+    int realtime; /* 1 when the thread runs SCHED_FIFO */
+    int rt_error;
+} Engine;
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static double now_s(void) { return (double)now_ns() / 1e9; }
+
+static void hist_add(unsigned long long *h, long long ns) {
+    long long idx = ns / 100000; /* 0.1 ms */
+    if (idx < 0) idx = 0;
+    if (idx > HIST_BUCKETS - 1) idx = HIST_BUCKETS - 1;
+    h[idx]++;
+}
+
+/* -- events to Python ---------------------------------------------------------------- */
+
+static Event *event_slot(Engine *e) {
+    if (e->ev_count >= EVENT_CAP) {
+        e->ev_dropped++;
+        return NULL;
+    }
+    Event *ev = &e->events[(e->ev_head + e->ev_count) % EVENT_CAP];
+    e->ev_count++;
+    return ev;
+}
+
+static void post(Engine *e, uint32_t idx, uint32_t kind, const unsigned char *data, size_t len,
+                 uint32_t ts, uint32_t ssrc, double t) {
+    Event *ev = event_slot(e);
+    if (ev == NULL) return;
+    Leg *leg = &e->legs[idx];
+    ev->leg = idx;
+    ev->gen = leg->gen;
+    ev->kind = kind;
+    ev->ts = ts;
+    ev->ssrc = ssrc;
+    ev->t = t;
+    ev->play_id = leg->play_id;
+    if (len > EVENT_DATA) len = EVENT_DATA;
+    ev->len = (uint16_t)len;
+    if (len) memcpy(ev->data, data, len);
+}
+
+/* -- recording taps: runs of contiguous payload, as recorder/writer.py's _Intake ------ */
+
+static void mark_dirty(Engine *e, uint32_t idx) {
+    Leg *leg = &e->legs[idx];
+    if (leg->dirty) return;
+    if (e->ndirty == e->capdirty) {
+        uint32_t cap = e->capdirty ? e->capdirty * 2 : 64;
+        uint32_t *d = realloc(e->dirty, cap * sizeof *d);
+        if (d == NULL) return;
+        e->dirty = d;
+        e->capdirty = cap;
+    }
+    e->dirty[e->ndirty++] = idx;
+    leg->dirty = 1;
+}
+
+static void tap_add(Engine *e, uint32_t idx, Tap *tap, const unsigned char *p, size_t n,
+                    uint32_t ts, uint32_t ssrc, int codec) {
+    if (n == 0) return;
+    if (tap->bytes + n > TAP_MAX_BYTES) {
+        tap->dropped++;
+        tap->open = 0;
+        return;
+    }
+    Run *run = NULL;
+    if (tap->open && tap->n) {
+        Run *last = &tap->runs[tap->n - 1];
+        if (ts == tap->next_ts && ssrc == last->ssrc && codec == last->codec) run = last;
+    }
+    if (run == NULL) {
+        if (tap->n == tap->cap) {
+            size_t cap = tap->cap ? tap->cap * 2 : 4;
+            Run *r = realloc(tap->runs, cap * sizeof *r);
+            if (r == NULL) { tap->dropped++; return; }
+            tap->runs = r;
+            tap->cap = cap;
+        }
+        run = &tap->runs[tap->n++];
+        memset(run, 0, sizeof *run);
+        run->ts = ts;
+        run->ssrc = ssrc;
+        run->codec = codec;
+        run->arrival = now_s();
+    }
+    if (run->len + n > run->cap) {
+        size_t cap = run->cap ? run->cap * 2 : 1600;
+        while (cap < run->len + n) cap *= 2;
+        unsigned char *b = realloc(run->buf, cap);
+        if (b == NULL) { tap->dropped++; tap->open = 0; return; }
+        run->buf = b;
+        run->cap = cap;
+    }
+    memcpy(run->buf + run->len, p, n);
+    run->len += n;
+    tap->bytes += n;
+    tap->next_ts = ts + (uint32_t)n;
+    tap->open = 1;
+    mark_dirty(e, idx);
+}
+
+static void tap_clear(Tap *tap) {
+    for (size_t i = 0; i < tap->n; i++) free(tap->runs[i].buf);
+    free(tap->runs);
+    memset(tap, 0, sizeof *tap);
+}
+
+/* -- sending --------------------------------------------------------------------------- */
+
+static void leg_send(Leg *leg, const unsigned char *pkt, size_t len) {
+    ssize_t r;
+    if (leg->connected)
+        r = send(leg->fd, pkt, len, MSG_DONTWAIT);
+    else
+        r = sendto(leg->fd, pkt, len, MSG_DONTWAIT, (struct sockaddr *)&leg->remote, sizeof leg->remote);
+    if (r < 0 && errno == ECONNREFUSED) /* an ICMP error for an earlier frame: this one still goes */
+        r = leg->connected ? send(leg->fd, pkt, len, MSG_DONTWAIT)
+                           : sendto(leg->fd, pkt, len, MSG_DONTWAIT, (struct sockaddr *)&leg->remote,
+                                    sizeof leg->remote);
+    if (r < 0) leg->tx_dropped++;
+    else leg->tx_packets++;
+}
+
+static void put_header(unsigned char *h, int b1, uint16_t seq, uint32_t ts, uint32_t ssrc) {
+    h[0] = 0x80;
+    h[1] = (unsigned char)b1;
+    h[2] = seq >> 8; h[3] = seq & 0xFF;
+    h[4] = ts >> 24; h[5] = (ts >> 16) & 0xFF; h[6] = (ts >> 8) & 0xFF; h[7] = ts & 0xFF;
+    h[8] = ssrc >> 24; h[9] = (ssrc >> 16) & 0xFF; h[10] = (ssrc >> 8) & 0xFF; h[11] = ssrc & 0xFF;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* RFC 3550 §5.3.1: the payload starts after the CSRC list and any header extension. */
+static long payload_offset(const unsigned char *d, size_t len) {
+    size_t off = 12 + 4 * (size_t)(d[0] & 0x0F);
+    if (d[0] & 0x10) {
+        if (len < off + 4) return -1;
+        off += 4 + 4 * (size_t)(((unsigned)d[off + 2] << 8) | d[off + 3]);
+    }
+    return off > len ? -1 : (long)off;
+}
+
+static void next_item(Engine *e, uint32_t idx) {
+    Leg *leg = &e->legs[idx];
+    if (leg->loop.n) {
+        leg->on_loop = 1;
+        leg->pos = 0;
+        return;
+    }
+    leg->playing = 0;
+    post(e, idx, EV_DONE, NULL, 0, 0, 0, now_s());
+}
+
+static void leg_tick(Engine *e, uint32_t idx) {
+    Leg *leg = &e->legs[idx];
+    if (leg->relay >= 0) return; /* bridged: the other leg's packets are our audio */
+    const unsigned char *payload = leg->silence;
+    Py_ssize_t n = 160;
+    if (leg->playing) {
+        Seq *s = leg->on_loop ? &leg->loop : &leg->main;
+        payload = s->frames[leg->pos].p;
+        n = s->frames[leg->pos].n;
+        if (++leg->pos >= s->n) next_item(e, idx);
+    }
+    if (!leg->has_remote || !leg->sending) return;
+    if (leg->tap_out_on) tap_add(e, idx, &leg->tout, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec);
+    unsigned char pkt[12 + PKT_MAX];
+    if (n > PKT_MAX) n = PKT_MAX;
+    put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
+    leg->marker = 0;
+    memcpy(pkt + 12, payload, (size_t)n);
+    leg_send(leg, pkt, 12 + (size_t)n);
+    leg->seq++;
+    leg->ts += 160;
+}
+
+/* One packet from the bridged leg `src`, re-headed as part of `dst`'s stream. */
+static void send_relayed(Engine *e, uint32_t src_idx, uint32_t dst_idx, const unsigned char *d,
+                         size_t len, int pt, int audio) {
+    Leg *src = &e->legs[src_idx], *dst = &e->legs[dst_idx];
+    long off = payload_offset(d, len);
+    if (off < 0) { src->rx_bad++; return; }
+    uint32_t ts = be32(d + 4), ssrc = be32(d + 8);
+    const unsigned char *payload = d + off;
+    size_t n = len - (size_t)off;
+    if (audio && src->tap_in_on) tap_add(e, src_idx, &src->tin, payload, n, ts, ssrc, src->codec);
+    if (pt < 0 || !dst->has_remote || !dst->sending) return;
+    if (!dst->has_relay_src || ssrc != dst->relay_src) { /* a new source: continue our timeline */
+        dst->relay_src = ssrc;
+        dst->has_relay_src = 1;
+        dst->ts_offset = dst->ts - ts;
+    }
+    uint32_t out_ts = ts + dst->ts_offset;
+    unsigned char pkt[12 + PKT_MAX];
+    if (n > PKT_MAX) n = PKT_MAX;
+    if (audio && src->has_xlate) {
+        for (size_t i = 0; i < n; i++) pkt[12 + i] = src->xlate[payload[i]];
+    } else {
+        memcpy(pkt + 12, payload, n);
+    }
+    if (dst->tap_out_on && pt == dst->pt)
+        tap_add(e, dst_idx, &dst->tout, pkt + 12, n, out_ts, dst->ssrc, dst->codec);
+    put_header(pkt, pt | (d[1] & 0x80), dst->seq, out_ts, dst->ssrc);
+    leg_send(dst, pkt, 12 + n);
+    dst->seq++;
+    dst->ts = out_ts + 160;
+}
+
+/* -- receiving ----------------------------------------------------------------------------- */
+
+static void on_packet(Engine *e, uint32_t idx, const unsigned char *d, size_t len,
+                      const struct sockaddr_in *from) {
+    Leg *leg = &e->legs[idx];
+    if (len < 12 || (d[0] & 0xC0) != 0x80) { leg->rx_bad++; return; }
+    if (!leg->latched) {
+        leg->remote = *from;
+        leg->has_remote = leg->latched = 1;
+        leg->connected = connect(leg->fd, (const struct sockaddr *)from, sizeof *from) == 0;
+    } else if (!leg->connected && (from->sin_addr.s_addr != leg->remote.sin_addr.s_addr ||
+                                   from->sin_port != leg->remote.sin_port)) {
+        leg->rx_foreign++;
+        return;
+    }
+    leg->rx_packets++;
+    int pt = d[1] & 0x7F;
+    if (pt == leg->te_pt) {
+        if (leg->relay >= 0) send_relayed(e, idx, (uint32_t)leg->relay, d, len, e->legs[leg->relay].te_pt, 0);
+        long off = payload_offset(d, len);
+        if (off < 0 || (size_t)off + 4 > len) { leg->rx_bad++; return; }
+        post(e, idx, EV_DTMF, d + off, 4, be32(d + 4), be32(d + 8), now_s());
+    } else if (pt == leg->pt) {
+        if (leg->relay >= 0) {
+            send_relayed(e, idx, (uint32_t)leg->relay, d, len, e->legs[leg->relay].pt, 1);
+            return;
+        }
+        if (!leg->inband && !leg->tap_in_on) return;
+        long off = payload_offset(d, len);
+        if (off < 0) { leg->rx_bad++; return; }
+        if (leg->inband) post(e, idx, EV_AUDIO, d + off, len - (size_t)off, be32(d + 4), be32(d + 8), now_s());
+        if (leg->tap_in_on) tap_add(e, idx, &leg->tin, d + off, len - (size_t)off, be32(d + 4), be32(d + 8), leg->codec);
+    } else if (pt >= 72 && pt <= 76) {
+        /* RTCP multiplexed (RFC 5761 §4): not audio */
+    } else {
+        leg->rx_unknown_pt++;
+    }
+}
+
+static void on_readable(Engine *e, uint32_t idx) {
+    static unsigned char bufs[RECV_BATCH][PKT_MAX + 12];
+    static struct mmsghdr msgs[RECV_BATCH];
+    static struct iovec iovs[RECV_BATCH];
+    static struct sockaddr_in addrs[RECV_BATCH];
+    for (int round = 0; round < 4; round++) {
+        Leg *leg = &e->legs[idx];
+        for (int i = 0; i < RECV_BATCH; i++) {
+            iovs[i].iov_base = bufs[i];
+            iovs[i].iov_len = sizeof bufs[i];
+            memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+            msgs[i].msg_hdr.msg_iov = &iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &addrs[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
+        }
+        int n = recvmmsg(leg->fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) {
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) leg->rx_bad++;
+            return; /* ECONNREFUSED and friends: an ICMP error, reported once */
+        }
+        for (int i = 0; i < n && e->legs[idx].used; i++) {
+            if (msgs[i].msg_hdr.msg_namelen < sizeof(struct sockaddr_in) ||
+                addrs[i].sin_family != AF_INET) { e->legs[idx].rx_foreign++; continue; }
+            on_packet(e, idx, bufs[i], msgs[i].msg_len, &addrs[i]);
+        }
+        if (n < RECV_BATCH) return;
+    }
+}
+
+/* -- the media clock ---------------------------------------------------------------------- */
+
+static void arm_timer(Engine *e) {
+    long long due = e->start_ns + (long long)(e->subticks + 1) * SUBTICK_NS;
+    struct itimerspec it;
+    memset(&it, 0, sizeof it);
+    it.it_value.tv_sec = due / 1000000000LL;
+    it.it_value.tv_nsec = due % 1000000000LL;
+    timerfd_settime(e->tfd, TFD_TIMER_ABSTIME, &it, NULL);
+}
+
+static void run_phase(Engine *e, int phase) {
+    for (uint32_t i = 0; i < e->phase_n[phase]; i++) {
+        int idx = e->phase_members[phase][i];
+        if (idx >= 0 && e->legs[idx].used) leg_tick(e, (uint32_t)idx);
+    }
+}
+
+static void on_timer(Engine *e) {
+    uint64_t expirations;
+    if (read(e->tfd, &expirations, sizeof expirations) < 0) { /* spurious: re-armed below */ }
+    long long started = now_ns();
+    e->subticks++;
+    long long due = e->start_ns + (long long)e->subticks * SUBTICK_NS;
+    long long late = started - due;
+    if (late < 0) { /* woken early (clock adjustments): not due yet */
+        e->subticks--;
+        arm_timer(e);
+        return;
+    }
+    hist_add(e->lateness, late);
+    if (late > SUBTICK_NS) e->late_subticks++;
+    long long behind = late / SUBTICK_NS;
+    if (behind > MAX_CATCH_UP * PHASES) { /* a long stall: drop what no receiver could use */
+        long long dropped = behind - MAX_CATCH_UP * PHASES;
+        e->skipped += (unsigned long long)(dropped / PHASES);
+        e->subticks += (unsigned long long)dropped;
+        behind -= dropped;
+    }
+    for (long long missed = behind; missed >= 0; missed--) {
+        run_phase(e, (int)(e->subticks % PHASES));
+        if (missed) e->subticks++;
+    }
+    hist_add(e->work, now_ns() - started);
+    arm_timer(e);
+}
+
+static void *engine_main(void *arg) {
+    Engine *e = arg;
+    struct epoll_event evs[128];
+    for (;;) {
+        int n = epoll_wait(e->ep, evs, 128, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        pthread_mutex_lock(&e->mu);
+        if (e->stopping) { pthread_mutex_unlock(&e->mu); break; }
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64;
+            uint32_t idx = (uint32_t)(tag & 0xFFFFFFFFu), gen = (uint32_t)(tag >> 32);
+            if (idx == TAG_TIMER) {
+                on_timer(e);
+            } else if (idx == TAG_WAKE) {
+                uint64_t v;
+                if (read(e->wakefd, &v, sizeof v) < 0) { /* nothing to read */ }
+            } else if (idx < e->nlegs && e->legs[idx].used && e->legs[idx].gen == gen) {
+                on_readable(e, idx);
+            }
+        }
+        int tell = e->ev_count && !e->signalled; /* taps are collected on Python's timer */
+        if (tell) e->signalled = 1;
+        pthread_mutex_unlock(&e->mu);
+        if (tell) {
+            uint64_t one = 1;
+            if (write(e->notifyfd, &one, sizeof one) < 0) { /* the counter is full: already told */ }
+        }
+    }
+    return NULL;
+}
+
+/* -- the Python type -------------------------------------------------------------------------- */
+
+static void lock(Engine *e) {
+    if (pthread_mutex_trylock(&e->mu) == 0) return;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&e->mu);
+    Py_END_ALLOW_THREADS
+}
+
+static void unlock(Engine *e) { pthread_mutex_unlock(&e->mu); }
+
+static Leg *get_leg(Engine *e, unsigned int idx) {
+    if (idx >= e->nlegs || !e->legs[idx].used) {
+        PyErr_Format(PyExc_KeyError, "no leg %u", idx);
+        return NULL;
+    }
+    return &e->legs[idx];
+}
+
+static void seq_release(Seq *s, PyObject **later) {
+    free(s->frames);
+    *later = s->owner; /* decref'd by the caller once the lock is released */
+    memset(s, 0, sizeof *s);
+}
+
+static int seq_build(PyObject *obj, Seq *out) {
+    memset(out, 0, sizeof *out);
+    PyObject *tuple = PySequence_Tuple(obj);
+    if (tuple == NULL) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    Frame *frames = n ? PyMem_RawMalloc((size_t)n * sizeof *frames) : NULL;
+    if (n && frames == NULL) { Py_DECREF(tuple); PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) == 0 || PyBytes_GET_SIZE(item) > PKT_MAX) {
+            PyMem_RawFree(frames);
+            Py_DECREF(tuple);
+            PyErr_SetString(PyExc_TypeError, "frames must be non-empty bytes of at most 1500 bytes");
+            return -1;
+        }
+        frames[i].p = (const unsigned char *)PyBytes_AS_STRING(item);
+        frames[i].n = PyBytes_GET_SIZE(item);
+    }
+    out->frames = frames;
+    out->n = n;
+    out->owner = tuple;
+    return 0;
+}
+
+static void phase_remove(Engine *e, uint32_t idx) {
+    Leg *leg = &e->legs[idx];
+    int p = leg->phase;
+    for (uint32_t i = 0; i < e->phase_n[p]; i++) {
+        if (e->phase_members[p][i] == (int)idx) {
+            /* keep the order: a stream keeps its place in its burst (even spacing) */
+            memmove(&e->phase_members[p][i], &e->phase_members[p][i + 1],
+                    (e->phase_n[p] - i - 1) * sizeof(int));
+            e->phase_n[p]--;
+            return;
+        }
+    }
+}
+
+static int phase_add(Engine *e, uint32_t idx) {
+    int best = 0;
+    for (int p = 1; p < PHASES; p++)
+        if (e->phase_n[p] < e->phase_n[best]) best = p;
+    if (e->phase_n[best] == e->phase_cap[best]) {
+        uint32_t cap = e->phase_cap[best] ? e->phase_cap[best] * 2 : 64;
+        int *m = realloc(e->phase_members[best], cap * sizeof(int));
+        if (m == NULL) return -1;
+        e->phase_members[best] = m;
+        e->phase_cap[best] = cap;
+    }
+    e->phase_members[best][e->phase_n[best]++] = (int)idx;
+    e->legs[idx].phase = best;
+    return 0;
+}
+
+static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    Engine *e = (Engine *)type->tp_alloc(type, 0);
+    if (e == NULL) return NULL;
+    e->ep = e->tfd = e->wakefd = e->notifyfd = -1;
+    pthread_mutex_init(&e->mu, NULL);
+    e->events = PyMem_RawCalloc(EVENT_CAP, sizeof(Event));
+    if (e->events == NULL) { Py_DECREF(e); return PyErr_NoMemory(); }
+    e->ep = epoll_create1(EPOLL_CLOEXEC);
+    e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    e->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    e->notifyfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->ep < 0 || e->tfd < 0 || e->wakefd < 0 || e->notifyfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(e);
+        return NULL;
+    }
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.u64 = TAG_TIMER;
+    epoll_ctl(e->ep, EPOLL_CTL_ADD, e->tfd, &ev);
+    ev.data.u64 = TAG_WAKE;
+    epoll_ctl(e->ep, EPOLL_CTL_ADD, e->wakefd, &ev);
+    return (PyObject *)e;
+}
+
+static void stop_thread(Engine *e) {
+    if (!e->running) return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    pthread_mutex_unlock(&e->mu);
+    uint64_t one = 1;
+    if (write(e->wakefd, &one, sizeof one) < 0) { /* full: the thread wakes anyway */ }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(e->thread, NULL);
+    Py_END_ALLOW_THREADS
+    e->running = 0;
+}
+
+static void Engine_dealloc(Engine *e) {
+    stop_thread(e);
+    for (uint32_t i = 0; i < e->nlegs; i++) {
+        Leg *leg = &e->legs[i];
+        if (!leg->used) continue;
+        PyObject *a = NULL, *b = NULL;
+        seq_release(&leg->main, &a);
+        seq_release(&leg->loop, &b);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        tap_clear(&leg->tin);
+        tap_clear(&leg->tout);
+    }
+    free(e->legs);
+    free(e->freelist);
+    free(e->dirty);
+    for (int p = 0; p < PHASES; p++) free(e->phase_members[p]);
+    PyMem_RawFree(e->events);
+    int fds[] = {e->ep, e->tfd, e->wakefd, e->notifyfd};
+    for (int i = 0; i < 4; i++) if (fds[i] >= 0) close(fds[i]);
+    pthread_mutex_destroy(&e->mu);
+    Py_TYPE(e)->tp_free((PyObject *)e);
+}
+
+static PyObject *Engine_start(Engine *e, PyObject *args) {
+    int priority = 0;
+    if (!PyArg_ParseTuple(args, "|i", &priority)) return NULL;
+    if (e->running) Py_RETURN_NONE;
+    e->start_ns = now_ns();
+    e->subticks = 0;
+    e->stopping = 0;
+    arm_timer(e);
+    int err = pthread_create(&e->thread, NULL, engine_main, e);
+    if (err) { errno = err; return PyErr_SetFromErrno(PyExc_OSError); }
+    e->running = 1;
+    e->realtime = 0;
+    e->rt_error = 0;
+    if (priority > 0) {
+        struct sched_param sp = {.sched_priority = priority};
+        e->rt_error = pthread_setschedparam(e->thread, SCHED_FIFO, &sp);
+        e->realtime = e->rt_error == 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_stop(Engine *e, PyObject *unused) {
+    stop_thread(e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_fileno(Engine *e, PyObject *unused) { return PyLong_FromLong(e->notifyfd); }
+
+static PyObject *Engine_add(Engine *e, PyObject *args) {
+    int fd;
+    unsigned int ssrc, ts, seq;
+    if (!PyArg_ParseTuple(args, "iIII", &fd, &ssrc, &seq, &ts)) return NULL;
+    lock(e);
+    uint32_t idx;
+    if (e->nfree) {
+        idx = e->freelist[--e->nfree];
+    } else {
+        if (e->nlegs == e->caplegs) {
+            uint32_t cap = e->caplegs ? e->caplegs * 2 : 256;
+            Leg *legs = realloc(e->legs, cap * sizeof *legs);
+            uint32_t *fl = realloc(e->freelist, cap * sizeof *fl);
+            if (legs) e->legs = legs;
+            if (fl) e->freelist = fl;
+            if (legs == NULL || fl == NULL) { unlock(e); return PyErr_NoMemory(); }
+            e->caplegs = cap;
+        }
+        idx = e->nlegs++;
+        e->legs[idx].gen = 0;
+    }
+    Leg *leg = &e->legs[idx];
+    uint32_t gen = leg->gen + 1;
+    memset(leg, 0, sizeof *leg);
+    leg->gen = gen;
+    leg->used = 1;
+    leg->fd = fd;
+    leg->ssrc = ssrc;
+    leg->seq = (uint16_t)seq;
+    leg->ts = ts;
+    leg->te_pt = -1;
+    leg->relay = -1;
+    leg->sending = 1;
+    memset(leg->silence, 0xFF, sizeof leg->silence);
+    if (phase_add(e, idx) < 0) { leg->used = 0; e->freelist[e->nfree++] = idx; unlock(e); return PyErr_NoMemory(); }
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.u64 = ((uint64_t)gen << 32) | idx;
+    if (epoll_ctl(e->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int err = errno;
+        phase_remove(e, idx);
+        leg->used = 0;
+        e->freelist[e->nfree++] = idx;
+        unlock(e);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    unlock(e);
+    return Py_BuildValue("(II)", idx, gen);
+}
+
+static PyObject *Engine_remove(Engine *e, PyObject *args) {
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg == NULL) { unlock(e); return NULL; }
+    epoll_ctl(e->ep, EPOLL_CTL_DEL, leg->fd, NULL);
+    phase_remove(e, idx);
+    for (uint32_t i = 0; i < e->nlegs; i++)
+        if (e->legs[i].used && e->legs[i].relay == (int)idx) e->legs[i].relay = -1;
+    PyObject *a = NULL, *b = NULL;
+    seq_release(&leg->main, &a);
+    seq_release(&leg->loop, &b);
+    tap_clear(&leg->tin);
+    tap_clear(&leg->tout);
+    leg->used = 0;
+    leg->dirty = 0; /* stale entries on the dirty list are skipped by generation */
+    e->freelist[e->nfree++] = idx;
+    unlock(e);
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_configure(Engine *e, PyObject *args) {
+    unsigned int idx;
+    int pt, te_pt, codec, inband;
+    Py_buffer silence;
+    if (!PyArg_ParseTuple(args, "Iiiipy*", &idx, &pt, &te_pt, &codec, &inband, &silence)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg) {
+        leg->pt = pt;
+        leg->te_pt = te_pt;
+        leg->codec = codec;
+        leg->inband = inband;
+        memset(leg->silence, 0xFF, sizeof leg->silence);
+        memcpy(leg->silence, silence.buf, silence.len < 160 ? (size_t)silence.len : 160);
+    }
+    unlock(e);
+    PyBuffer_Release(&silence);
+    if (leg == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_set_remote(Engine *e, PyObject *args) {
+    unsigned int idx, port;
+    const char *host;
+    if (!PyArg_ParseTuple(args, "IsI", &idx, &host, &port)) return NULL;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        PyErr_Format(PyExc_ValueError, "not an IPv4 address and port: %s:%u", host, port);
+        return NULL;
+    }
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg) {
+        if (leg->connected) { /* dissolve the association: latch again */
+            struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+            connect(leg->fd, &unspec, sizeof unspec);
+            leg->connected = 0;
+        }
+        leg->remote = sa;
+        leg->has_remote = 1;
+        leg->latched = 0;
+    }
+    unlock(e);
+    if (leg == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_remote(Engine *e, PyObject *args) {
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg == NULL) { unlock(e); return NULL; }
+    int has = leg->has_remote, latched = leg->latched;
+    struct sockaddr_in sa = leg->remote;
+    unlock(e);
+    if (!has) Py_RETURN_NONE;
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
+    return Py_BuildValue("(sI)O", host, (unsigned)ntohs(sa.sin_port), latched ? Py_True : Py_False);
+}
+
+static PyObject *Engine_set_flags(Engine *e, PyObject *args) {
+    unsigned int idx;
+    int sending, tap_in, tap_out;
+    if (!PyArg_ParseTuple(args, "Ippp", &idx, &sending, &tap_in, &tap_out)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg) {
+        leg->sending = sending;
+        if (!tap_in && leg->tap_in_on) leg->tin.open = 0;
+        if (!tap_out && leg->tap_out_on) leg->tout.open = 0;
+        leg->tap_in_on = tap_in;
+        leg->tap_out_on = tap_out;
+    }
+    unlock(e);
+    if (leg == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_play(Engine *e, PyObject *args) {
+    unsigned int idx;
+    PyObject *main_obj, *loop_obj;
+    if (!PyArg_ParseTuple(args, "IOO", &idx, &main_obj, &loop_obj)) return NULL;
+    Seq main_seq, loop_seq;
+    if (seq_build(main_obj, &main_seq) < 0) return NULL;
+    if (seq_build(loop_obj, &loop_seq) < 0) {
+        PyMem_RawFree(main_seq.frames);
+        Py_DECREF(main_seq.owner);
+        return NULL;
+    }
+    PyObject *old[2] = {NULL, NULL};
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    uint32_t play_id = 0;
+    if (leg) {
+        seq_release(&leg->main, &old[0]);
+        seq_release(&leg->loop, &old[1]);
+        leg->main = main_seq;
+        leg->loop = loop_seq;
+        leg->pos = 0;
+        leg->on_loop = main_seq.n == 0;
+        leg->playing = main_seq.n > 0 || loop_seq.n > 0;
+        leg->marker = 1;
+        play_id = ++leg->play_id;
+    }
+    unlock(e);
+    if (leg == NULL) {
+        PyMem_RawFree(main_seq.frames);
+        PyMem_RawFree(loop_seq.frames);
+        Py_DECREF(main_seq.owner);
+        Py_DECREF(loop_seq.owner);
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) Py_XDECREF(old[i]);
+    return PyLong_FromUnsignedLong(play_id);
+}
+
+static PyObject *Engine_stop_play(Engine *e, PyObject *args) {
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    PyObject *old[2] = {NULL, NULL};
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg) {
+        seq_release(&leg->main, &old[0]);
+        seq_release(&leg->loop, &old[1]);
+        leg->playing = 0;
+        leg->play_id++;
+    }
+    unlock(e);
+    for (int i = 0; i < 2; i++) Py_XDECREF(old[i]);
+    if (leg == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_playing(Engine *e, PyObject *args) {
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    int playing = leg ? leg->playing : 0;
+    unlock(e);
+    if (leg == NULL) return NULL;
+    return PyBool_FromLong(playing);
+}
+
+static PyObject *Engine_bridge(Engine *e, PyObject *args) {
+    unsigned int a, b;
+    PyObject *xa, *xb; /* 256-byte tables or None: what a hears, translated for b; and back */
+    if (!PyArg_ParseTuple(args, "IIOO", &a, &b, &xa, &xb)) return NULL;
+    PyObject *tables[2] = {xa, xb};
+    for (int i = 0; i < 2; i++) {
+        if (tables[i] != Py_None && (!PyBytes_Check(tables[i]) || PyBytes_GET_SIZE(tables[i]) != 256)) {
+            PyErr_SetString(PyExc_TypeError, "a transcoding table is 256 bytes or None");
+            return NULL;
+        }
+    }
+    PyObject *old[4] = {NULL, NULL, NULL, NULL};
+    lock(e);
+    Leg *la = get_leg(e, a), *lb = la ? get_leg(e, b) : NULL;
+    if (la && lb && a != b) {
+        Leg *pair[2] = {la, lb};
+        unsigned int other[2] = {b, a};
+        for (int i = 0; i < 2; i++) {
+            seq_release(&pair[i]->main, &old[2 * i]);
+            seq_release(&pair[i]->loop, &old[2 * i + 1]);
+            pair[i]->playing = 0;
+            pair[i]->play_id++;
+            pair[i]->relay = (int)other[i];
+            pair[i]->has_xlate = tables[i] != Py_None;
+            if (pair[i]->has_xlate) memcpy(pair[i]->xlate, PyBytes_AS_STRING(tables[i]), 256);
+        }
+    }
+    unlock(e);
+    for (int i = 0; i < 4; i++) Py_XDECREF(old[i]);
+    if (la == NULL || lb == NULL) return NULL;
+    if (a == b) { PyErr_SetString(PyExc_ValueError, "a leg cannot be bridged to itself"); return NULL; }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_unbridge(Engine *e, PyObject *args) {
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg && leg->relay >= 0) {
+        Leg *other = &e->legs[leg->relay];
+        if (other->used && other->relay == (int)idx) other->relay = -1;
+        leg->relay = -1;
+    }
+    unlock(e);
+    if (leg == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_stats(Engine *e, PyObject *args) {
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg == NULL) { unlock(e); return NULL; }
+    Leg c = *leg;
+    unlock(e);
+    return Py_BuildValue("KKKKKKIIKK", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
+                         c.tx_packets, c.tx_dropped, (unsigned)c.seq, (unsigned)c.ts,
+                         (unsigned long long)c.tin.dropped, (unsigned long long)c.tout.dropped);
+}
+
+static PyObject *Engine_rx_counts(Engine *e, PyObject *unused) {
+    /* {leg: rx_packets} for every leg: the once-a-second inactivity check reads them all */
+    PyObject *out = PyDict_New();
+    if (out == NULL) return NULL;
+    lock(e);
+    uint32_t n = e->nlegs;
+    unsigned long long *counts = PyMem_RawMalloc((n ? n : 1) * sizeof *counts);
+    char *used = PyMem_RawMalloc(n ? n : 1);
+    if (counts && used) {
+        for (uint32_t i = 0; i < n; i++) { used[i] = (char)e->legs[i].used; counts[i] = e->legs[i].rx_packets; }
+    }
+    unlock(e);
+    if (counts == NULL || used == NULL) {
+        PyMem_RawFree(counts); PyMem_RawFree(used); Py_DECREF(out); return PyErr_NoMemory();
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!used[i]) continue;
+        PyObject *k = PyLong_FromUnsignedLong(i), *v = PyLong_FromUnsignedLongLong(counts[i]);
+        if (k == NULL || v == NULL || PyDict_SetItem(out, k, v) < 0) {
+            Py_XDECREF(k); Py_XDECREF(v); Py_DECREF(out); out = NULL; break;
+        }
+        Py_DECREF(k); Py_DECREF(v);
+    }
+    PyMem_RawFree(counts);
+    PyMem_RawFree(used);
+    return out;
+}
+
+static PyObject *build_runs(Run *runs, size_t n, uint32_t idx, int dir, PyObject *out) {
+    for (size_t i = 0; i < n; i++) {
+        Run *r = &runs[i];
+        PyObject *t = Py_BuildValue("(IiIIidy#)", idx, dir, r->ts, r->ssrc, r->codec, r->arrival,
+                                    (const char *)r->buf, (Py_ssize_t)r->len);
+        if (t == NULL || PyList_Append(out, t) < 0) { Py_XDECREF(t); return NULL; }
+        Py_DECREF(t);
+    }
+    return out;
+}
+
+typedef struct { uint32_t idx; Tap t[2]; } Taken;
+
+static PyObject *Engine_drain(Engine *e, PyObject *unused) {
+    /* (events, runs): events as (leg, gen, kind, play_id, ts, ssrc, t, data); the
+     * recording taps' runs as (leg, direction 0 in / 1 out, ts, ssrc, codec, arrival, data) */
+    uint64_t v;
+    if (read(e->notifyfd, &v, sizeof v) < 0) { /* nothing pending */ }
+    lock(e);
+    e->signalled = 0;
+    uint32_t count = e->ev_count;
+    Event *evs = count ? PyMem_RawMalloc(count * sizeof *evs) : NULL;
+    if (count && evs == NULL) count = 0;
+    for (uint32_t i = 0; i < count; i++) evs[i] = e->events[(e->ev_head + i) % EVENT_CAP];
+    e->ev_head = (e->ev_head + count) % EVENT_CAP;
+    e->ev_count -= count;
+    uint32_t nd = e->ndirty;
+    Taken *taken = nd ? PyMem_RawCalloc(nd, sizeof *taken) : NULL;
+    uint32_t nt = 0;
+    if (taken || !nd) {
+        for (uint32_t i = 0; i < nd; i++) {
+            Leg *leg = &e->legs[e->dirty[i]];
+            if (!leg->used || !leg->dirty) continue;
+            leg->dirty = 0;
+            taken[nt].idx = e->dirty[i];
+            Tap *taps[2] = {&leg->tin, &leg->tout};
+            for (int d = 0; d < 2; d++) {
+                taken[nt].t[d] = *taps[d];
+                uint32_t next = taps[d]->next_ts;
+                int open = taps[d]->open && taps[d]->n;
+                unsigned long long dropped = taps[d]->dropped;
+                memset(taps[d], 0, sizeof *taps[d]);
+                taps[d]->dropped = dropped;
+                (void)next; (void)open; /* a drained run is closed: the next packet opens one */
+            }
+            nt++;
+        }
+        e->ndirty = 0;
+    }
+    unlock(e);
+    PyObject *events = PyList_New(0), *runs = PyList_New(0), *result = NULL;
+    if (events == NULL || runs == NULL) goto done;
+    for (uint32_t i = 0; i < count; i++) {
+        Event *ev = &evs[i];
+        PyObject *t = Py_BuildValue("(IIIIIIdy#)", ev->leg, ev->gen, ev->kind, ev->play_id, ev->ts,
+                                    ev->ssrc, ev->t, (const char *)ev->data, (Py_ssize_t)ev->len);
+        if (t == NULL || PyList_Append(events, t) < 0) { Py_XDECREF(t); goto done; }
+        Py_DECREF(t);
+    }
+    for (uint32_t i = 0; i < nt; i++)
+        for (int d = 0; d < 2; d++)
+            if (build_runs(taken[i].t[d].runs, taken[i].t[d].n, taken[i].idx, d, runs) == NULL) goto done;
+    result = Py_BuildValue("(OO)", events, runs);
+done:
+    for (uint32_t i = 0; i < nt; i++)
+        for (int d = 0; d < 2; d++) tap_clear(&taken[i].t[d]);
+    PyMem_RawFree(taken);
+    PyMem_RawFree(evs);
+    Py_XDECREF(events);
+    Py_XDECREF(runs);
+    return result;
+}
+
+static PyObject *hist_list(const unsigned long long *h) {
+    PyObject *l = PyList_New(HIST_BUCKETS);
+    if (l == NULL) return NULL;
+    for (int i = 0; i < HIST_BUCKETS; i++) PyList_SET_ITEM(l, i, PyLong_FromUnsignedLongLong(h[i]));
+    return l;
+}
+
+static PyObject *Engine_clock(Engine *e, PyObject *unused) {
+    /* (subticks, skipped, late_subticks, lateness buckets, work buckets, realtime, rt_error,
+     *  events dropped, streams) */
+    unsigned long long late[HIST_BUCKETS], work[HIST_BUCKETS];
+    lock(e);
+    memcpy(late, e->lateness, sizeof late);
+    memcpy(work, e->work, sizeof work);
+    unsigned long long sub = e->subticks, skipped = e->skipped, lsub = e->late_subticks, evd = e->ev_dropped;
+    unsigned streams = 0;
+    for (int p = 0; p < PHASES; p++) streams += e->phase_n[p];
+    int rt = e->realtime, rte = e->rt_error;
+    unlock(e);
+    return Py_BuildValue("KKKNNiiKI", sub, skipped, lsub, hist_list(late), hist_list(work), rt, rte,
+                         evd, streams);
+}
+
+static PyMethodDef Engine_methods[] = {
+    {"start", (PyCFunction)Engine_start, METH_VARARGS, "start([priority]): the media thread (SCHED_FIFO when priority > 0 and allowed)"},
+    {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "stop the media thread"},
+    {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS, "the eventfd that is readable when drain() has something"},
+    {"add", (PyCFunction)Engine_add, METH_VARARGS, "add(fd, ssrc, seq, ts) -> (leg, generation)"},
+    {"remove", (PyCFunction)Engine_remove, METH_VARARGS, "remove(leg): before its socket is closed"},
+    {"configure", (PyCFunction)Engine_configure, METH_VARARGS, "configure(leg, pt, te_pt or -1, codec index, inband, silence frame)"},
+    {"set_remote", (PyCFunction)Engine_set_remote, METH_VARARGS, "set_remote(leg, host, port): send there until a packet latches"},
+    {"remote", (PyCFunction)Engine_remote, METH_VARARGS, "remote(leg) -> ((host, port), latched) or None"},
+    {"set_flags", (PyCFunction)Engine_set_flags, METH_VARARGS, "set_flags(leg, sending, tap_in, tap_out)"},
+    {"play", (PyCFunction)Engine_play, METH_VARARGS, "play(leg, frames, loop_frames) -> play id"},
+    {"stop_play", (PyCFunction)Engine_stop_play, METH_VARARGS, "stop_play(leg)"},
+    {"playing", (PyCFunction)Engine_playing, METH_VARARGS, "playing(leg) -> bool"},
+    {"bridge", (PyCFunction)Engine_bridge, METH_VARARGS, "bridge(a, b, table a->b or None, table b->a or None)"},
+    {"unbridge", (PyCFunction)Engine_unbridge, METH_VARARGS, "unbridge(leg)"},
+    {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, tap drops"},
+    {"rx_counts", (PyCFunction)Engine_rx_counts, METH_NOARGS, "{leg: packets received}"},
+    {"drain", (PyCFunction)Engine_drain, METH_NOARGS, "drain() -> (events, tap runs)"},
+    {"clock", (PyCFunction)Engine_clock, METH_NOARGS, "the media clock's figures"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EngineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "media._engine.Engine",
+    .tp_basicsize = sizeof(Engine),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The native RTP plane: one thread for every leg's socket and the media clock.",
+    .tp_new = Engine_new,
+    .tp_dealloc = (destructor)Engine_dealloc,
+    .tp_methods = Engine_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "media._engine", "The native RTP plane of media.engine.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__engine(void) {
+    if (PyType_Ready(&EngineType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&EngineType);
+    if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
+        Py_DECREF(&EngineType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "EV_DTMF", EV_DTMF);
+    PyModule_AddIntConstant(m, "EV_AUDIO", EV_AUDIO);
+    PyModule_AddIntConstant(m, "EV_DONE", EV_DONE);
+    PyModule_AddIntConstant(m, "PHASES", PHASES);
+    return m;
+}

@@ -1,0 +1,297 @@
+"""The native media engine (`media/_engine.c` behind `media.engine`) on real loopback
+sockets: paced prompt frames with the RTP header of an ordinary stream, play-done and
+loops, latching, RFC 4733 and in-band DTMF to Python, bridging with re-headed streams,
+PCMU<->PCMA transcoding and DTMF pass-through, recording taps as runs, garbage counted,
+and teardown that frees the port."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from media import engine
+from media.audio import silence_frame
+from media.g711 import encode
+from media.session import TRANSCODE
+
+pytestmark = pytest.mark.skipif(engine._engine is None, reason="media._engine is not compiled")
+
+RTP = struct.Struct("!BBHII")
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.digits: list[tuple[str, str]] = []
+        self.done = 0
+        self.timeouts = 0
+
+    def on_dtmf(self, digit: str, source: str) -> None:
+        self.digits.append((digit, source))
+
+    def on_play_done(self) -> None:
+        self.done += 1
+
+    def on_rtp_timeout(self) -> None:
+        self.timeouts += 1
+
+
+def _udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    return s
+
+
+def _free_port() -> int:
+    s = _udp()
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def _packet(seq: int, ts: int, payload: bytes, pt: int = 0, ssrc: int = 0x1234,
+            marker: bool = False) -> bytes:
+    return RTP.pack(0x80, pt | (0x80 if marker else 0), seq, ts, ssrc) + payload
+
+
+async def _recv_all(sock: socket.socket, seconds: float) -> list[tuple[float, bytes]]:
+    out: list[tuple[float, bytes]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            while True:
+                out.append((time.monotonic(), sock.recv(2048)))
+        except BlockingIOError:
+            pass
+        await asyncio.sleep(0.002)
+    return out
+
+
+async def _until(cond: Callable[[], bool], seconds: float = 2.0) -> None:
+    end = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+def _run(body: Callable[[engine.NativeMedia], Awaitable[None]]) -> None:
+    async def main() -> None:
+        media = engine.NativeMedia(asyncio.get_running_loop())
+        media.start()
+        try:
+            await body(media)
+        finally:
+            for session in list(media.sessions.values()):
+                session.close()
+            media.stop()
+    asyncio.run(main())
+
+
+def test_prompt_frames_leave_every_20_ms_then_play_done() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_codec("PCMU", 0, 101)
+        session.set_remote("127.0.0.1", phone.getsockname()[1])
+        frames = tuple(bytes([i]) * 160 for i in range(25))  # half a second
+        session.play([frames])
+        assert session.playing
+        got = await _recv_all(phone, 0.7)
+        assert listener.done == 1 and not session.playing
+        payloads = [p[12:] for _, p in got]
+        start = payloads.index(frames[0])
+        assert payloads[start:start + 25] == list(frames)
+        assert all(p == silence_frame("PCMU") for p in payloads[start + 25:])
+        headers = [RTP.unpack_from(p) for _, p in got]
+        assert headers[start][1] == 0x80  # marker on the first frame of the prompt
+        assert all(h[1] == 0 for h in headers[start + 1:])
+        seqs = [h[2] for h in headers]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+        stamps = [h[3] for h in headers]
+        assert all((b - a) & 0xFFFFFFFF == 160 for a, b in zip(stamps, stamps[1:], strict=False))
+        assert {h[4] for h in headers} == {session.ssrc}
+        gaps = np.diff([t for t, _ in got[start:start + 25]]) * 1000
+        assert abs(float(np.median(gaps)) - 20.0) < 3.0
+        assert len(got) <= session.tx_packets <= len(got) + 2  # the clock goes on meanwhile
+        phone.close()
+    _run(body)
+
+
+def test_a_loop_repeats_and_a_new_play_replaces_it_without_a_stale_done() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_remote("127.0.0.1", phone.getsockname()[1])
+        first = (b"\x01" * 160,)
+        music = (b"\x02" * 160, b"\x03" * 160)
+        session.play([first], then_loop=[music])
+        got = [p[12:13] for _, p in await _recv_all(phone, 0.3)]
+        assert got[0] == b"\x01" and set(got[1:]) == {b"\x02", b"\x03"}
+        assert listener.done == 0 and session.playing
+        session.play([(b"\x04" * 160,)] * 2)
+        await _recv_all(phone, 0.2)
+        assert listener.done == 1
+        session.play([])  # nothing to play: done at once, as RtpSession
+        assert listener.done == 2
+        phone.close()
+    _run(body)
+
+
+def test_rfc4733_digits_reach_python_and_the_socket_latches() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_codec("PCMU", 0, 101)
+        session.set_remote("127.0.0.1", 9)  # SDP said port 9: the first packet moves it
+        target = ("127.0.0.1", session.local_port)
+        for i, event in enumerate((5, 5, 11)):  # "5", "5" again (a new event), "#"
+            ts = 8000 * (i + 1)
+            for n, end in enumerate((False, False, True, True, True)):
+                flags = 0x80 if end else 0
+                phone.sendto(_packet(i * 10 + n, ts, bytes([event, flags, 0, 160]), pt=101), target)
+        await _until(lambda: len(listener.digits) == 3)
+        assert listener.digits == [("5", "rfc4733"), ("5", "rfc4733"), ("#", "rfc4733")]
+        assert session.latched and session.remote == phone.getsockname()
+        stranger = _udp()
+        stranger.sendto(_packet(1, 1, bytes([1, 0x80, 0, 160]), pt=101), target)
+        await asyncio.sleep(0.05)
+        assert len(listener.digits) == 3  # the connected socket takes nothing from others
+        for s in (phone, stranger):
+            s.close()
+    _run(body)
+
+
+def test_in_band_dtmf_without_telephone_event() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_codec("PCMU", 0, None)
+        t = np.arange(8000 * 2) / 8000  # "7": 852 + 1209 Hz, 100 ms on, then silence
+        tone = 6000 * (np.sin(2 * math.pi * 852 * t) + np.sin(2 * math.pi * 1209 * t))
+        tone[800:] = 0
+        audio = encode("PCMU", tone.astype(np.int16))
+        for n in range(0, 40):
+            phone.sendto(_packet(n, n * 160, audio[n * 160:(n + 1) * 160]),
+                         ("127.0.0.1", session.local_port))
+            await asyncio.sleep(0.002)
+        await _until(lambda: listener.digits == [("7", "inband")])
+        phone.close()
+    _run(body)
+
+
+def test_bridged_legs_relay_re_headed_transcoded_and_tapped() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        caller, agent = _udp(), _udp()
+        a = media.bind(Listener(), "127.0.0.1", _free_port())
+        b = media.bind(Listener(), "127.0.0.1", _free_port())
+        a.set_codec("PCMU", 0, 101)
+        b.set_codec("PCMA", 8, 101)
+        a.set_remote("127.0.0.1", caller.getsockname()[1])
+        b.set_remote("127.0.0.1", agent.getsockname()[1])
+        taps: dict[str, list[tuple[Any, ...]]] = {"in": [], "out": []}
+        a.tap_in = lambda *args: taps["in"].append(args)
+        a.tap_out = lambda *args: taps["out"].append(args)
+        a.play([(b"\x10" * 160,) * 50])
+        a.bridge(b)
+        assert not a.playing and a.relay is b and b.relay is a
+        await _recv_all(caller, 0.05)
+        await _recv_all(agent, 0.05)  # whatever left before the bridge
+        mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
+        al = encode("PCMA", np.full(160, 1000, dtype=np.int16))
+        for n in range(10):
+            caller.sendto(_packet(100 + n, 5000 + 160 * n, mu), ("127.0.0.1", a.local_port))
+            agent.sendto(_packet(7 + n, 90 + 160 * n, al, pt=8, ssrc=99), ("127.0.0.1", b.local_port))
+        caller.sendto(_packet(200, 7000, bytes([3, 0x80, 0, 160]), pt=101), ("127.0.0.1", a.local_port))
+        to_agent = [p for _, p in await _recv_all(agent, 0.2)]
+        to_caller = [p for _, p in await _recv_all(caller, 0.05)]
+        audio = [p for p in to_agent if p[1] & 0x7F == 8]
+        to_alaw, to_ulaw = TRANSCODE[("PCMU", "PCMA")], TRANSCODE[("PCMA", "PCMU")]
+        assert len(audio) == 10 and all(p[12:] == mu.translate(to_alaw) for p in audio)
+        assert {RTP.unpack_from(p)[4] for p in to_agent} == {b.ssrc}  # b's own stream
+        events = [p for p in to_agent if p[1] & 0x7F == 101]
+        assert len(events) == 1 and events[0][12] == 3
+        assert len(to_caller) == 10 and all(p[12:] == al.translate(to_ulaw) for p in to_caller)
+        seqs = [RTP.unpack_from(p)[2] for p in to_caller]
+        assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:], strict=False))
+        media.pump()
+        ins = [run for run in taps["in"] if run[3] == 0x1234]
+        assert b"".join(r[0] for r in ins) == mu * 10 and ins[0][1] == "PCMU"
+        assert ins[0][2] == 5000 and abs(ins[0][4] - time.monotonic()) < 1.0
+        # the agent's audio as it was sent to the caller
+        assert b"".join(r[0] for r in taps["out"]) == al.translate(to_ulaw) * 10
+        a.unbridge()
+        assert a.relay is None and b.relay is None
+        for s in (caller, agent):
+            s.close()
+    _run(body)
+
+
+def test_garbage_is_counted_and_nothing_stops() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_codec("PCMU", 0, 101)
+        target = ("127.0.0.1", session.local_port)
+        for junk in (b"x", b"\x00" * 40, b"\x80" * 5):  # too short, RTP version 0, too short
+            phone.sendto(junk, target)
+        # sequence numbers that are multiples of 16 pass the kernel's thinning filter
+        phone.sendto(bytes([0x90, 0, 0, 0]) + bytes(8), target)  # an extension it lacks: no tap
+        phone.sendto(_packet(16, 1, b"\xff" * 160, pt=33), target)
+        phone.sendto(_packet(32, 1, b"\xff" * 160, pt=0), target)
+        phone.sendto(_packet(3, 1, bytes([9, 0x80, 0, 1]), pt=101), target)
+        await _until(lambda: listener.digits == [("9", "rfc4733")])
+        assert (session.rx_bad, session.rx_unknown_pt, session.rx_packets) == (3, 1, 4)
+    _run(body)
+
+
+def test_closing_frees_the_port_and_keeps_the_counters() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        port = _free_port()
+        session = media.bind(Listener(), "127.0.0.1", port)
+        phone = _udp()
+        session.set_remote("127.0.0.1", phone.getsockname()[1])
+        await _until(lambda: session.tx_packets >= 3)
+        session.close()
+        sent = session.tx_packets
+        assert sent >= 3 and session.leg not in media.sessions
+        again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        again.bind(("127.0.0.1", port))  # free again
+        again.close()
+        with pytest.raises(OSError):
+            media.bind(Listener(), "127.0.0.1", phone.getsockname()[1])  # taken
+        await asyncio.sleep(0.05)
+        assert media.clock.refresh().subticks > 0
+        phone.close()
+    _run(body)
+
+
+def test_rtp_inactivity_times_out_once_but_not_on_hold() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port(), timeout=2.0)
+        session.start_timeout()
+        for now in range(4):
+            session.housekeeping(float(now), 0)
+        assert listener.timeouts == 1
+        held = Listener()
+        other = media.bind(held, "127.0.0.1", _free_port(), timeout=2.0)
+        other.start_timeout()
+        other.on_hold = True
+        for now in range(4):
+            other.housekeeping(float(now), 0)
+        assert held.timeouts == 0
+    _run(body)
