@@ -44,15 +44,13 @@
 enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
 enum { TAG_TIMER = 0xFFFFFFFEu, TAG_WAKE = 0xFFFFFFFFu };
 
+/* What a leg plays: a tuple of items, each a tuple of non-empty bytes (one RTP payload
+ * each), validated with the GIL when handed over. The thread reads them without the GIL:
+ * tuples and bytes are immutable and the reference held here keeps them alive, so only
+ * their fields are read (never a reference count). */
 typedef struct {
-    const unsigned char *p;
+    PyObject *items;
     Py_ssize_t n;
-} Frame;
-
-typedef struct {
-    Frame *frames;
-    Py_ssize_t n;
-    PyObject *owner; /* tuple of bytes: keeps every frame's buffer alive */
 } Seq;
 
 typedef struct Run {
@@ -86,7 +84,7 @@ typedef struct {
     int has_remote, latched, connected;
     /* playback */
     Seq main, loop;
-    Py_ssize_t pos;
+    Py_ssize_t item, pos;
     int on_loop, playing;
     uint32_t play_id;
     unsigned char silence[160];
@@ -290,7 +288,7 @@ static void next_item(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
     if (leg->loop.n) {
         leg->on_loop = 1;
-        leg->pos = 0;
+        leg->item = leg->pos = 0;
         return;
     }
     leg->playing = 0;
@@ -304,14 +302,18 @@ static void leg_tick(Engine *e, uint32_t idx) {
     Py_ssize_t n = 160;
     if (leg->playing) {
         Seq *s = leg->on_loop ? &leg->loop : &leg->main;
-        payload = s->frames[leg->pos].p;
-        n = s->frames[leg->pos].n;
-        if (++leg->pos >= s->n) next_item(e, idx);
+        PyObject *item = PyTuple_GET_ITEM(s->items, leg->item);
+        PyObject *frame = PyTuple_GET_ITEM(item, leg->pos);
+        payload = (const unsigned char *)PyBytes_AS_STRING(frame);
+        n = PyBytes_GET_SIZE(frame);
+        if (++leg->pos >= PyTuple_GET_SIZE(item)) {
+            leg->pos = 0;
+            if (++leg->item >= s->n) next_item(e, idx);
+        }
     }
     if (!leg->has_remote || !leg->sending) return;
     if (leg->tap_out_on) tap_add(e, idx, &leg->tout, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec);
     unsigned char pkt[12 + PKT_MAX];
-    if (n > PKT_MAX) n = PKT_MAX;
     put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
     leg->marker = 0;
     memcpy(pkt + 12, payload, (size_t)n);
@@ -522,33 +524,42 @@ static Leg *get_leg(Engine *e, unsigned int idx) {
 }
 
 static void seq_release(Seq *s, PyObject **later) {
-    free(s->frames);
-    *later = s->owner; /* decref'd by the caller once the lock is released */
+    *later = s->items; /* decref'd by the caller once the lock is released */
     memset(s, 0, sizeof *s);
 }
 
+/* A tuple of the non-empty items of `obj` (a sequence of sequences of bytes). */
 static int seq_build(PyObject *obj, Seq *out) {
     memset(out, 0, sizeof *out);
-    PyObject *tuple = PySequence_Tuple(obj);
-    if (tuple == NULL) return -1;
-    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
-    Frame *frames = n ? PyMem_RawMalloc((size_t)n * sizeof *frames) : NULL;
-    if (n && frames == NULL) { Py_DECREF(tuple); PyErr_NoMemory(); return -1; }
+    PyObject *outer = PySequence_Fast(obj, "items must be a sequence of frame sequences");
+    if (outer == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(outer), kept = 0;
+    PyObject *items = PyTuple_New(n);
+    if (items == NULL) { Py_DECREF(outer); return -1; }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(tuple, i);
-        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) == 0 || PyBytes_GET_SIZE(item) > PKT_MAX) {
-            PyMem_RawFree(frames);
-            Py_DECREF(tuple);
-            PyErr_SetString(PyExc_TypeError, "frames must be non-empty bytes of at most 1500 bytes");
-            return -1;
+        PyObject *item = PySequence_Tuple(PySequence_Fast_GET_ITEM(outer, i)); /* a tuple: itself */
+        if (item == NULL) goto fail;
+        Py_ssize_t frames = PyTuple_GET_SIZE(item);
+        for (Py_ssize_t f = 0; f < frames; f++) {
+            PyObject *frame = PyTuple_GET_ITEM(item, f);
+            if (!PyBytes_Check(frame) || PyBytes_GET_SIZE(frame) == 0 || PyBytes_GET_SIZE(frame) > PKT_MAX) {
+                Py_DECREF(item);
+                PyErr_SetString(PyExc_TypeError, "frames must be non-empty bytes of at most 1500 bytes");
+                goto fail;
+            }
         }
-        frames[i].p = (const unsigned char *)PyBytes_AS_STRING(item);
-        frames[i].n = PyBytes_GET_SIZE(item);
+        if (frames == 0) { Py_DECREF(item); continue; }
+        PyTuple_SET_ITEM(items, kept++, item);
     }
-    out->frames = frames;
-    out->n = n;
-    out->owner = tuple;
+    Py_DECREF(outer);
+    if (kept < n && _PyTuple_Resize(&items, kept) < 0) return -1;
+    out->items = items;
+    out->n = kept;
     return 0;
+fail:
+    Py_DECREF(outer);
+    Py_DECREF(items);
+    return -1;
 }
 
 static void phase_remove(Engine *e, uint32_t idx) {
@@ -834,8 +845,7 @@ static PyObject *Engine_play(Engine *e, PyObject *args) {
     Seq main_seq, loop_seq;
     if (seq_build(main_obj, &main_seq) < 0) return NULL;
     if (seq_build(loop_obj, &loop_seq) < 0) {
-        PyMem_RawFree(main_seq.frames);
-        Py_DECREF(main_seq.owner);
+        Py_DECREF(main_seq.items);
         return NULL;
     }
     PyObject *old[2] = {NULL, NULL};
@@ -847,7 +857,7 @@ static PyObject *Engine_play(Engine *e, PyObject *args) {
         seq_release(&leg->loop, &old[1]);
         leg->main = main_seq;
         leg->loop = loop_seq;
-        leg->pos = 0;
+        leg->item = leg->pos = 0;
         leg->on_loop = main_seq.n == 0;
         leg->playing = main_seq.n > 0 || loop_seq.n > 0;
         leg->marker = 1;
@@ -855,10 +865,8 @@ static PyObject *Engine_play(Engine *e, PyObject *args) {
     }
     unlock(e);
     if (leg == NULL) {
-        PyMem_RawFree(main_seq.frames);
-        PyMem_RawFree(loop_seq.frames);
-        Py_DECREF(main_seq.owner);
-        Py_DECREF(loop_seq.owner);
+        Py_DECREF(main_seq.items);
+        Py_DECREF(loop_seq.items);
         return NULL;
     }
     for (int i = 0; i < 2; i++) Py_XDECREF(old[i]);
@@ -1090,7 +1098,7 @@ static PyMethodDef Engine_methods[] = {
     {"set_remote", (PyCFunction)Engine_set_remote, METH_VARARGS, "set_remote(leg, host, port): send there until a packet latches"},
     {"remote", (PyCFunction)Engine_remote, METH_VARARGS, "remote(leg) -> ((host, port), latched) or None"},
     {"set_flags", (PyCFunction)Engine_set_flags, METH_VARARGS, "set_flags(leg, sending, tap_in, tap_out)"},
-    {"play", (PyCFunction)Engine_play, METH_VARARGS, "play(leg, frames, loop_frames) -> play id"},
+    {"play", (PyCFunction)Engine_play, METH_VARARGS, "play(leg, items, loop_items) -> play id; items are sequences of frames (bytes)"},
     {"stop_play", (PyCFunction)Engine_stop_play, METH_VARARGS, "stop_play(leg)"},
     {"playing", (PyCFunction)Engine_playing, METH_VARARGS, "playing(leg) -> bool"},
     {"bridge", (PyCFunction)Engine_bridge, METH_VARARGS, "bridge(a, b, table a->b or None, table b->a or None)"},

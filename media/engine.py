@@ -282,9 +282,8 @@ class EngineSession:
         """As `RtpSession.play`: `items` (frame tuples) then, with `loop`, the same again
         forever, or `then_loop` forever; `on_play_done` when a finite play ends."""
         queue = [i for i in items if i]
-        looped = queue if loop else [i for i in then_loop if i]
-        main = [] if loop else [frame for item in queue for frame in item]
-        repeat = [frame for item in looped for frame in item]
+        main = [] if loop else queue
+        repeat = queue if loop else [i for i in then_loop if i]
         self._notify_done = True
         self._play_id = self.engine.play(self.leg, main, repeat)
         if not main and not repeat:

@@ -295,3 +295,19 @@ def test_rtp_inactivity_times_out_once_but_not_on_hold() -> None:
             other.housekeeping(float(now), 0)
         assert held.timeouts == 0
     _run(body)
+
+
+def test_bad_frames_are_refused_and_the_leg_plays_on() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        session = media.bind(Listener(), "127.0.0.1", _free_port())
+        session.set_remote("127.0.0.1", phone.getsockname()[1])
+        session.play([(b"\x05" * 160,)], loop=True)
+        for bad in ([(b"",)], [("text",)], [(b"x" * 1501,)], [5]):
+            with pytest.raises(TypeError):
+                media.engine.play(session.leg, bad, [])
+        assert session.playing
+        got = [p[12:13] for _, p in await _recv_all(phone, 0.1)]
+        assert got and set(got) == {b"\x05"}
+        phone.close()
+    _run(body)
