@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
@@ -40,6 +41,9 @@
 #define TAP_MAX_BYTES (64 * 1024) /* per leg and direction between two drains: 8 s */
 #define RECV_BATCH 16
 #define PKT_MAX 1500
+#define JB_SLOTS 16     /* relay playout buffer per leg: 320 ms of 20 ms frames */
+#define JB_PAYLOAD 320  /* larger payloads are relayed at once */
+#define SAMPLES_PER_SUBTICK 40 /* 5 ms at 8 kHz */
 
 enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
 enum { TAG_TIMER = 0xFFFFFFFEu, TAG_WAKE = 0xFFFFFFFFu };
@@ -52,6 +56,12 @@ typedef struct {
     PyObject *items;
     Py_ssize_t n;
 } Seq;
+
+typedef struct {
+    long long due; /* sub-tick number it leaves in */
+    uint16_t len;
+    unsigned char pkt[12 + JB_PAYLOAD];
+} JbSlot;
 
 typedef struct Run {
     uint32_t ts, ssrc;
@@ -94,6 +104,12 @@ typedef struct {
     int has_xlate;
     uint32_t relay_src, ts_offset;
     int has_relay_src;
+    /* the relay playout buffer (media.relay_jitter_ms): what we relay leaves on our clock */
+    JbSlot *jb;
+    int jb_head, jb_n, jb_anchored;
+    uint32_t jb_anchor_ts;
+    long long jb_anchor_sub;
+    unsigned long long jb_late, jb_overflow;
     /* what Python needs from the receive side */
     int inband;
     int tap_in_on, tap_out_on;
@@ -132,6 +148,7 @@ typedef struct {
     long long start_ns;
     unsigned long long subticks, skipped, late_subticks;
     unsigned long long lateness[HIST_BUCKETS], work[HIST_BUCKETS];
+    long long jb_depth; /* relay playout delay in sub-ticks; 0: relay as packets arrive */
     int realtime; /* 1 when the thread runs SCHED_FIFO */
     int rt_error;
 } Engine;
@@ -322,6 +339,64 @@ static void leg_tick(Engine *e, uint32_t idx) {
     leg->ts += 160;
 }
 
+/* -- the relay playout buffer ---------------------------------------------------------------
+ * Relayed audio otherwise leaves with the sender's jitter. With a depth D, a packet with
+ * source timestamp ts leaves in sub-tick anchor + (ts - anchor_ts) / 40: the anchor is the
+ * first sub-tick of the leg's own phase at least D after the packet that set it, so a
+ * 20 ms stream leaves exactly every 20 ms, in the leg's slot of the clock, D later than
+ * it came. A packet later than its slot (the sender paused longer than D), a new source
+ * or a jump re-anchors; a full buffer lets its oldest packet go at once. Telephone-events
+ * queue behind the audio (sequence order) but never move the anchor. */
+
+static long long subtick_now(Engine *e) { return (now_ns() - e->start_ns) / SUBTICK_NS; }
+
+static void jb_send_due(Engine *e, Leg *leg, long long upto) {
+    while (leg->jb_n && leg->jb[leg->jb_head].due <= upto) {
+        JbSlot *slot = &leg->jb[leg->jb_head];
+        leg_send(leg, slot->pkt, slot->len);
+        leg->jb_head = (leg->jb_head + 1) % JB_SLOTS;
+        leg->jb_n--;
+    }
+}
+
+static void jb_drop(Leg *leg) {
+    free(leg->jb);
+    leg->jb = NULL;
+    leg->jb_n = leg->jb_head = leg->jb_anchored = 0;
+}
+
+/* 1 when the packet was queued, 0 when it is to be sent now. */
+static int jb_hold(Engine *e, Leg *dst, const unsigned char *pkt, size_t len, uint32_t ts, int audio) {
+    if (e->jb_depth <= 0 || len > 12 + JB_PAYLOAD) return 0;
+    if (!audio && dst->jb_n == 0) return 0; /* an event with nothing queued before it */
+    if (dst->jb == NULL && (dst->jb = malloc(JB_SLOTS * sizeof *dst->jb)) == NULL) return 0;
+    long long now = subtick_now(e), due;
+    if (!audio) {
+        due = dst->jb[(dst->jb_head + dst->jb_n - 1) % JB_SLOTS].due;
+    } else {
+        int32_t delta = (int32_t)(ts - dst->jb_anchor_ts);
+        due = dst->jb_anchor_sub + delta / SAMPLES_PER_SUBTICK;
+        if (!dst->jb_anchored || due <= now || due > now + e->jb_depth + 4 * JB_SLOTS) {
+            if (dst->jb_anchored && due <= now) dst->jb_late++;
+            long long first = now + e->jb_depth;
+            first += ((dst->phase - first % PHASES) + PHASES) % PHASES;
+            dst->jb_anchor_sub = due = first;
+            dst->jb_anchor_ts = ts;
+            dst->jb_anchored = 1;
+        }
+    }
+    if (dst->jb_n == JB_SLOTS) { /* full: the oldest goes now */
+        dst->jb_overflow++;
+        jb_send_due(e, dst, dst->jb[dst->jb_head].due);
+    }
+    JbSlot *slot = &dst->jb[(dst->jb_head + dst->jb_n) % JB_SLOTS];
+    slot->due = due;
+    slot->len = (uint16_t)len;
+    memcpy(slot->pkt, pkt, len);
+    dst->jb_n++;
+    return 1;
+}
+
 /* One packet from the bridged leg `src`, re-headed as part of `dst`'s stream. */
 static void send_relayed(Engine *e, uint32_t src_idx, uint32_t dst_idx, const unsigned char *d,
                          size_t len, int pt, int audio) {
@@ -337,6 +412,7 @@ static void send_relayed(Engine *e, uint32_t src_idx, uint32_t dst_idx, const un
         dst->relay_src = ssrc;
         dst->has_relay_src = 1;
         dst->ts_offset = dst->ts - ts;
+        dst->jb_anchored = 0;
     }
     uint32_t out_ts = ts + dst->ts_offset;
     unsigned char pkt[12 + PKT_MAX];
@@ -349,7 +425,7 @@ static void send_relayed(Engine *e, uint32_t src_idx, uint32_t dst_idx, const un
     if (dst->tap_out_on && pt == dst->pt)
         tap_add(e, dst_idx, &dst->tout, pkt + 12, n, out_ts, dst->ssrc, dst->codec);
     put_header(pkt, pt | (d[1] & 0x80), dst->seq, out_ts, dst->ssrc);
-    leg_send(dst, pkt, 12 + n);
+    if (!jb_hold(e, dst, pkt, 12 + n, ts, audio)) leg_send(dst, pkt, 12 + n);
     dst->seq++;
     dst->ts = out_ts + 160;
 }
@@ -466,6 +542,9 @@ static void on_timer(Engine *e) {
         run_phase(e, (int)(e->subticks % PHASES));
         if (missed) e->subticks++;
     }
+    if (e->jb_depth > 0)
+        for (uint32_t i = 0; i < e->nlegs; i++)
+            if (e->legs[i].used && e->legs[i].jb_n) jb_send_due(e, &e->legs[i], (long long)e->subticks);
     hist_add(e->work, now_ns() - started);
     arm_timer(e);
 }
@@ -641,6 +720,7 @@ static void Engine_dealloc(Engine *e) {
         Py_XDECREF(b);
         tap_clear(&leg->tin);
         tap_clear(&leg->tout);
+        jb_drop(leg);
     }
     free(e->legs);
     free(e->freelist);
@@ -671,6 +751,25 @@ static PyObject *Engine_start(Engine *e, PyObject *args) {
         e->rt_error = pthread_setschedparam(e->thread, SCHED_FIFO, &sp);
         e->realtime = e->rt_error == 0;
     }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_set_relay_jitter(Engine *e, PyObject *args) {
+    int ms;
+    if (!PyArg_ParseTuple(args, "i", &ms)) return NULL;
+    if (ms < 0 || ms > 1000) {
+        PyErr_SetString(PyExc_ValueError, "the relay playout delay is 0 to 1000 ms");
+        return NULL;
+    }
+    lock(e);
+    e->jb_depth = (ms * 1000000LL + SUBTICK_NS - 1) / SUBTICK_NS;
+    if (e->jb_depth == 0)
+        for (uint32_t i = 0; i < e->nlegs; i++) {
+            if (!e->legs[i].used) continue;
+            jb_send_due(e, &e->legs[i], LLONG_MAX); /* what was held goes now */
+            jb_drop(&e->legs[i]);
+        }
+    unlock(e);
     Py_RETURN_NONE;
 }
 
@@ -740,12 +839,13 @@ static PyObject *Engine_remove(Engine *e, PyObject *args) {
     epoll_ctl(e->ep, EPOLL_CTL_DEL, leg->fd, NULL);
     phase_remove(e, idx);
     for (uint32_t i = 0; i < e->nlegs; i++)
-        if (e->legs[i].used && e->legs[i].relay == (int)idx) e->legs[i].relay = -1;
+        if (e->legs[i].used && e->legs[i].relay == (int)idx) { e->legs[i].relay = -1; jb_drop(&e->legs[i]); }
     PyObject *a = NULL, *b = NULL;
     seq_release(&leg->main, &a);
     seq_release(&leg->loop, &b);
     tap_clear(&leg->tin);
     tap_clear(&leg->tout);
+    jb_drop(leg);
     leg->used = 0;
     leg->dirty = 0; /* stale entries on the dirty list are skipped by generation */
     e->freelist[e->nfree++] = idx;
@@ -925,6 +1025,8 @@ static PyObject *Engine_bridge(Engine *e, PyObject *args) {
             pair[i]->playing = 0;
             pair[i]->play_id++;
             pair[i]->relay = (int)other[i];
+            jb_drop(pair[i]);
+            pair[i]->has_relay_src = 0;
             pair[i]->has_xlate = tables[i] != Py_None;
             if (pair[i]->has_xlate) memcpy(pair[i]->xlate, PyBytes_AS_STRING(tables[i]), 256);
         }
@@ -943,8 +1045,9 @@ static PyObject *Engine_unbridge(Engine *e, PyObject *args) {
     Leg *leg = get_leg(e, idx);
     if (leg && leg->relay >= 0) {
         Leg *other = &e->legs[leg->relay];
-        if (other->used && other->relay == (int)idx) other->relay = -1;
+        if (other->used && other->relay == (int)idx) { other->relay = -1; jb_drop(other); }
         leg->relay = -1;
+        jb_drop(leg);
     }
     unlock(e);
     if (leg == NULL) return NULL;
@@ -959,9 +1062,10 @@ static PyObject *Engine_stats(Engine *e, PyObject *args) {
     if (leg == NULL) { unlock(e); return NULL; }
     Leg c = *leg;
     unlock(e);
-    return Py_BuildValue("KKKKKKIIKK", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
+    return Py_BuildValue("KKKKKKIIKKKK", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
                          c.tx_packets, c.tx_dropped, (unsigned)c.seq, (unsigned)c.ts,
-                         (unsigned long long)c.tin.dropped, (unsigned long long)c.tout.dropped);
+                         (unsigned long long)c.tin.dropped, (unsigned long long)c.tout.dropped,
+                         c.jb_late, c.jb_overflow);
 }
 
 static PyObject *Engine_rx_counts(Engine *e, PyObject *unused) {
@@ -1065,6 +1169,32 @@ done:
     return result;
 }
 
+static PyObject *Engine_take(Engine *e, PyObject *args) {
+    /* One leg's recording runs, as drain() gives them: the recorder pulls them right
+     * before it places that call's audio. */
+    unsigned int idx;
+    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+    Taken taken;
+    memset(&taken, 0, sizeof taken);
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg == NULL) { unlock(e); return NULL; }
+    Tap *taps[2] = {&leg->tin, &leg->tout};
+    for (int d = 0; d < 2; d++) {
+        taken.t[d] = *taps[d];
+        unsigned long long dropped = taps[d]->dropped;
+        memset(taps[d], 0, sizeof *taps[d]);
+        taps[d]->dropped = dropped;
+    }
+    leg->dirty = 0; /* its entry on the dirty list, if any, is skipped */
+    unlock(e);
+    PyObject *runs = PyList_New(0);
+    for (int d = 0; d < 2 && runs != NULL; d++)
+        if (build_runs(taken.t[d].runs, taken.t[d].n, idx, d, runs) == NULL) Py_CLEAR(runs);
+    for (int d = 0; d < 2; d++) tap_clear(&taken.t[d]);
+    return runs;
+}
+
 static PyObject *hist_list(const unsigned long long *h) {
     PyObject *l = PyList_New(HIST_BUCKETS);
     if (l == NULL) return NULL;
@@ -1091,6 +1221,7 @@ static PyObject *Engine_clock(Engine *e, PyObject *unused) {
 static PyMethodDef Engine_methods[] = {
     {"start", (PyCFunction)Engine_start, METH_VARARGS, "start([priority]): the media thread (SCHED_FIFO when priority > 0 and allowed)"},
     {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "stop the media thread"},
+    {"set_relay_jitter", (PyCFunction)Engine_set_relay_jitter, METH_VARARGS, "set_relay_jitter(ms): relayed audio leaves on the clock, ms later (0: as it arrives)"},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS, "the eventfd that is readable when drain() has something"},
     {"add", (PyCFunction)Engine_add, METH_VARARGS, "add(fd, ssrc, seq, ts) -> (leg, generation)"},
     {"remove", (PyCFunction)Engine_remove, METH_VARARGS, "remove(leg): before its socket is closed"},
@@ -1106,6 +1237,7 @@ static PyMethodDef Engine_methods[] = {
     {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, tap drops"},
     {"rx_counts", (PyCFunction)Engine_rx_counts, METH_NOARGS, "{leg: packets received}"},
     {"drain", (PyCFunction)Engine_drain, METH_NOARGS, "drain() -> (events, tap runs)"},
+    {"take", (PyCFunction)Engine_take, METH_VARARGS, "take(leg) -> that leg's tap runs"},
     {"clock", (PyCFunction)Engine_clock, METH_NOARGS, "the media clock's figures"},
     {NULL, NULL, 0, NULL},
 };

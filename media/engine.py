@@ -4,8 +4,9 @@
 audio, taps it for recording and sends paced prompt frames without the GIL, so the
 event loop spends no time per packet. Python keeps the decisions: what to play, what to
 bridge, DTMF decoding (RFC 4733 and in-band, from the events the thread hands over),
-the RTP inactivity timeout, and the recorder, which gets the taps as runs of contiguous
-payload every `TAP_INTERVAL`.
+the RTP inactivity timeout, and the recorder, which pulls a call's taps as runs of
+contiguous payload (`EngineSession.collect_taps`) right before it places that call's
+audio; every `TAP_INTERVAL` whatever was not pulled is collected anyway.
 
 `EngineSession` has `RtpSession`'s interface, so the rest of the server does not know
 which plane carries a call. Without the compiled module (no C compiler at install time)
@@ -44,7 +45,7 @@ except ImportError:  # not compiled: the pure-Python plane
 log = logging.getLogger("switchboard.media")
 
 CODECS = ("PCMU", "PCMA")  # the engine's codec index
-TAP_INTERVAL = 0.1  # how often recording taps are collected: well inside the writer's holdback
+TAP_INTERVAL = 1.0  # taps nobody pulled are collected this often (the engine holds 8 s)
 HOUSEKEEPING = 1.0  # the RTP inactivity check
 
 
@@ -87,11 +88,13 @@ class EngineClock:
 class NativeMedia:
     """One engine per server: its event fd on the loop, its sessions, its timers."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, priority: int = 0) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, priority: int = 0,
+                 relay_jitter_ms: int = 0) -> None:
         if _engine is None:
             raise RuntimeError("media._engine is not compiled")
         self.loop = loop or asyncio.get_running_loop()
         self.priority = priority
+        self.relay_jitter_ms = relay_jitter_ms
         self.engine: Any = _engine.Engine()
         self.sessions: dict[int, EngineSession] = {}
         self.errors = 0
@@ -99,6 +102,8 @@ class NativeMedia:
         self.clock = EngineClock(self)
 
     def start(self) -> None:
+        if self.relay_jitter_ms:
+            self.engine.set_relay_jitter(self.relay_jitter_ms)
         self.engine.start(self.priority)
         self.loop.add_reader(self.engine.fileno(), self.pump)
         self._timers = [self.loop.call_later(TAP_INTERVAL, self._tap_timer),
@@ -146,8 +151,11 @@ class NativeMedia:
             except Exception:  # one call's error must not stop the others' events
                 self.errors += 1
                 log.exception("event=media_event_error leg=%d", leg)
+        self.deliver(runs)
+
+    def deliver(self, runs: list[tuple[int, int, int, int, int, float, bytes]]) -> None:
         for leg, direction, ts, ssrc, codec, arrival, data in runs:
-            session = sessions.get(leg)
+            session = self.sessions.get(leg)
             if session is None:
                 continue
             tap = session.tap_out if direction else session.tap_in
@@ -250,7 +258,7 @@ class EngineSession:
     @tap_in.setter
     def tap_in(self, tap: Tap | None) -> None:
         if tap is None and self._tap is not None:
-            self.media.pump()  # what the engine still holds goes to the tap being removed
+            self.collect_taps()  # what the engine still holds goes to the tap being removed
         self._tap = tap
         self._flags()
         self._refilter()
@@ -262,9 +270,14 @@ class EngineSession:
     @tap_out.setter
     def tap_out(self, tap: Tap | None) -> None:
         if tap is None and self._tap_out is not None:
-            self.media.pump()
+            self.collect_taps()
         self._tap_out = tap
         self._flags()
+
+    def collect_taps(self) -> None:
+        """Hand what the engine holds for this leg's recording taps to them now."""
+        if self._final is None and (self._tap is not None or self._tap_out is not None):
+            self.media.deliver(self.engine.take(self.leg))
 
     def _flags(self) -> None:
         if self._final is None:
@@ -397,8 +410,7 @@ class EngineSession:
     def close(self) -> None:
         if self._final is not None:
             return
-        if self._tap is not None or self._tap_out is not None:
-            self.media.pump()
+        self.collect_taps()
         self.unbridge()
         self.stop()
         self._final = tuple(self.engine.stats(self.leg))

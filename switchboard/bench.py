@@ -68,7 +68,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import benchivr
+from . import benchconfig, benchivr
 from .benchdesks import Desks
 from .benchnodes import (
     Caller,
@@ -203,8 +203,11 @@ class Bench:
         SIP address, where the agents register."""
         if self.args.server:
             return str(self.args.server)
-        own = self.args.agents or self.args.no_record or self.args.analytics
-        config = ["--config", str(self._config())] if own else []
+        config: list[str] = []
+        if benchconfig.needs_own(self.args):
+            written = benchconfig.write(self.args, self.report_dir)
+            self.agent_ids, self.agent_passwords = written.agent_ids, written.agent_passwords
+            config = ["--config", str(written.path)]
         store: list[str] = []
         if len(self.nodes) > 1:
             self.redis = RedisServer(self.report_dir / "redis", self.avoid)
@@ -241,46 +244,6 @@ class Bench:
                 return
             time.sleep(0.2)
         raise SystemExit(f"bench: the nodes did not agree on a router within 30 s: {routers}")
-
-    def _config(self) -> Path:
-        """The demo config, with `--agents` agents (2001...) serving both queues (wrap-up
-        2 s), recording off with `--no-record`, and the `--analytics` analyzers."""
-        cfg = (REPO / "config/switchboard.yaml").read_text()
-        for old, new in (("prompts: ../prompts", f"prompts: {REPO / 'prompts'}"),
-                         ("flows: flows", f"flows: {REPO / 'config/flows'}"),
-                         ("agents: agents.yaml", f"agents: {REPO / 'config/agents.yaml'}"),
-                         ("queues: queues.yaml", f"queues: {REPO / 'config/queues.yaml'}")):
-            cfg = cfg.replace(old, new)
-        if self.args.agents:
-            cfg = self._agent_config(cfg)
-        if self.args.ivr == "quick":
-            cfg = benchivr.configure(cfg, self.report_dir)
-        if self.args.no_record:
-            cfg = cfg.replace("recording:\n  enabled: true", "recording:\n  enabled: false")
-        if self.args.analytics:
-            cfg += f"analytics: [{self.args.analytics}]\n"
-        (self.report_dir / "switchboard.yaml").write_text(cfg)
-        return self.report_dir / "switchboard.yaml"
-
-    def _agent_config(self, cfg: str) -> str:
-        secret = os.urandom(6).hex()
-        self.agent_ids = [str(2001 + i) for i in range(self.args.agents)]
-        self.agent_passwords = {a: f"bench-{a}-{secret}" for a in self.agent_ids}
-        lines = ["agents:"]
-        for agent in self.agent_ids:
-            lines += [f"  - id: '{agent}'", f"    password: bench-{agent}-{secret}",
-                      "    skills: {billing: 5, support: 5}", "    queues: {billing: 0, support: 0}"]
-        (self.report_dir / "agents.yaml").write_text("\n".join(lines) + "\n")
-        queues = (REPO / "config/queues.yaml").read_text().replace("wrapup: 10", "wrapup: 2")
-        (self.report_dir / "queues.yaml").write_text(queues)
-        cfg = cfg.replace(f"agents: {REPO / 'config/agents.yaml'}",
-                          f"agents: {self.report_dir / 'agents.yaml'}")
-        cfg = cfg.replace(f"queues: {REPO / 'config/queues.yaml'}",
-                          f"queues: {self.report_dir / 'queues.yaml'}")
-        logins = [f"{a};[authentication username={a} password=bench-{a}-{secret}]"
-                  for a in self.agent_ids]
-        (self.report_dir / "agents.csv").write_text("SEQUENTIAL\n" + "\n".join(logins) + "\n")
-        return cfg
 
     def start_agents(self, target: str) -> subprocess.Popen[bytes]:
         """SIPp answering every offer (with agent audio), then every agent registers and
@@ -754,6 +717,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--no-capture", action="store_true", help="do not capture RTP with tcpdump")
     p.add_argument("--no-record", action="store_true",
                    help="turn call recording off (default: on, as in the demo config)")
+    p.add_argument("--media-engine", choices=("native", "python"), default=None,
+                   help="the server's RTP plane (media.engine; default: the config's, native)")
+    p.add_argument("--relay-jitter-ms", type=int, default=0,
+                   help="the server's relay playout delay (media.relay_jitter_ms; default 0)")
     p.add_argument("--analytics", default="",
                    help="comma-separated analyzers to run on every call, e.g. talk,stress")
     p.add_argument("--poll", type=float, default=5.0,
@@ -776,10 +743,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                                                    and top >= 20000):
         p.error(f"--media-port: SIPp's RTP ports {args.media_port}-{top} must lie in 1024-65535 "
                 "and clear of the server's 20000-29999")
-    if args.agents < 0 or ((args.agents or args.no_record or args.analytics
-                            or args.ivr == "quick") and args.server):
-        p.error("--agents, --no-record, --analytics and --ivr quick need a server the bench starts itself "
-                "(it writes its config)")
+    if args.agents < 0 or (benchconfig.needs_own(args) and args.server):
+        p.error("--agents, --no-record, --analytics, --ivr quick, --media-engine and "
+                "--relay-jitter-ms need a server the bench starts itself (it writes its config)")
+    if not 0 <= args.relay_jitter_ms <= 200:
+        p.error("--relay-jitter-ms: 0 to 200")
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):

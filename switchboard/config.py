@@ -88,6 +88,7 @@ class ServerConfig:
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     media_engine: str = "native"  # the C RTP plane when compiled (media.engine), else python
     realtime_priority: int = 10  # SCHED_FIFO priority of the native media thread; 0: none
+    relay_jitter_ms: int = 0  # native plane: relayed audio leaves on the clock this much later
     prompt_dir: Path = PACKAGE_ROOT / "prompts"
     flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
     data_dir: Path = Path("var")
@@ -207,6 +208,12 @@ class _Builder:
                        "media.realtime_priority must be an integer from 0 (off) to 99")
         else:
             cfg.realtime_priority = priority
+        jitter = media.get("relay_jitter_ms", cfg.relay_jitter_ms)
+        if not isinstance(jitter, int) or isinstance(jitter, bool) or not 0 <= jitter <= 200:
+            self.error(("media", "relay_jitter_ms"),
+                       "media.relay_jitter_ms must be an integer from 0 (relay as received) to 200")
+        else:
+            cfg.relay_jitter_ms = jitter
         limits = self.section("limits")
         max_calls = limits.get("max_calls", cfg.max_calls)
         if not isinstance(max_calls, int) or max_calls < 1:

@@ -460,6 +460,7 @@ class Recordings:
         now = self.loop.time()
         for rec in list(self._buckets[slot]):
             try:
+                _collect(rec)
                 self._deliver(rec, rec.writer.advance(now))
                 rec.flushes += 1
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
@@ -475,6 +476,7 @@ class Recordings:
             for rec in list(self._buckets[live]):
                 if rec.live:
                     try:
+                        _collect(rec)
                         self._deliver(rec, rec.writer.advance(now))
                     except Exception:
                         log.exception("event=recording_advance_failed recording=%s", rec.id)
@@ -634,3 +636,11 @@ def _summary(sidecar: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         summary["_ended"] = time.time()
     return summary
+
+
+def _collect(rec: CallRecording) -> None:
+    """The native media plane holds a call's tapped audio until it is asked for: ask right
+    before placing it (the Python plane taps every packet as it comes: nothing to do)."""
+    collect = getattr(rec.call.session, "collect_taps", None)
+    if collect is not None:
+        collect()

@@ -436,15 +436,18 @@ class Server:
         """The native RTP plane when it is compiled, chosen (`media.engine`) and the media
         address is IPv4; else RTP runs in `RtpSession`s on the event loop."""
         if self.cfg.media_engine != "native" or not native_media_available():
-            log.info("event=media_engine engine=python")
+            log.info("event=media_engine engine=python%s", " relay_jitter_ms=0 (native only)"
+                     if self.cfg.relay_jitter_ms else "")
             return
         if ":" in self.cfg.sip.host:
             log.info("event=media_engine engine=python reason=ipv6")
             return
-        self.native = NativeMedia(asyncio.get_running_loop(), priority=self.cfg.realtime_priority)
+        self.native = NativeMedia(asyncio.get_running_loop(), priority=self.cfg.realtime_priority,
+                                  relay_jitter_ms=self.cfg.relay_jitter_ms)
         self.native.start()
         clock = self.native.clock.refresh()
-        log.info("event=media_engine engine=native realtime=%s", "yes" if clock.realtime else "no")
+        log.info("event=media_engine engine=native realtime=%s relay_jitter_ms=%d",
+                 "yes" if clock.realtime else "no", self.cfg.relay_jitter_ms)
 
     @property
     def media_clock(self) -> MediaClock | EngineClock | None:

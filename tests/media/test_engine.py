@@ -83,9 +83,9 @@ async def _until(cond: Callable[[], bool], seconds: float = 2.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def _run(body: Callable[[engine.NativeMedia], Awaitable[None]]) -> None:
+def _run(body: Callable[[engine.NativeMedia], Awaitable[None]], **options: Any) -> None:
     async def main() -> None:
-        media = engine.NativeMedia(asyncio.get_running_loop())
+        media = engine.NativeMedia(asyncio.get_running_loop(), **options)
         media.start()
         try:
             await body(media)
@@ -311,3 +311,46 @@ def test_bad_frames_are_refused_and_the_leg_plays_on() -> None:
         assert got and set(got) == {b"\x05"}
         phone.close()
     _run(body)
+
+
+def test_relay_playout_buffer_sends_jittery_audio_on_the_clock() -> None:
+    """With media.relay_jitter_ms 40, audio that arrives in bursts (two frames at once
+    every 40 ms, one 30 ms late) leaves every 20 ms, about 40 ms after it came, with the
+    sequence order kept for a telephone-event in between."""
+    async def body(media: engine.NativeMedia) -> None:
+        caller, agent = _udp(), _udp()
+        a = media.bind(Listener(), "127.0.0.1", _free_port())
+        b = media.bind(Listener(), "127.0.0.1", _free_port())
+        for s, peer in ((a, caller), (b, agent)):
+            s.set_codec("PCMU", 0, 101)
+            s.set_remote("127.0.0.1", peer.getsockname()[1])
+        a.bridge(b)
+        await _recv_all(agent, 0.05)
+        sent: list[float] = []
+
+        async def send() -> None:
+            start = time.monotonic()
+            for n in range(0, 40, 2):
+                late = 0.03 if n == 20 else 0.0
+                await asyncio.sleep(max(0.0, start + n * 0.02 + late - time.monotonic()))
+                for k in (n, n + 1):
+                    caller.sendto(_packet(k, 160 * k, bytes([k]) * 160), ("127.0.0.1", a.local_port))
+                    sent.append(time.monotonic())
+                if n == 10:
+                    caller.sendto(_packet(99, 160 * 11, bytes([4, 0x80, 0, 160]), pt=101),
+                                  ("127.0.0.1", a.local_port))
+
+        _, got = await asyncio.gather(send(), _recv_all(agent, 1.2))
+        audio = [(t, p) for t, p in got if p[1] & 0x7F == 0]
+        assert [p[12] for _, p in audio] == list(range(40))
+        gaps = np.diff([t for t, _ in audio]) * 1000
+        # (received by polling every 2 ms; without the buffer the gaps are ~0 and ~40 ms)
+        assert float(np.percentile(np.abs(gaps - 20.0), 95)) < 5.0, gaps
+        delays = [(t - sent[p[12]]) * 1000 for t, p in audio]
+        assert 30 < float(np.median(delays)) < 70, delays
+        seqs = [RTP.unpack_from(p)[2] for _, p in got]
+        assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:], strict=False))
+        assert any(p[1] & 0x7F == 101 for _, p in got)
+        for sock in (caller, agent):
+            sock.close()
+    _run(body, relay_jitter_ms=40)
