@@ -1109,9 +1109,12 @@ static PyObject *build_runs(Run *runs, size_t n, uint32_t idx, int dir, PyObject
 
 typedef struct { uint32_t idx; Tap t[2]; } Taken;
 
-static PyObject *Engine_drain(Engine *e, PyObject *unused) {
-    /* (events, runs): events as (leg, gen, kind, play_id, ts, ssrc, t, data); the
-     * recording taps' runs as (leg, direction 0 in / 1 out, ts, ssrc, codec, arrival, data) */
+static PyObject *Engine_drain(Engine *e, PyObject *args) {
+    /* (events, runs): events as (leg, gen, kind, play_id, ts, ssrc, t, data); with
+     * `taps`, every leg's recording runs as (leg, direction 0 in / 1 out, ts, ssrc, codec,
+     * arrival, data) too (else the recorder pulls them per leg with take()) */
+    int with_taps = 0;
+    if (!PyArg_ParseTuple(args, "|p", &with_taps)) return NULL;
     uint64_t v;
     if (read(e->notifyfd, &v, sizeof v) < 0) { /* nothing pending */ }
     lock(e);
@@ -1122,7 +1125,7 @@ static PyObject *Engine_drain(Engine *e, PyObject *unused) {
     for (uint32_t i = 0; i < count; i++) evs[i] = e->events[(e->ev_head + i) % EVENT_CAP];
     e->ev_head = (e->ev_head + count) % EVENT_CAP;
     e->ev_count -= count;
-    uint32_t nd = e->ndirty;
+    uint32_t nd = with_taps ? e->ndirty : 0;
     Taken *taken = nd ? PyMem_RawCalloc(nd, sizeof *taken) : NULL;
     uint32_t nt = 0;
     if (taken || !nd) {
@@ -1143,7 +1146,7 @@ static PyObject *Engine_drain(Engine *e, PyObject *unused) {
             }
             nt++;
         }
-        e->ndirty = 0;
+        if (with_taps) e->ndirty = 0;
     }
     unlock(e);
     PyObject *events = PyList_New(0), *runs = PyList_New(0), *result = NULL;
@@ -1236,7 +1239,7 @@ static PyMethodDef Engine_methods[] = {
     {"unbridge", (PyCFunction)Engine_unbridge, METH_VARARGS, "unbridge(leg)"},
     {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, tap drops"},
     {"rx_counts", (PyCFunction)Engine_rx_counts, METH_NOARGS, "{leg: packets received}"},
-    {"drain", (PyCFunction)Engine_drain, METH_NOARGS, "drain() -> (events, tap runs)"},
+    {"drain", (PyCFunction)Engine_drain, METH_VARARGS, "drain([taps]) -> (events, tap runs if taps)"},
     {"take", (PyCFunction)Engine_take, METH_VARARGS, "take(leg) -> that leg's tap runs"},
     {"clock", (PyCFunction)Engine_clock, METH_NOARGS, "the media clock's figures"},
     {NULL, NULL, 0, NULL},

@@ -138,9 +138,10 @@ class NativeMedia:
 
     # -- from the thread -----------------------------------------------------------------
 
-    def pump(self) -> None:
-        """Events (DTMF, in-band audio, prompts played out) and recording taps."""
-        events, runs = self.engine.drain()
+    def pump(self, taps: bool = False) -> None:
+        """Events (DTMF, in-band audio, prompts played out); with `taps`, every leg's
+        recording runs too (the recorder pulls them per call: `collect_taps`)."""
+        events, runs = self.engine.drain(taps)
         sessions = self.sessions
         for leg, gen, kind, play_id, ts, ssrc, t, data in events:
             session = sessions.get(leg)
@@ -164,7 +165,7 @@ class NativeMedia:
 
     def _tap_timer(self) -> None:
         self._timers[0] = self.loop.call_later(TAP_INTERVAL, self._tap_timer)
-        self.pump()
+        self.pump(taps=True)
 
     def _housekeeping(self) -> None:
         self._timers[1] = self.loop.call_later(HOUSEKEEPING, self._housekeeping)
