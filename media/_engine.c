@@ -44,6 +44,7 @@
 #define JB_SLOTS 16     /* relay playout buffer per leg: 320 ms of 20 ms frames */
 #define JB_PAYLOAD 320  /* larger payloads are relayed at once */
 #define SAMPLES_PER_SUBTICK 40 /* 5 ms at 8 kHz */
+#define JB_REANCHOR_LATE 40    /* sub-ticks (200 ms): later than this, the sender has moved on */
 
 enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
 enum { TAG_TIMER = 0xFFFFFFFEu, TAG_WAKE = 0xFFFFFFFFu };
@@ -344,9 +345,11 @@ static void leg_tick(Engine *e, uint32_t idx) {
  * source timestamp ts leaves in sub-tick anchor + (ts - anchor_ts) / 40: the anchor is the
  * first sub-tick of the leg's own phase at least D after the packet that set it, so a
  * 20 ms stream leaves exactly every 20 ms, in the leg's slot of the clock, D later than
- * it came. A packet later than its slot (the sender paused longer than D), a new source
- * or a jump re-anchors; a full buffer lets its oldest packet go at once. Telephone-events
- * queue behind the audio (sequence order) but never move the anchor. */
+ * it came. A packet later than its slot (the sender stalled for more than D) goes at
+ * once, behind whatever is queued, and the schedule stays: a sender that catches up is
+ * back on it. A new source, a packet over 200 ms late or a jump ahead re-anchors; a full
+ * buffer lets its oldest packet go at once. Telephone-events queue behind the audio
+ * (sequence order) but never move the anchor. */
 
 static long long subtick_now(Engine *e) { return (now_ns() - e->start_ns) / SUBTICK_NS; }
 
@@ -376,8 +379,12 @@ static int jb_hold(Engine *e, Leg *dst, const unsigned char *pkt, size_t len, ui
     } else {
         int32_t delta = (int32_t)(ts - dst->jb_anchor_ts);
         due = dst->jb_anchor_sub + delta / SAMPLES_PER_SUBTICK;
-        if (!dst->jb_anchored || due <= now || due > now + e->jb_depth + 4 * JB_SLOTS) {
-            if (dst->jb_anchored && due <= now) dst->jb_late++;
+        if (dst->jb_anchored && due <= now && due > now - JB_REANCHOR_LATE) {
+            /* late, but the sender will catch up: it goes now, and the schedule stays */
+            dst->jb_late++;
+            if (dst->jb_n == 0) return 0;
+            due = dst->jb[(dst->jb_head + dst->jb_n - 1) % JB_SLOTS].due;
+        } else if (!dst->jb_anchored || due <= now || due > now + e->jb_depth + 4 * JB_SLOTS) {
             long long first = now + e->jb_depth;
             first += ((dst->phase - first % PHASES) + PHASES) % PHASES;
             dst->jb_anchor_sub = due = first;

@@ -383,6 +383,13 @@ class EngineSession:
     tx_packets = property(lambda self: self._stats()[4])
     tx_dropped = property(lambda self: self._stats()[5])
 
+    def stats_extra(self) -> dict[str, int]:
+        """The engine's own counters: recording audio it had to drop (more than 8 s not
+        collected) and the relay playout buffer's late and overflowing packets."""
+        stats = self._stats()
+        return {"tap_in_dropped": stats[8], "tap_out_dropped": stats[9], "jb_late": stats[10],
+                "jb_overflow": stats[11]}
+
     @property
     def seq(self) -> int:
         return self._stats()[6]

@@ -357,3 +357,37 @@ def test_relay_playout_buffer_sends_jittery_audio_on_the_clock() -> None:
         for sock in (caller, agent):
             sock.close()
     _run(body, relay_jitter_ms=40)
+
+
+def test_relay_playout_buffer_keeps_its_schedule_after_a_stall() -> None:
+    """The sender stalls 100 ms (more than the 40 ms buffer), then catches up with a burst:
+    the late frames leave at once, and the frames after the burst are back on the
+    original schedule (about 40 ms after their nominal time), not 100 ms later."""
+    async def body(media: engine.NativeMedia) -> None:
+        caller, agent = _udp(), _udp()
+        a = media.bind(Listener(), "127.0.0.1", _free_port())
+        b = media.bind(Listener(), "127.0.0.1", _free_port())
+        for s, peer in ((a, caller), (b, agent)):
+            s.set_codec("PCMU", 0, 101)
+            s.set_remote("127.0.0.1", peer.getsockname()[1])
+        a.bridge(b)
+        await _recv_all(agent, 0.05)
+        start = time.monotonic()
+
+        async def send() -> None:
+            for k in range(40):
+                nominal = start + k * 0.02
+                stalled = 0.10 if 10 <= k < 15 else 0.0  # frames 10-14 come 100 ms late at most
+                when = max(nominal, start + 0.30) if stalled else nominal
+                await asyncio.sleep(max(0.0, when - time.monotonic()))
+                caller.sendto(_packet(k, 160 * k, bytes([k]) * 160), ("127.0.0.1", a.local_port))
+
+        _, got = await asyncio.gather(send(), _recv_all(agent, 1.3))
+        audio = {p[12]: t for t, p in got if p[1] & 0x7F == 0}
+        assert sorted(audio) == list(range(40))
+        after = [(audio[k] - (start + k * 0.02)) * 1000 for k in range(20, 40)]
+        assert 30 < float(np.median(after)) < 60, after
+        assert b.stats_extra()["jb_late"] >= 1
+        for sock in (caller, agent):
+            sock.close()
+    _run(body, relay_jitter_ms=40)
