@@ -29,6 +29,8 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,6 +153,7 @@ typedef struct {
     unsigned long long lateness[HIST_BUCKETS], work[HIST_BUCKETS];
     long long jb_depth; /* relay playout delay in sub-ticks; 0: relay as packets arrive */
     int realtime; /* 1 when the thread runs SCHED_FIFO */
+    pid_t thread_tid; /* the media thread's id, for setpriority */
     int rt_error;
 } Engine;
 
@@ -558,6 +561,9 @@ static void on_timer(Engine *e) {
 
 static void *engine_main(void *arg) {
     Engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    e->thread_tid = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_unlock(&e->mu);
     struct epoll_event evs[128];
     for (;;) {
         int n = epoll_wait(e->ep, evs, 128, -1);
@@ -579,7 +585,7 @@ static void *engine_main(void *arg) {
                 on_readable(e, idx);
             }
         }
-        int tell = e->ev_count && !e->signalled; /* taps are collected on Python's timer */
+        int tell = e->ev_count && !e->signalled; /* taps wait until the recorder pulls them */
         if (tell) e->signalled = 1;
         pthread_mutex_unlock(&e->mu);
         if (tell) {
@@ -592,6 +598,7 @@ static void *engine_main(void *arg) {
 
 /* -- the Python type -------------------------------------------------------------------------- */
 
+/* Python's side of the mutex: other Python threads may run while it waits. */
 static void lock(Engine *e) {
     if (pthread_mutex_trylock(&e->mu) == 0) return;
     Py_BEGIN_ALLOW_THREADS
@@ -741,8 +748,8 @@ static void Engine_dealloc(Engine *e) {
 }
 
 static PyObject *Engine_start(Engine *e, PyObject *args) {
-    int priority = 0;
-    if (!PyArg_ParseTuple(args, "|i", &priority)) return NULL;
+    int priority = 0, nice_value = 0;
+    if (!PyArg_ParseTuple(args, "|ii", &priority, &nice_value)) return NULL;
     if (e->running) Py_RETURN_NONE;
     e->start_ns = now_ns();
     e->subticks = 0;
@@ -757,6 +764,15 @@ static PyObject *Engine_start(Engine *e, PyObject *args) {
         struct sched_param sp = {.sched_priority = priority};
         e->rt_error = pthread_setschedparam(e->thread, SCHED_FIFO, &sp);
         e->realtime = e->rt_error == 0;
+    } else if (nice_value != 0) {
+        pid_t tid = 0;
+        for (int i = 0; i < 1000 && tid == 0; i++) { /* the thread says who it is at once */
+            pthread_mutex_lock(&e->mu);
+            tid = e->thread_tid;
+            pthread_mutex_unlock(&e->mu);
+            if (tid == 0) usleep(100);
+        }
+        if (tid > 0 && setpriority(PRIO_PROCESS, (id_t)tid, nice_value) != 0) e->rt_error = errno;
     }
     Py_RETURN_NONE;
 }

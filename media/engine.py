@@ -89,11 +89,12 @@ class NativeMedia:
     """One engine per server: its event fd on the loop, its sessions, its timers."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, priority: int = 0,
-                 relay_jitter_ms: int = 0) -> None:
+                 nice: int = 0, relay_jitter_ms: int = 0) -> None:
         if _engine is None:
             raise RuntimeError("media._engine is not compiled")
         self.loop = loop or asyncio.get_running_loop()
         self.priority = priority
+        self.nice = nice
         self.relay_jitter_ms = relay_jitter_ms
         self.engine: Any = _engine.Engine()
         self.sessions: dict[int, EngineSession] = {}
@@ -104,7 +105,7 @@ class NativeMedia:
     def start(self) -> None:
         if self.relay_jitter_ms:
             self.engine.set_relay_jitter(self.relay_jitter_ms)
-        self.engine.start(self.priority)
+        self.engine.start(self.priority, self.nice)
         self.loop.add_reader(self.engine.fileno(), self.pump)
         self._timers = [self.loop.call_later(TAP_INTERVAL, self._tap_timer),
                         self.loop.call_later(HOUSEKEEPING, self._housekeeping)]

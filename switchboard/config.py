@@ -87,7 +87,8 @@ class ServerConfig:
     media_ip: str | None = None  # address written in SDP; default: the SIP listen address
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     media_engine: str = "native"  # the C RTP plane when compiled (media.engine), else python
-    realtime_priority: int = 10  # SCHED_FIFO priority of the native media thread; 0: none
+    realtime_priority: int = 0  # SCHED_FIFO priority of the native media thread; 0: none
+    media_nice: int = 0  # the native media thread's nice value when not SCHED_FIFO
     relay_jitter_ms: int = 0  # native plane: relayed audio leaves on the clock this much later
     prompt_dir: Path = PACKAGE_ROOT / "prompts"
     flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
@@ -208,6 +209,11 @@ class _Builder:
                        "media.realtime_priority must be an integer from 0 (off) to 99")
         else:
             cfg.realtime_priority = priority
+        nice = media.get("nice", cfg.media_nice)
+        if not isinstance(nice, int) or isinstance(nice, bool) or not -20 <= nice <= 19:
+            self.error(("media", "nice"), "media.nice must be an integer from -20 to 19")
+        else:
+            cfg.media_nice = nice
         jitter = media.get("relay_jitter_ms", cfg.relay_jitter_ms)
         if not isinstance(jitter, int) or isinstance(jitter, bool) or not 0 <= jitter <= 200:
             self.error(("media", "relay_jitter_ms"),

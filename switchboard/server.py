@@ -443,7 +443,7 @@ class Server:
             log.info("event=media_engine engine=python reason=ipv6")
             return
         self.native = NativeMedia(asyncio.get_running_loop(), priority=self.cfg.realtime_priority,
-                                  relay_jitter_ms=self.cfg.relay_jitter_ms)
+                                  nice=self.cfg.media_nice, relay_jitter_ms=self.cfg.relay_jitter_ms)
         self.native.start()
         clock = self.native.clock.refresh()
         log.info("event=media_engine engine=native realtime=%s relay_jitter_ms=%d",
