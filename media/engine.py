@@ -229,8 +229,14 @@ class EngineSession:
                               self.te_pt is None, silence_frame(self.codec))
 
     def set_remote(self, host: str, port: int) -> None:
-        if (host, port) != self.remote:
+        """From SDP; the first packet's source replaces it (latching). An address the engine
+        cannot send to (a host name, IPv6) leaves the leg waiting for that first packet."""
+        if (host, port) == self.remote:
+            return
+        try:
             self.engine.set_remote(self.leg, host, port)
+        except ValueError:
+            log.warning("event=rtp_remote_unusable host=%r port=%s action=latch_only", host, port)
 
     @property
     def remote(self) -> tuple[str, int] | None:

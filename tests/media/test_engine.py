@@ -391,3 +391,20 @@ def test_relay_playout_buffer_keeps_its_schedule_after_a_stall() -> None:
         for sock in (caller, agent):
             sock.close()
     _run(body, relay_jitter_ms=40)
+
+
+def test_an_sdp_address_it_cannot_send_to_waits_for_latching() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_codec("PCMU", 0, 101)
+        session.set_remote("phone.example.com", 4000)  # a host name in c=: nothing to send to
+        assert session.remote is None
+        await asyncio.sleep(0.05)
+        assert session.tx_packets == 0
+        phone.sendto(_packet(16, 0, b"\xff" * 160), ("127.0.0.1", session.local_port))
+        await _until(lambda: session.tx_packets > 0)  # latched: it sends to the phone now
+        assert session.remote == phone.getsockname()
+        phone.close()
+    _run(body)
