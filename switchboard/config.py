@@ -203,23 +203,15 @@ class _Builder:
             self.error(("media", "engine"), "media.engine must be native or python")
         else:
             cfg.media_engine = engine
-        priority = media.get("realtime_priority", cfg.realtime_priority)
-        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 99:
-            self.error(("media", "realtime_priority"),
-                       "media.realtime_priority must be an integer from 0 (off) to 99")
-        else:
-            cfg.realtime_priority = priority
-        nice = media.get("nice", cfg.media_nice)
-        if not isinstance(nice, int) or isinstance(nice, bool) or not -20 <= nice <= 19:
-            self.error(("media", "nice"), "media.nice must be an integer from -20 to 19")
-        else:
-            cfg.media_nice = nice
-        jitter = media.get("relay_jitter_ms", cfg.relay_jitter_ms)
-        if not isinstance(jitter, int) or isinstance(jitter, bool) or not 0 <= jitter <= 200:
-            self.error(("media", "relay_jitter_ms"),
-                       "media.relay_jitter_ms must be an integer from 0 (relay as received) to 200")
-        else:
-            cfg.relay_jitter_ms = jitter
+        for key, attr, low, high, what in (
+                ("realtime_priority", "realtime_priority", 0, 99, "0 (off) to 99"),
+                ("nice", "media_nice", -20, 19, "-20 to 19"),
+                ("relay_jitter_ms", "relay_jitter_ms", 0, 200, "0 (relay as received) to 200")):
+            value = media.get(key, getattr(cfg, attr))
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                self.error(("media", key), f"media.{key} must be an integer from {what}")
+            else:
+                setattr(cfg, attr, value)
         limits = self.section("limits")
         max_calls = limits.get("max_calls", cfg.max_calls)
         if not isinstance(max_calls, int) or max_calls < 1:

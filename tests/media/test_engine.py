@@ -83,6 +83,19 @@ async def _until(cond: Callable[[], bool], seconds: float = 2.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def _bridged(media: engine.NativeMedia) -> tuple[socket.socket, socket.socket,
+                                                  engine.EngineSession, engine.EngineSession]:
+    """A caller and an agent phone, each on a PCMU leg with telephone-event, bridged."""
+    caller, agent = _udp(), _udp()
+    a = media.bind(Listener(), "127.0.0.1", _free_port())
+    b = media.bind(Listener(), "127.0.0.1", _free_port())
+    for s, peer in ((a, caller), (b, agent)):
+        s.set_codec("PCMU", 0, 101)
+        s.set_remote("127.0.0.1", peer.getsockname()[1])
+    a.bridge(b)
+    return caller, agent, a, b
+
+
 def _run(body: Callable[[engine.NativeMedia], Awaitable[None]], **options: Any) -> None:
     async def main() -> None:
         media = engine.NativeMedia(asyncio.get_running_loop(), **options)
@@ -321,13 +334,7 @@ def test_relay_playout_buffer_sends_jittery_audio_on_the_clock() -> None:
     every 40 ms, one 30 ms late) leaves every 20 ms, about 40 ms after it came, with the
     sequence order kept for a telephone-event in between."""
     async def body(media: engine.NativeMedia) -> None:
-        caller, agent = _udp(), _udp()
-        a = media.bind(Listener(), "127.0.0.1", _free_port())
-        b = media.bind(Listener(), "127.0.0.1", _free_port())
-        for s, peer in ((a, caller), (b, agent)):
-            s.set_codec("PCMU", 0, 101)
-            s.set_remote("127.0.0.1", peer.getsockname()[1])
-        a.bridge(b)
+        caller, agent, a, b = _bridged(media)
         await _recv_all(agent, 0.05)
         sent: list[float] = []
 
@@ -364,13 +371,7 @@ def test_relay_playout_buffer_keeps_its_schedule_after_a_stall() -> None:
     the late frames leave at once, and the frames after the burst are back on the
     original schedule (about 40 ms after their nominal time), not 100 ms later."""
     async def body(media: engine.NativeMedia) -> None:
-        caller, agent = _udp(), _udp()
-        a = media.bind(Listener(), "127.0.0.1", _free_port())
-        b = media.bind(Listener(), "127.0.0.1", _free_port())
-        for s, peer in ((a, caller), (b, agent)):
-            s.set_codec("PCMU", 0, 101)
-            s.set_remote("127.0.0.1", peer.getsockname()[1])
-        a.bridge(b)
+        caller, agent, a, b = _bridged(media)
         await _recv_all(agent, 0.05)
         start = time.monotonic()
 
