@@ -221,6 +221,7 @@ class CallRecording:
         was = self.paused
         self.reasons.add(reason)
         if not was:
+            _collect(self)  # what the native plane still holds was heard before the pause
             self.writer.pause(self.owner.loop.time())
             self.pauses.append({"start": self.t(), "end": None, "reason": reason})
             self.event("paused", reason=reason)
@@ -230,6 +231,7 @@ class CallRecording:
             return
         self.reasons.discard(reason)
         if not self.reasons:
+            _collect(self)  # what it holds from the pause is refused while still paused
             self.writer.resume(self.owner.loop.time())
             if self.pauses:
                 self.pauses[-1]["end"] = self.t()
