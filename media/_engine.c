@@ -1132,6 +1132,21 @@ static PyObject *build_runs(Run *runs, size_t n, uint32_t idx, int dir, PyObject
 
 typedef struct { uint32_t idx; Tap t[2]; } Taken;
 
+/* Moves a leg's recording runs out (under the lock); a taken run is closed, so the next
+ * packet opens a new one. The drop counters stay with the leg. */
+static void take_taps(Engine *e, uint32_t idx, Taken *out) {
+    Leg *leg = &e->legs[idx];
+    Tap *taps[2] = {&leg->tin, &leg->tout};
+    out->idx = idx;
+    for (int d = 0; d < 2; d++) {
+        out->t[d] = *taps[d];
+        unsigned long long dropped = taps[d]->dropped;
+        memset(taps[d], 0, sizeof *taps[d]);
+        taps[d]->dropped = dropped;
+    }
+    leg->dirty = 0; /* an entry on the dirty list, if any, is skipped */
+}
+
 static PyObject *Engine_drain(Engine *e, PyObject *args) {
     /* (events, runs): events as (leg, gen, kind, play_id, ts, ssrc, t, data); with
      * `taps`, every leg's recording runs as (leg, direction 0 in / 1 out, ts, ssrc, codec,
@@ -1155,19 +1170,7 @@ static PyObject *Engine_drain(Engine *e, PyObject *args) {
         for (uint32_t i = 0; i < nd; i++) {
             Leg *leg = &e->legs[e->dirty[i]];
             if (!leg->used || !leg->dirty) continue;
-            leg->dirty = 0;
-            taken[nt].idx = e->dirty[i];
-            Tap *taps[2] = {&leg->tin, &leg->tout};
-            for (int d = 0; d < 2; d++) {
-                taken[nt].t[d] = *taps[d];
-                uint32_t next = taps[d]->next_ts;
-                int open = taps[d]->open && taps[d]->n;
-                unsigned long long dropped = taps[d]->dropped;
-                memset(taps[d], 0, sizeof *taps[d]);
-                taps[d]->dropped = dropped;
-                (void)next; (void)open; /* a drained run is closed: the next packet opens one */
-            }
-            nt++;
+            take_taps(e, e->dirty[i], &taken[nt++]);
         }
         if (with_taps) e->ndirty = 0;
     }
@@ -1201,18 +1204,10 @@ static PyObject *Engine_take(Engine *e, PyObject *args) {
     unsigned int idx;
     if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
     Taken taken;
-    memset(&taken, 0, sizeof taken);
     lock(e);
     Leg *leg = get_leg(e, idx);
     if (leg == NULL) { unlock(e); return NULL; }
-    Tap *taps[2] = {&leg->tin, &leg->tout};
-    for (int d = 0; d < 2; d++) {
-        taken.t[d] = *taps[d];
-        unsigned long long dropped = taps[d]->dropped;
-        memset(taps[d], 0, sizeof *taps[d]);
-        taps[d]->dropped = dropped;
-    }
-    leg->dirty = 0; /* its entry on the dirty list, if any, is skipped */
+    take_taps(e, idx, &taken);
     unlock(e);
     PyObject *runs = PyList_New(0);
     for (int d = 0; d < 2 && runs != NULL; d++)

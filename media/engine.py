@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .audio import silence_frame
-from .clock import TICK, LatenessHistogram
+from .clock import PHASES, TICK, LatenessHistogram
 from .dtmf import GoertzelDetector, Rfc4733Receiver
 from .g711 import decode
 from .session import (
@@ -78,7 +78,7 @@ class EngineClock:
 
     @property
     def ticks(self) -> int:
-        return self.subticks // 4
+        return self.subticks // PHASES
 
     @property
     def streams(self) -> dict[EngineSession, None]:
@@ -437,6 +437,6 @@ class EngineSession:
 
 _EV_DTMF, _EV_AUDIO, _EV_DONE = (1, 2, 3)
 assert _engine is None or (_engine.EV_DTMF, _engine.EV_AUDIO, _engine.EV_DONE) == (1, 2, 3)
-assert TICK == 0.020
+assert TICK == 0.020 and (_engine is None or _engine.PHASES == PHASES)
 
 __all__ = ["NativeMedia", "EngineSession", "available"]
