@@ -7,7 +7,8 @@ setup(
     ext_modules=[
         Extension(
             "media._engine",
-            ["media/_engine.c"],
+            ["media/_engine.c", "media/_timeline.c"],
+            depends=["media/_timeline.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                 "-Wno-missing-field-initializers"],
             optional=True,

@@ -11,8 +11,8 @@
  * packet (the socket is then connected to the peer, RFC 4961 symmetric RTP), then by
  * payload type: telephone-event to Python (RFC 4733) and to the bridged leg, audio relayed
  * to the bridged leg re-headed into its own stream (RFC 3550 §7.1: its SSRC, sequence
- * and timestamps, G.711 transcoded by a 256-byte table), tapped into the recording's runs,
- * or handed to Python for in-band DTMF detection.
+ * and timestamps, G.711 transcoded by a 256-byte table), placed on the call recording's
+ * timeline (media/_timeline.c), or handed to Python for in-band DTMF detection.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,13 +34,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_timeline.h"
+
 #define PHASES 4
 #define SUBTICK_NS 5000000LL
 #define MAX_CATCH_UP 5
 #define HIST_BUCKETS 1001 /* 0.1 ms buckets up to 100 ms, as media/clock.py */
 #define EVENT_CAP 16384
 #define EVENT_DATA 200
-#define TAP_MAX_BYTES (64 * 1024) /* per leg and direction between two drains: 8 s */
 #define RECV_BATCH 16
 #define PKT_MAX 1500
 #define JB_SLOTS 16     /* relay playout buffer per leg: 320 ms of 20 ms frames */
@@ -65,23 +66,6 @@ typedef struct {
     uint16_t len;
     unsigned char pkt[12 + JB_PAYLOAD];
 } JbSlot;
-
-typedef struct Run {
-    uint32_t ts, ssrc;
-    int codec;
-    double arrival;
-    unsigned char *buf;
-    size_t len, cap;
-} Run;
-
-typedef struct {
-    Run *runs;
-    size_t n, cap;
-    size_t bytes;
-    uint32_t next_ts;
-    int open; /* the last run may grow */
-    uint64_t dropped;
-} Tap;
 
 typedef struct {
     int used;
@@ -115,9 +99,7 @@ typedef struct {
     unsigned long long jb_late, jb_overflow;
     /* what Python needs from the receive side */
     int inband;
-    int tap_in_on, tap_out_on;
-    Tap tin, tout;
-    int dirty; /* on the engine's list of legs with tap runs */
+    Timeline *rec; /* the call's recording: what we hear on channel 0, what we send on 1 */
     /* counters */
     unsigned long long rx_packets, rx_bad, rx_foreign, rx_unknown_pt, tx_packets, tx_dropped;
 } Leg;
@@ -141,14 +123,13 @@ typedef struct {
     uint32_t nfree;
     int *phase_members[PHASES];
     uint32_t phase_n[PHASES], phase_cap[PHASES];
-    uint32_t *dirty;
-    uint32_t ndirty, capdirty;
     Event *events;
     uint32_t ev_head, ev_count;
     unsigned long long ev_dropped;
     int signalled;
     int stopping;
     long long start_ns;
+    double now; /* monotonic seconds of the batch being handled: recorded packets' arrival */
     unsigned long long subticks, skipped, late_subticks;
     unsigned long long lateness[HIST_BUCKETS], work[HIST_BUCKETS];
     long long jb_depth; /* relay playout delay in sub-ticks; 0: relay as packets arrive */
@@ -199,72 +180,6 @@ static void post(Engine *e, uint32_t idx, uint32_t kind, const unsigned char *da
     if (len > EVENT_DATA) len = EVENT_DATA;
     ev->len = (uint16_t)len;
     if (len) memcpy(ev->data, data, len);
-}
-
-/* -- recording taps: runs of contiguous payload, as recorder/writer.py's _Intake ------ */
-
-static void mark_dirty(Engine *e, uint32_t idx) {
-    Leg *leg = &e->legs[idx];
-    if (leg->dirty) return;
-    if (e->ndirty == e->capdirty) {
-        uint32_t cap = e->capdirty ? e->capdirty * 2 : 64;
-        uint32_t *d = realloc(e->dirty, cap * sizeof *d);
-        if (d == NULL) return;
-        e->dirty = d;
-        e->capdirty = cap;
-    }
-    e->dirty[e->ndirty++] = idx;
-    leg->dirty = 1;
-}
-
-static void tap_add(Engine *e, uint32_t idx, Tap *tap, const unsigned char *p, size_t n,
-                    uint32_t ts, uint32_t ssrc, int codec) {
-    if (n == 0) return;
-    if (tap->bytes + n > TAP_MAX_BYTES) {
-        tap->dropped++;
-        tap->open = 0;
-        return;
-    }
-    Run *run = NULL;
-    if (tap->open && tap->n) {
-        Run *last = &tap->runs[tap->n - 1];
-        if (ts == tap->next_ts && ssrc == last->ssrc && codec == last->codec) run = last;
-    }
-    if (run == NULL) {
-        if (tap->n == tap->cap) {
-            size_t cap = tap->cap ? tap->cap * 2 : 4;
-            Run *r = realloc(tap->runs, cap * sizeof *r);
-            if (r == NULL) { tap->dropped++; return; }
-            tap->runs = r;
-            tap->cap = cap;
-        }
-        run = &tap->runs[tap->n++];
-        memset(run, 0, sizeof *run);
-        run->ts = ts;
-        run->ssrc = ssrc;
-        run->codec = codec;
-        run->arrival = now_s();
-    }
-    if (run->len + n > run->cap) {
-        size_t cap = run->cap ? run->cap * 2 : 1600;
-        while (cap < run->len + n) cap *= 2;
-        unsigned char *b = realloc(run->buf, cap);
-        if (b == NULL) { tap->dropped++; tap->open = 0; return; }
-        run->buf = b;
-        run->cap = cap;
-    }
-    memcpy(run->buf + run->len, p, n);
-    run->len += n;
-    tap->bytes += n;
-    tap->next_ts = ts + (uint32_t)n;
-    tap->open = 1;
-    mark_dirty(e, idx);
-}
-
-static void tap_clear(Tap *tap) {
-    for (size_t i = 0; i < tap->n; i++) free(tap->runs[i].buf);
-    free(tap->runs);
-    memset(tap, 0, sizeof *tap);
 }
 
 /* -- sending --------------------------------------------------------------------------- */
@@ -333,7 +248,7 @@ static void leg_tick(Engine *e, uint32_t idx) {
         }
     }
     if (!leg->has_remote || !leg->sending) return;
-    if (leg->tap_out_on) tap_add(e, idx, &leg->tout, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec);
+    if (leg->rec) timeline_place(leg->rec, 1, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec, e->now);
     unsigned char pkt[12 + PKT_MAX];
     put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
     leg->marker = 0;
@@ -416,7 +331,7 @@ static void send_relayed(Engine *e, uint32_t src_idx, uint32_t dst_idx, const un
     uint32_t ts = be32(d + 4), ssrc = be32(d + 8);
     const unsigned char *payload = d + off;
     size_t n = len - (size_t)off;
-    if (audio && src->tap_in_on) tap_add(e, src_idx, &src->tin, payload, n, ts, ssrc, src->codec);
+    if (audio && src->rec) timeline_place(src->rec, 0, payload, n, ts, ssrc, src->codec, e->now);
     if (pt < 0 || !dst->has_remote || !dst->sending) return;
     if (!dst->has_relay_src || ssrc != dst->relay_src) { /* a new source: continue our timeline */
         dst->relay_src = ssrc;
@@ -432,8 +347,8 @@ static void send_relayed(Engine *e, uint32_t src_idx, uint32_t dst_idx, const un
     } else {
         memcpy(pkt + 12, payload, n);
     }
-    if (dst->tap_out_on && pt == dst->pt)
-        tap_add(e, dst_idx, &dst->tout, pkt + 12, n, out_ts, dst->ssrc, dst->codec);
+    if (dst->rec && pt == dst->pt)
+        timeline_place(dst->rec, 1, pkt + 12, n, out_ts, dst->ssrc, dst->codec, e->now);
     put_header(pkt, pt | (d[1] & 0x80), dst->seq, out_ts, dst->ssrc);
     if (!jb_hold(e, dst, pkt, 12 + n, ts, audio)) leg_send(dst, pkt, 12 + n);
     dst->seq++;
@@ -461,17 +376,17 @@ static void on_packet(Engine *e, uint32_t idx, const unsigned char *d, size_t le
         if (leg->relay >= 0) send_relayed(e, idx, (uint32_t)leg->relay, d, len, e->legs[leg->relay].te_pt, 0);
         long off = payload_offset(d, len);
         if (off < 0 || (size_t)off + 4 > len) { leg->rx_bad++; return; }
-        post(e, idx, EV_DTMF, d + off, 4, be32(d + 4), be32(d + 8), now_s());
+        post(e, idx, EV_DTMF, d + off, 4, be32(d + 4), be32(d + 8), e->now);
     } else if (pt == leg->pt) {
         if (leg->relay >= 0) {
             send_relayed(e, idx, (uint32_t)leg->relay, d, len, e->legs[leg->relay].pt, 1);
             return;
         }
-        if (!leg->inband && !leg->tap_in_on) return;
+        if (!leg->inband && !leg->rec) return;
         long off = payload_offset(d, len);
         if (off < 0) { leg->rx_bad++; return; }
-        if (leg->inband) post(e, idx, EV_AUDIO, d + off, len - (size_t)off, be32(d + 4), be32(d + 8), now_s());
-        if (leg->tap_in_on) tap_add(e, idx, &leg->tin, d + off, len - (size_t)off, be32(d + 4), be32(d + 8), leg->codec);
+        if (leg->inband) post(e, idx, EV_AUDIO, d + off, len - (size_t)off, be32(d + 4), be32(d + 8), e->now);
+        if (leg->rec) timeline_place(leg->rec, 0, d + off, len - (size_t)off, be32(d + 4), be32(d + 8), leg->codec, e->now);
     } else if (pt >= 72 && pt <= 76) {
         /* RTCP multiplexed (RFC 5761 §4): not audio */
     } else {
@@ -496,6 +411,7 @@ static void on_readable(Engine *e, uint32_t idx) {
             msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
         }
         int n = recvmmsg(leg->fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+        e->now = now_s();
         if (n <= 0) {
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) leg->rx_bad++;
             return; /* ECONNREFUSED and friends: an ICMP error, reported once */
@@ -531,6 +447,7 @@ static void on_timer(Engine *e) {
     uint64_t expirations;
     if (read(e->tfd, &expirations, sizeof expirations) < 0) { /* spurious: re-armed below */ }
     long long started = now_ns();
+    e->now = (double)started / 1e9;
     e->subticks++;
     long long due = e->start_ns + (long long)e->subticks * SUBTICK_NS;
     long long late = started - due;
@@ -585,7 +502,7 @@ static void *engine_main(void *arg) {
                 on_readable(e, idx);
             }
         }
-        int tell = e->ev_count && !e->signalled; /* taps wait until the recorder pulls them */
+        int tell = e->ev_count && !e->signalled;
         if (tell) e->signalled = 1;
         pthread_mutex_unlock(&e->mu);
         if (tell) {
@@ -732,13 +649,14 @@ static void Engine_dealloc(Engine *e) {
         seq_release(&leg->loop, &b);
         Py_XDECREF(a);
         Py_XDECREF(b);
-        tap_clear(&leg->tin);
-        tap_clear(&leg->tout);
+        if (leg->rec) {
+            timeline_bind(leg->rec, NULL);
+            Py_DECREF(leg->rec);
+        }
         jb_drop(leg);
     }
     free(e->legs);
     free(e->freelist);
-    free(e->dirty);
     for (int p = 0; p < PHASES; p++) free(e->phase_members[p]);
     PyMem_RawFree(e->events);
     int fds[] = {e->ep, e->tfd, e->wakefd, e->notifyfd};
@@ -866,15 +784,18 @@ static PyObject *Engine_remove(Engine *e, PyObject *args) {
     PyObject *a = NULL, *b = NULL;
     seq_release(&leg->main, &a);
     seq_release(&leg->loop, &b);
-    tap_clear(&leg->tin);
-    tap_clear(&leg->tout);
+    Timeline *rec = leg->rec;
+    leg->rec = NULL;
     jb_drop(leg);
     leg->used = 0;
-    leg->dirty = 0; /* stale entries on the dirty list are skipped by generation */
     e->freelist[e->nfree++] = idx;
     unlock(e);
     Py_XDECREF(a);
     Py_XDECREF(b);
+    if (rec) {
+        timeline_bind(rec, NULL);
+        Py_DECREF(rec);
+    }
     Py_RETURN_NONE;
 }
 
@@ -943,21 +864,47 @@ static PyObject *Engine_remote(Engine *e, PyObject *args) {
     return Py_BuildValue("(sI)O", host, (unsigned)ntohs(sa.sin_port), latched ? Py_True : Py_False);
 }
 
-static PyObject *Engine_set_flags(Engine *e, PyObject *args) {
+static PyObject *Engine_set_sending(Engine *e, PyObject *args) {
     unsigned int idx;
-    int sending, tap_in, tap_out;
-    if (!PyArg_ParseTuple(args, "Ippp", &idx, &sending, &tap_in, &tap_out)) return NULL;
+    int sending;
+    if (!PyArg_ParseTuple(args, "Ip", &idx, &sending)) return NULL;
     lock(e);
     Leg *leg = get_leg(e, idx);
-    if (leg) {
-        leg->sending = sending;
-        if (!tap_in && leg->tap_in_on) leg->tin.open = 0;
-        if (!tap_out && leg->tap_out_on) leg->tout.open = 0;
-        leg->tap_in_on = tap_in;
-        leg->tap_out_on = tap_out;
-    }
+    if (leg) leg->sending = sending;
     unlock(e);
     if (leg == NULL) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Engine_record(Engine *e, PyObject *args) {
+    /* record(leg, timeline or None): the leg's audio goes onto the timeline from now on
+     * (what it hears on channel 0, what it sends on 1), placed by the media thread */
+    unsigned int idx;
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "IO", &idx, &obj)) return NULL;
+    if (obj != Py_None && !PyObject_TypeCheck(obj, &TimelineType))
+        return PyErr_Format(PyExc_TypeError, "record() takes a Timeline or None, not %s", Py_TYPE(obj)->tp_name);
+    Timeline *tl = obj == Py_None ? NULL : (Timeline *)obj;
+    lock(e);
+    Leg *leg = get_leg(e, idx);
+    if (leg == NULL) { unlock(e); return NULL; }
+    Timeline *old = leg->rec;
+    if (tl != NULL && tl != old && timeline_mutex(tl) != NULL) {
+        unlock(e);
+        PyErr_SetString(PyExc_ValueError, "that timeline already records a leg");
+        return NULL;
+    }
+    if (tl == old) { unlock(e); Py_RETURN_NONE; }
+    if (tl != NULL) { /* the GIL is held: nothing uses it unlocked before the thread does */
+        Py_INCREF(tl);
+        timeline_bind(tl, &e->mu);
+    }
+    leg->rec = tl;
+    unlock(e);
+    if (old != NULL) {
+        timeline_bind(old, NULL);
+        Py_DECREF(old);
+    }
     Py_RETURN_NONE;
 }
 
@@ -1085,10 +1032,9 @@ static PyObject *Engine_stats(Engine *e, PyObject *args) {
     if (leg == NULL) { unlock(e); return NULL; }
     Leg c = *leg;
     unlock(e);
-    return Py_BuildValue("KKKKKKIIKKKK", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
-                         c.tx_packets, c.tx_dropped, (unsigned)c.seq, (unsigned)c.ts,
-                         (unsigned long long)c.tin.dropped, (unsigned long long)c.tout.dropped,
-                         c.jb_late, c.jb_overflow);
+    return Py_BuildValue("KKKKKKIIKK", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
+                         c.tx_packets, c.tx_dropped, (unsigned)c.seq, (unsigned)c.ts, c.jb_late,
+                         c.jb_overflow);
 }
 
 static PyObject *Engine_rx_counts(Engine *e, PyObject *unused) {
@@ -1119,40 +1065,8 @@ static PyObject *Engine_rx_counts(Engine *e, PyObject *unused) {
     return out;
 }
 
-static PyObject *build_runs(Run *runs, size_t n, uint32_t idx, int dir, PyObject *out) {
-    for (size_t i = 0; i < n; i++) {
-        Run *r = &runs[i];
-        PyObject *t = Py_BuildValue("(IiIIidy#)", idx, dir, r->ts, r->ssrc, r->codec, r->arrival,
-                                    (const char *)r->buf, (Py_ssize_t)r->len);
-        if (t == NULL || PyList_Append(out, t) < 0) { Py_XDECREF(t); return NULL; }
-        Py_DECREF(t);
-    }
-    return out;
-}
-
-typedef struct { uint32_t idx; Tap t[2]; } Taken;
-
-/* Moves a leg's recording runs out (under the lock); a taken run is closed, so the next
- * packet opens a new one. The drop counters stay with the leg. */
-static void take_taps(Engine *e, uint32_t idx, Taken *out) {
-    Leg *leg = &e->legs[idx];
-    Tap *taps[2] = {&leg->tin, &leg->tout};
-    out->idx = idx;
-    for (int d = 0; d < 2; d++) {
-        out->t[d] = *taps[d];
-        unsigned long long dropped = taps[d]->dropped;
-        memset(taps[d], 0, sizeof *taps[d]);
-        taps[d]->dropped = dropped;
-    }
-    leg->dirty = 0; /* an entry on the dirty list, if any, is skipped */
-}
-
-static PyObject *Engine_drain(Engine *e, PyObject *args) {
-    /* (events, runs): events as (leg, gen, kind, play_id, ts, ssrc, t, data); with
-     * `taps`, every leg's recording runs as (leg, direction 0 in / 1 out, ts, ssrc, codec,
-     * arrival, data) too (else the recorder pulls them per leg with take()) */
-    int with_taps = 0;
-    if (!PyArg_ParseTuple(args, "|p", &with_taps)) return NULL;
+static PyObject *Engine_drain(Engine *e, PyObject *unused) {
+    /* events as (leg, gen, kind, play_id, ts, ssrc, t, data) */
     uint64_t v;
     if (read(e->notifyfd, &v, sizeof v) < 0) { /* nothing pending */ }
     lock(e);
@@ -1163,57 +1077,17 @@ static PyObject *Engine_drain(Engine *e, PyObject *args) {
     for (uint32_t i = 0; i < count; i++) evs[i] = e->events[(e->ev_head + i) % EVENT_CAP];
     e->ev_head = (e->ev_head + count) % EVENT_CAP;
     e->ev_count -= count;
-    uint32_t nd = with_taps ? e->ndirty : 0;
-    Taken *taken = nd ? PyMem_RawCalloc(nd, sizeof *taken) : NULL;
-    uint32_t nt = 0;
-    if (taken || !nd) {
-        for (uint32_t i = 0; i < nd; i++) {
-            Leg *leg = &e->legs[e->dirty[i]];
-            if (!leg->used || !leg->dirty) continue;
-            take_taps(e, e->dirty[i], &taken[nt++]);
-        }
-        if (with_taps) e->ndirty = 0;
-    }
     unlock(e);
-    PyObject *events = PyList_New(0), *runs = PyList_New(0), *result = NULL;
-    if (events == NULL || runs == NULL) goto done;
-    for (uint32_t i = 0; i < count; i++) {
+    PyObject *events = PyList_New(0);
+    for (uint32_t i = 0; i < count && events != NULL; i++) {
         Event *ev = &evs[i];
         PyObject *t = Py_BuildValue("(IIIIIIdy#)", ev->leg, ev->gen, ev->kind, ev->play_id, ev->ts,
                                     ev->ssrc, ev->t, (const char *)ev->data, (Py_ssize_t)ev->len);
-        if (t == NULL || PyList_Append(events, t) < 0) { Py_XDECREF(t); goto done; }
-        Py_DECREF(t);
+        if (t == NULL || PyList_Append(events, t) < 0) Py_CLEAR(events);
+        Py_XDECREF(t);
     }
-    for (uint32_t i = 0; i < nt; i++)
-        for (int d = 0; d < 2; d++)
-            if (build_runs(taken[i].t[d].runs, taken[i].t[d].n, taken[i].idx, d, runs) == NULL) goto done;
-    result = Py_BuildValue("(OO)", events, runs);
-done:
-    for (uint32_t i = 0; i < nt; i++)
-        for (int d = 0; d < 2; d++) tap_clear(&taken[i].t[d]);
-    PyMem_RawFree(taken);
     PyMem_RawFree(evs);
-    Py_XDECREF(events);
-    Py_XDECREF(runs);
-    return result;
-}
-
-static PyObject *Engine_take(Engine *e, PyObject *args) {
-    /* One leg's recording runs, as drain() gives them: the recorder pulls them right
-     * before it places that call's audio. */
-    unsigned int idx;
-    if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
-    Taken taken;
-    lock(e);
-    Leg *leg = get_leg(e, idx);
-    if (leg == NULL) { unlock(e); return NULL; }
-    take_taps(e, idx, &taken);
-    unlock(e);
-    PyObject *runs = PyList_New(0);
-    for (int d = 0; d < 2 && runs != NULL; d++)
-        if (build_runs(taken.t[d].runs, taken.t[d].n, idx, d, runs) == NULL) Py_CLEAR(runs);
-    for (int d = 0; d < 2; d++) tap_clear(&taken.t[d]);
-    return runs;
+    return events;
 }
 
 static PyObject *hist_list(const unsigned long long *h) {
@@ -1249,16 +1123,16 @@ static PyMethodDef Engine_methods[] = {
     {"configure", (PyCFunction)Engine_configure, METH_VARARGS, "configure(leg, pt, te_pt or -1, codec index, inband, silence frame)"},
     {"set_remote", (PyCFunction)Engine_set_remote, METH_VARARGS, "set_remote(leg, host, port): send there until a packet latches"},
     {"remote", (PyCFunction)Engine_remote, METH_VARARGS, "remote(leg) -> ((host, port), latched) or None"},
-    {"set_flags", (PyCFunction)Engine_set_flags, METH_VARARGS, "set_flags(leg, sending, tap_in, tap_out)"},
+    {"set_sending", (PyCFunction)Engine_set_sending, METH_VARARGS, "set_sending(leg, sending)"},
+    {"record", (PyCFunction)Engine_record, METH_VARARGS, "record(leg, timeline or None): place the leg's audio on a Timeline"},
     {"play", (PyCFunction)Engine_play, METH_VARARGS, "play(leg, items, loop_items) -> play id; items are sequences of frames (bytes)"},
     {"stop_play", (PyCFunction)Engine_stop_play, METH_VARARGS, "stop_play(leg)"},
     {"playing", (PyCFunction)Engine_playing, METH_VARARGS, "playing(leg) -> bool"},
     {"bridge", (PyCFunction)Engine_bridge, METH_VARARGS, "bridge(a, b, table a->b or None, table b->a or None)"},
     {"unbridge", (PyCFunction)Engine_unbridge, METH_VARARGS, "unbridge(leg)"},
-    {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, tap drops"},
+    {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, playout buffer late and overflow"},
     {"rx_counts", (PyCFunction)Engine_rx_counts, METH_NOARGS, "{leg: packets received}"},
-    {"drain", (PyCFunction)Engine_drain, METH_VARARGS, "drain([taps]) -> (events, tap runs if taps)"},
-    {"take", (PyCFunction)Engine_take, METH_VARARGS, "take(leg) -> that leg's tap runs"},
+    {"drain", (PyCFunction)Engine_drain, METH_NOARGS, "drain() -> events"},
     {"clock", (PyCFunction)Engine_clock, METH_NOARGS, "the media clock's figures"},
     {NULL, NULL, 0, NULL},
 };
@@ -1282,6 +1156,10 @@ PyMODINIT_FUNC PyInit__engine(void) {
     if (PyType_Ready(&EngineType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    if (timeline_module_init(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&EngineType);
     if (PyModule_AddObject(m, "Engine", (PyObject *)&EngineType) < 0) {
         Py_DECREF(&EngineType);

@@ -1,12 +1,11 @@
 """The native RTP plane: every call leg's socket and the 20 ms media clock in one C thread.
 
 `media/_engine.c` (built by `pip install`, optional) receives, latches, relays bridged
-audio, taps it for recording and sends paced prompt frames without the GIL, so the
-event loop spends no time per packet. Python keeps the decisions: what to play, what to
-bridge, DTMF decoding (RFC 4733 and in-band, from the events the thread hands over),
-the RTP inactivity timeout, and the recorder, which pulls a call's taps as runs of
-contiguous payload (`EngineSession.collect_taps`) right before it places that call's
-audio; every `TAP_INTERVAL` whatever was not pulled is collected anyway.
+audio, places it on the call recording's timeline (`EngineSession.record`, a
+``media._engine.Timeline``) and sends paced prompt frames without the GIL, so the event
+loop spends no time per packet. Python keeps the decisions: what to play, what to
+bridge, what to record, DTMF decoding (RFC 4733 and in-band, from the events the thread
+hands over), the RTP inactivity timeout, and the recorder's files.
 
 `EngineSession` has `RtpSession`'s interface, so the rest of the server does not know
 which plane carries a call. Without the compiled module (no C compiler at install time)
@@ -33,7 +32,6 @@ from .session import (
     SO_DETACH_FILTER,
     TRANSCODE,
     MediaListener,
-    Tap,
     _thin_program,
 )
 
@@ -45,7 +43,6 @@ except ImportError:  # not compiled: the pure-Python plane
 log = logging.getLogger("switchboard.media")
 
 CODECS = ("PCMU", "PCMA")  # the engine's codec index
-TAP_INTERVAL = 1.0  # taps nobody pulled are collected this often (the engine holds 8 s)
 HOUSEKEEPING = 1.0  # the RTP inactivity check
 
 
@@ -107,8 +104,7 @@ class NativeMedia:
             self.engine.set_relay_jitter(self.relay_jitter_ms)
         self.engine.start(self.priority, self.nice)
         self.loop.add_reader(self.engine.fileno(), self.pump)
-        self._timers = [self.loop.call_later(TAP_INTERVAL, self._tap_timer),
-                        self.loop.call_later(HOUSEKEEPING, self._housekeeping)]
+        self._timers = [self.loop.call_later(HOUSEKEEPING, self._housekeeping)]
         clock = self.clock.refresh()
         if self.priority > 0 and not clock.realtime:
             log.info("event=media_engine realtime=no reason=not_permitted priority=%d", self.priority)
@@ -139,10 +135,9 @@ class NativeMedia:
 
     # -- from the thread -----------------------------------------------------------------
 
-    def pump(self, taps: bool = False) -> None:
-        """Events (DTMF, in-band audio, prompts played out); with `taps`, every leg's
-        recording runs too (the recorder pulls them per call: `collect_taps`)."""
-        events, runs = self.engine.drain(taps)
+    def pump(self) -> None:
+        """Events: DTMF, in-band audio, prompts played out."""
+        events = self.engine.drain()
         sessions = self.sessions
         for leg, gen, kind, play_id, ts, ssrc, t, data in events:
             session = sessions.get(leg)
@@ -153,23 +148,9 @@ class NativeMedia:
             except Exception:  # one call's error must not stop the others' events
                 self.errors += 1
                 log.exception("event=media_event_error leg=%d", leg)
-        self.deliver(runs)
-
-    def deliver(self, runs: list[tuple[int, int, int, int, int, float, bytes]]) -> None:
-        for leg, direction, ts, ssrc, codec, arrival, data in runs:
-            session = self.sessions.get(leg)
-            if session is None:
-                continue
-            tap = session.tap_out if direction else session.tap_in
-            if tap is not None:
-                tap(data, CODECS[codec], ts, ssrc, arrival)
-
-    def _tap_timer(self) -> None:
-        self._timers[0] = self.loop.call_later(TAP_INTERVAL, self._tap_timer)
-        self.pump(taps=True)
 
     def _housekeeping(self) -> None:
-        self._timers[1] = self.loop.call_later(HOUSEKEEPING, self._housekeeping)
+        self._timers[0] = self.loop.call_later(HOUSEKEEPING, self._housekeeping)
         counts = self.engine.rx_counts()
         now = self.loop.time()
         for leg, session in list(self.sessions.items()):
@@ -198,8 +179,7 @@ class EngineSession:
         self.ssrc = int.from_bytes(os.urandom(4), "big")
         self.relay: EngineSession | None = None
         self._sending = True
-        self._tap: Tap | None = None
-        self._tap_out: Tap | None = None
+        self._recording: Any = None  # the Timeline the engine places this leg's audio on
         self._rfc4733 = Rfc4733Receiver()
         self._inband: GoertzelDetector | None = None
         self._inband_buf: list[bytes] = []
@@ -257,40 +237,17 @@ class EngineSession:
     @sending.setter
     def sending(self, value: bool) -> None:
         self._sending = bool(value)
-        self._flags()
-
-    @property
-    def tap_in(self) -> Tap | None:
-        return self._tap
-
-    @tap_in.setter
-    def tap_in(self, tap: Tap | None) -> None:
-        if tap is None and self._tap is not None:
-            self.collect_taps()  # what the engine still holds goes to the tap being removed
-        self._tap = tap
-        self._flags()
-        self._refilter()
-
-    @property
-    def tap_out(self) -> Tap | None:
-        return self._tap_out
-
-    @tap_out.setter
-    def tap_out(self, tap: Tap | None) -> None:
-        if tap is None and self._tap_out is not None:
-            self.collect_taps()
-        self._tap_out = tap
-        self._flags()
-
-    def collect_taps(self) -> None:
-        """Hand what the engine holds for this leg's recording taps to them now."""
-        if self._final is None and (self._tap is not None or self._tap_out is not None):
-            self.media.deliver(self.engine.take(self.leg))
-
-    def _flags(self) -> None:
         if self._final is None:
-            self.engine.set_flags(self.leg, self._sending, self._tap is not None,
-                                  self._tap_out is not None)
+            self.engine.set_sending(self.leg, self._sending)
+
+    def record(self, timeline: Any) -> None:
+        """Place what this leg hears (channel 0) and sends (channel 1) on `timeline` (a
+        ``media._engine.Timeline``), packet by packet in the media thread; None stops.
+        This plane has no per-packet Python taps (`RtpSession.tap_in`)."""
+        if self._final is None:
+            self.engine.record(self.leg, timeline)
+        self._recording = timeline
+        self._refilter()
 
     def start_timeout(self) -> None:
         self.timing_out = self.timeout > 0
@@ -391,11 +348,10 @@ class EngineSession:
     tx_dropped = property(lambda self: self._stats()[5])
 
     def stats_extra(self) -> dict[str, int]:
-        """The engine's own counters: recording audio it had to drop (more than 8 s not
-        collected) and the relay playout buffer's late and overflowing packets."""
+        """The engine's own counters: the relay playout buffer's late and overflowing
+        packets."""
         stats = self._stats()
-        return {"tap_in_dropped": stats[8], "tap_out_dropped": stats[9], "jb_late": stats[10],
-                "jb_overflow": stats[11]}
+        return {"jb_late": stats[8], "jb_overflow": stats[9]}
 
     @property
     def seq(self) -> int:
@@ -410,7 +366,7 @@ class EngineSession:
     def _refilter(self) -> None:
         """As `RtpSession._refilter`: in the IVR with RFC 4733 and nothing tapping the caller,
         the kernel passes DTMF and 1 in 16 audio packets only."""
-        want = self.te_pt is not None and self.relay is None and self._tap is None
+        want = self.te_pt is not None and self.relay is None and self._recording is None
         if want == self._thinned or self._final is not None:
             return
         try:
@@ -425,7 +381,6 @@ class EngineSession:
     def close(self) -> None:
         if self._final is not None:
             return
-        self.collect_taps()
         self.unbridge()
         self.stop()
         self._final = tuple(self.engine.stats(self.leg))

@@ -18,11 +18,12 @@ A call's recording lives in ``<id>.part/`` until it is finished:
 Recordings started by an older version keep raw per-leg segments (``caller.pcm`` /
 ``other.pcm``) instead of ``audio.wav``; `recover` still turns those into a WAV.
 
-``add`` (or a leg's `tap`) runs for every RTP packet and only appends to that leg's
-intake (contiguous payload joins one bytearray); placement, decoding and I/O happen in
-``advance``/``take_io`` off the packet path. The newest ``HOLDBACK_SECONDS`` of placed
-audio stay in memory so that a packet reordered across a flush boundary still finds
-its slot.
+Placement on the call's timeline is `recorder.timeline`'s (in C when compiled: on the
+native plane the media thread places every packet itself, see `RecordingWriter.attach`);
+``advance`` takes the frames that became final, ``take_io`` turns them into one
+`WriteBatch`, and the I/O runs off the event loop. The newest ``HOLDBACK_SECONDS`` of
+placed audio stay in memory so that a packet reordered across a flush boundary still
+finds its slot.
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from media import g711
-from media.session import Tap
+from recorder.timeline import (
+    HOLDBACK_SECONDS,
+    MAX_SKEW_SECONDS,
+    PyTimeline,
+    Tap,
+    as_channels,
+    new_timeline,
+    tap_for,
+)
 from recorder.wavfile import read_wav, wav_header, write_stereo_wav_chunks
 
 __all__ = ["LEFT", "RIGHT", "FinishJob", "OpenFiles", "RecordingWriter", "WriteBatch", "recover",
@@ -51,21 +59,14 @@ log = logging.getLogger("switchboard.recorder")
 LEFT, RIGHT = "caller", "other"
 LEGS = (LEFT, RIGHT)
 
-G711 = ("PCMU", "PCMA")
 JOURNAL = "journal.jsonl"
 AUDIO = "audio.wav"  # the WAV being written in place, inside the .part directory
 WAV_HEADER = 44
 FRAME_BYTES = 4  # stereo PCM16
 PART_SUFFIX = ".part"
-HOLDBACK_SECONDS = 0.2
-# A stream whose RTP timestamps drift this far from arrival time has jumped (a
-# device reset its clock without changing SSRC): re-anchor instead of leaving a
-# huge gap or dropping the rest of the call as "late".
-MAX_SKEW_SECONDS = 2.0
 _BLOCK = 8000 * 30  # samples per leg read at once when building a WAV
 
 Int16Array = npt.NDArray[np.int16]
-_EMPTY: Int16Array = np.zeros(0, dtype=np.int16)
 
 
 def _segment_path(part: Path, leg: str) -> Path:
@@ -109,29 +110,31 @@ class WriteBatch:
 class OpenFiles:
     """File descriptors kept open between batches, for the one thread that writes: a
     batch is then one ``pwrite`` and one journal ``write``, instead of opening, seeking
-    and closing files every flush of every call."""
+    and closing files every flush of every call. Kept per recording directory."""
 
     def __init__(self) -> None:
-        self._fds: dict[Path, int] = {}
+        self._fds: dict[Path, dict[str, int]] = {}
 
-    def fd(self, path: Path, append: bool = False) -> int:
-        fd = self._fds.get(path)
+    def fd(self, part: Path, name: str, append: bool = False) -> int:
+        files = self._fds.get(part)
+        if files is None:
+            files = self._fds[part] = {}
+        fd = files.get(name)
         if fd is None:
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
-            fd = self._fds[path] = os.open(path, flags, 0o640)
+            fd = files[name] = os.open(part / name, flags, 0o640)
         return fd
 
     def close_under(self, part: Path) -> None:
-        for path in [p for p in self._fds if p.parent == part]:
-            os.close(self._fds.pop(path))
+        for fd in self._fds.pop(part, {}).values():
+            os.close(fd)
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        for part in list(self._fds):
+            self.close_under(part)
 
     def __len__(self) -> int:
-        return len(self._fds)
+        return sum(len(files) for files in self._fds.values())
 
 
 def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
@@ -145,11 +148,11 @@ def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
             files.close()
         return
     if batch.data:
-        audio = files.fd(batch.part / AUDIO)
+        audio = files.fd(batch.part, AUDIO)
         os.pwrite(audio, batch.data, WAV_HEADER + batch.offset * FRAME_BYTES)
         if batch.durable:
             os.fdatasync(audio)
-    journal = files.fd(batch.part / JOURNAL, append=True)
+    journal = files.fd(batch.part, JOURNAL, append=True)
     os.write(journal, (json.dumps(batch.record, separators=(",", ":")) + "\n").encode())
     if batch.durable:
         os.fdatasync(journal)
@@ -181,7 +184,7 @@ class FinishJob:
         try:
             write_batch(self.batch, opened)
             written = self.batch.offset + len(self.batch.data) // FRAME_BYTES
-            _seal(opened.fd(self.part / AUDIO), written, max(self.frames, written), self.rate)
+            _seal(opened.fd(self.part, AUDIO), written, max(self.frames, written), self.rate)
         finally:
             if own:
                 opened.close()
@@ -193,132 +196,11 @@ class FinishJob:
         return self.path
 
 
-@dataclass
-class _Stream:
-    """Where one (leg, SSRC) stream sits on the call timeline."""
-
-    ssrc: int
-    anchor_pos: int
-    anchor_ts: int  # unwrapped RTP timestamp of the anchor packet
-    last_ts: int  # raw 32-bit timestamp of the newest packet
-    last_unwrapped: int
-    suspect: tuple[int, int] | None = None  # (ts, arrival) of a packet far off its slot
-
-
-@dataclass
-class _Leg:
-    """One channel: `written` samples are on disk, `tail` is placed but not yet written.
-
-    `filled` marks the samples of `tail` some packet has set; None means all of them, the
-    usual case of a stream that arrives in order, where placing a run is one append."""
-
-    written: int = 0
-    tail: Int16Array = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
-    filled: npt.NDArray[np.bool_] | None = None
-    stream: _Stream | None = None
-
-    @property
-    def end(self) -> int:
-        return self.written + len(self.tail)
-
-    def _holes(self) -> npt.NDArray[np.bool_]:
-        if self.filled is None:
-            self.filled = np.ones(len(self.tail), dtype=bool)
-        return self.filled
-
-    def grow(self, end: int) -> None:
-        extra = end - self.end
-        if extra > 0:
-            filled = self._holes()
-            self.tail = np.concatenate([self.tail, np.zeros(extra, dtype=np.int16)])
-            self.filled = np.concatenate([filled, np.zeros(extra, dtype=bool)])
-
-    def place(self, pos: int, pcm: Int16Array) -> None:
-        """First packet wins: a duplicate never overwrites audio already placed."""
-        if pos == self.end and self.filled is None:
-            self.tail = np.concatenate([self.tail, pcm]) if len(self.tail) else pcm
-            return
-        self.grow(pos + len(pcm))
-        filled = self._holes()
-        start = pos - self.written
-        stop = start + len(pcm)
-        free = ~filled[start:stop]
-        self.tail[start:stop][free] = pcm[free]
-        filled[start:stop] = True
-
-    def silence(self, start: int, stop: int | None) -> None:
-        lo = max(start - self.written, 0)
-        hi = len(self.tail) if stop is None else min(stop - self.written, len(self.tail))
-        if hi > lo:
-            self.tail[lo:hi] = 0
-            self._holes()[lo:hi] = True
-
-    def commit(self, n: int) -> Int16Array:
-        """The first `n` samples of the tail, now final (an array of their own)."""
-        chunk = self.tail[:n].copy()
-        self.written += n
-        self.tail = self.tail[n:]  # a view: nothing outside this leg shares its memory
-        if self.filled is not None:
-            self.filled = self.filled[n:]
-            if self.filled.all():
-                self.filled = None
-        return chunk
-
-
-class _Intake:
-    """One leg's packets as they arrive: runs of contiguous payload (the same stream, each
-    packet's timestamp where the previous one ended) appended to one bytearray. The next
-    packet of a run costs two comparisons and an append; only a run's first packet asks
-    the clock for its arrival time, which places the run when no earlier audio of its
-    stream does."""
-
-    __slots__ = ("runs", "buf", "next_ts", "ssrc", "codec", "accepting", "clock")
-
-    def __init__(self, clock: Callable[[], float] | None) -> None:
-        self.runs: list[tuple[int, int, str, float, bytearray]] = []
-        self.buf: bytearray | None = None
-        self.next_ts = -1
-        self.ssrc = -1
-        self.codec = ""
-        self.accepting = True
-        self.clock = clock
-
-    def feed(self, payload: bytes, codec: str, ts: int, ssrc: int, now: float | None = None, /
-             ) -> None:
-        """The session's tap (hot path): the run's arrival time is `now` when the caller
-        knows it (the native engine hands over whole runs), else the clock's."""
-        if ts == self.next_ts and ssrc == self.ssrc and codec == self.codec:
-            self.buf += payload  # type: ignore[operator]  # a buffer whenever next_ts >= 0
-            self.next_ts = (ts + len(payload)) & 0xFFFFFFFF
-        elif self.accepting and self.clock is not None:
-            self.add(payload, codec, ts, ssrc, self.clock() if now is None else now)
-
-    def add(self, payload: bytes, codec: str, ts: int, ssrc: int, now: float) -> None:
-        if not self.accepting:
-            return
-        ts &= 0xFFFFFFFF
-        if ts == self.next_ts and ssrc == self.ssrc and codec == self.codec:
-            self.buf += payload  # type: ignore[operator]
-        else:
-            self.buf = bytearray(payload)
-            self.runs.append((ts, ssrc, codec, now, self.buf))
-            self.ssrc, self.codec = ssrc, codec
-        self.next_ts = (ts + len(payload)) & 0xFFFFFFFF
-
-    def stop(self) -> None:
-        """Close the open run: the next packet starts a new one (or is refused)."""
-        self.buf, self.next_ts = None, -1
-
-    def take(self) -> list[tuple[int, int, str, float, bytearray]]:
-        runs, self.runs = self.runs, []
-        self.stop()
-        return runs
-
-
 class RecordingWriter:
     """Turns one call's RTP payloads into ``<directory>/<recording_id>.wav``.
 
-    Left channel: the caller; right: everything else (IVR prompts, then the agent).
+    Left channel: the caller; right: everything else (IVR prompts, then the agent). The
+    placement is the call's `Timeline` (`core`); this class adds the files around it.
     Time is passed in as `now` (monotonic seconds, same clock as `started`).
     """
 
@@ -331,9 +213,11 @@ class RecordingWriter:
         rate: int = 8000,
         create: bool = True,
         clock: Callable[[], float] | None = None,
+        native: bool | None = None,
     ) -> None:
         """With ``create=False`` nothing touches the disk yet: call `create` (from the
-        same worker that later runs this writer's batches) before the first batch."""
+        same worker that later runs this writer's batches) before the first batch.
+        `native`: the C timeline (default: whenever it is compiled)."""
         if not recording_id or "/" in recording_id or recording_id.startswith("."):
             raise ValueError(f"bad recording id {recording_id!r}")
         if rate <= 0:
@@ -342,16 +226,12 @@ class RecordingWriter:
         self.recording_id = recording_id
         self.started = started
         self.rate = rate
-        self.dropped = 0  # packets refused at flush: late, duplicate, bad leg or codec
+        self.clock = clock
+        self.core = new_timeline(started, rate, native=native)
         self.part = self.directory / f"{recording_id}{PART_SUFFIX}"
         self.path = self.directory / f"{recording_id}.wav"
-        self._intake = {leg: _Intake(clock) for leg in LEGS}
-        self._accepting = True
-        self._paused = False
         self._finished = False
-        self._pauses: list[tuple[int, int | None]] = []
-        self._legs = {leg: _Leg() for leg in LEGS}
-        self._ready: dict[str, list[Int16Array]] = {leg: [] for leg in LEGS}
+        self._ready: list[bytes] = []  # final frames not yet handed to the I/O side
         self._on_disk = 0  # frames handed to the I/O side
         if create:
             self.create()
@@ -370,56 +250,64 @@ class RecordingWriter:
         _append_journal(self.part, header)
         _fsync_dir(self.directory)
 
-    # -- hot path -------------------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        """Packets refused: late, duplicate, off the timeline, bad leg or codec."""
+        return int(self.core.dropped)
+
+    # -- packets in ---------------------------------------------------------------------
 
     def add(self, leg: str, payload: bytes, codec: str, rtp_ts: int, ssrc: int, now: float) -> None:
-        """Buffer one RTP payload. Called per packet: no decoding, no I/O, no logging."""
-        intake = self._intake.get(leg)
-        if intake is None or not payload:
-            self.dropped += 1
+        """Place one RTP payload (no I/O, no logging)."""
+        channel = _CHANNEL.get(leg)
+        if channel is None:
+            self.core.feed(0, b"", codec, rtp_ts, ssrc, now)  # counted as dropped
         else:
-            intake.add(payload, codec, rtp_ts, ssrc, now)
+            self.core.feed(channel, payload, codec, rtp_ts, ssrc, now)
 
     def tap(self, leg: str) -> Tap:
         """The per-packet entry for one leg, ``(payload, codec, rtp_ts, ssrc)``; arrival
         times come from the writer's `clock`."""
-        if self._intake[leg].clock is None:
+        if self.clock is None:
             raise ValueError("a tap needs the writer's clock")
-        return self._intake[leg].feed
+        return tap_for(self.core, _CHANNEL[leg], self.clock)
 
-    def _set_accepting(self, accepting: bool) -> None:
-        self._accepting = accepting
-        for intake in self._intake.values():
-            intake.accepting = accepting
-            intake.stop()
+    def attach(self, session: Any) -> None:
+        """Record what `session` (the caller's leg) hears and sends: the native plane places
+        its packets on the C timeline in the media thread, any other session taps them."""
+        record = getattr(session, "record", None)
+        if record is not None and not isinstance(self.core, PyTimeline):
+            record(self.core)
+        else:
+            session.tap_in, session.tap_out = self.tap(LEFT), self.tap(RIGHT)
+
+    @staticmethod
+    def detach(session: Any) -> None:
+        record = getattr(session, "record", None)
+        if record is not None:
+            record(None)
+        else:
+            session.tap_in = session.tap_out = None
 
     # -- PCI pause ------------------------------------------------------------------
 
     def pause(self, now: float) -> None:
         """Stop recording audio; the span until `resume` becomes silence."""
-        if self._finished or self._paused:
-            return
-        self._paused = True
-        self._set_accepting(False)
-        self._pauses.append((self._pos(now), None))
+        self.core.pause(now)
 
     def resume(self, now: float) -> None:
-        if self._finished or not self._paused:
-            return
-        start, _ = self._pauses[-1]
-        self._pauses[-1] = (start, max(start, self._pos(now)))
-        self._paused = False
-        self._set_accepting(True)
+        self.core.resume(now)
 
     # -- batches off the packet path --------------------------------------------------
 
     @property
     def samples(self) -> tuple[int, int]:
         """Samples per leg that are final (handed to `take_io`, on disk or about to be)."""
-        return self._legs[LEFT].written, self._legs[RIGHT].written
+        written = int(self.core.written)
+        return written, written
 
     def flush(self, now: float) -> None:
-        """Place, decode and durably append what `add` buffered since the last flush."""
+        """Place and durably append what came since the last flush."""
         if self._finished:
             raise RuntimeError(f"recording {self.recording_id} is already finished")
         self.advance(now)
@@ -434,157 +322,40 @@ class RecordingWriter:
 
     def prepare_finish(self, now: float) -> FinishJob:
         """The event-loop half of `finish`: place the last packets. The returned job does
-        the I/O (segments, journal, WAV) and may run in a worker thread."""
+        the I/O (journal, WAV) and may run in a worker thread."""
         if self._finished:
             raise RuntimeError(f"recording {self.recording_id} is already finished")
-        self._set_accepting(False)
+        self.core.close()
         self.advance(now, final=True)
-        batch = self.take_io(now, durable=False, final=True)  # the seal fsyncs
-        frames = max(self._pos(now), *self.samples)
+        batch = self.take_io(now, durable=False)  # the seal fsyncs
+        frames = max(self.core.position(now), *self.samples)
         self._finished = True
         return FinishJob(batch, self.part, self.path, self.rate, frames)
 
     def advance(self, now: float, *, final: bool = False) -> list[tuple[str, int, Int16Array]]:
-        """Decode and place what `add` buffered; audio older than the holdback becomes
-        final. Returns the newly final audio as ``(leg, first_sample, pcm)`` (paused spans
-        already silenced) for live analytics. No I/O: runs on the event loop."""
-        limit = max(self._pos(now) - round(HOLDBACK_SECONDS * self.rate), 0)
-        for leg in LEGS:
-            state = self._legs[leg]
-            for pos, pcm in self._runs(leg, self._intake[leg].take()):
-                state.place(pos, pcm)  # in arrival order: the first packet wins
-            if not final:
-                state.grow(limit)  # nothing came for the audio before the limit: silence
-        for start, stop in self._pauses:
-            for state in self._legs.values():
-                state.silence(start, stop)
-        out: list[tuple[str, int, Int16Array]] = []
-        for leg in LEGS:
-            state = self._legs[leg]
-            n = self._commit_len(state, limit, final)
-            if n:
-                start = state.written
-                chunk = state.commit(n)
-                out.append((leg, start, chunk))
-                self._ready[leg].append(chunk)
-        self._pauses = [(a, b) for a, b in self._pauses if b is None or b > self._written_min()]
-        return out
+        """Audio older than the holdback becomes final (all of it with `final`). Returns the
+        newly final audio as ``(leg, first_sample, pcm)`` (paused spans already silenced)
+        for live analytics. No I/O: runs on the event loop."""
+        start, data = self.core.take(now, final)
+        if not data:
+            return []
+        self._ready.append(data)
+        left, right = as_channels(data)
+        return [(LEFT, start, left), (RIGHT, start, right)]
 
-    def take_io(self, now: float, *, durable: bool, final: bool = False) -> WriteBatch:
+    def take_io(self, now: float, *, durable: bool) -> WriteBatch:
         """The disk write for audio made final since the last call, both legs interleaved;
         `write_batch` runs it (in a worker thread if the caller likes: the batch shares
-        no state). Frames one leg has and the other not yet wait for the next batch,
-        except with `final`, where the shorter leg is padded with silence."""
-        pcm = {}
-        for leg in LEGS:
-            ready = self._ready[leg]
-            pcm[leg] = (ready[0] if len(ready) == 1 else np.concatenate(ready)) if ready else _EMPTY
-        left, right = pcm[LEFT], pcm[RIGHT]
-        n = max(len(left), len(right)) if final else min(len(left), len(right))
-        if n == len(left) == len(right):
-            frames = np.empty((n, 2), dtype="<i2")
-        else:
-            frames = np.zeros((n, 2), dtype="<i2")
-        frames[: min(n, len(left)), 0] = left[:n]
-        frames[: min(n, len(right)), 1] = right[:n]
-        for leg in LEGS:
-            rest = pcm[leg][n:]
-            self._ready[leg] = [rest] if len(rest) else []
+        no state)."""
+        data = self._ready[0] if len(self._ready) == 1 else b"".join(self._ready)
+        self._ready = []
         offset = self._on_disk
-        self._on_disk += n
+        self._on_disk += len(data) // FRAME_BYTES
         record = {"t": "flush", "now": now, "samples": [self._on_disk, self._on_disk]}
-        return WriteBatch(self.part, offset, frames.tobytes(), record, durable)
-
-    def _written_min(self) -> int:
-        return min(state.written for state in self._legs.values())
-
-    @staticmethod
-    def _commit_len(state: _Leg, limit: int, final: bool) -> int:
-        if final:
-            return len(state.tail)
-        return max(min(state.end, limit) - state.written, 0)
-
-    def _pos(self, now: float) -> int:
-        return max(round((now - self.started) * self.rate), 0)
-
-    def _runs(self, leg: str, runs: list[tuple[int, int, str, float, bytearray]]
-              ) -> list[tuple[int, Int16Array]]:
-        """One leg's runs placed on the timeline, each decoded with one numpy call: per-packet
-        numpy calls would cost more than the rest of the recording together. A run is
-        placed by its first packet (RTP timestamp within its stream, arrival time for a new
-        stream); G.711 has one sample per byte."""
-        state = self._legs[leg]
-        out: list[tuple[int, Int16Array]] = []
-        for ts, ssrc, codec, now, buf in runs:
-            n = len(buf)
-            if codec not in G711:
-                self.dropped += n // 160 or 1
-                continue
-            arrival = max(round((now - self.started) * self.rate), 0)
-            pos = self._timeline_pos(state, ts, ssrc, arrival)
-            if pos is None:
-                self.dropped += n // 160 or 1
-                continue
-            stream = state.stream
-            if stream is not None and stream.ssrc == ssrc and n > 1:
-                last = (ts + n - 1) & 0xFFFFFFFF  # the run's last sample moves the stream on
-                delta = _ts_delta(last, stream.last_ts)
-                if delta > 0:
-                    stream.last_ts, stream.last_unwrapped = last, stream.last_unwrapped + delta
-            skip = state.written - pos
-            if skip >= n:
-                self.dropped += n // 160 or 1  # late or duplicate of audio already on disk
-                continue
-            out.append((max(pos, state.written), _decode(codec, buf, max(skip, 0))))
-        return out
-
-    def _timeline_pos(self, state: _Leg, ts: int, ssrc: int, arrival_pos: int) -> int | None:
-        """Sample index for a packet: by RTP timestamp within a stream, by arrival for a
-        new stream; None to drop it."""
-        stream = state.stream
-        if stream is None or stream.ssrc != ssrc:
-            state.stream = _Stream(ssrc, arrival_pos, ts, ts, ts)
-            return arrival_pos
-        delta = _ts_delta(ts, stream.last_ts)
-        unwrapped = stream.last_unwrapped + delta
-        pos = stream.anchor_pos + unwrapped - stream.anchor_ts
-        skew = MAX_SKEW_SECONDS * self.rate
-        if abs(pos - arrival_pos) <= skew:
-            stream.suspect = None
-            if delta > 0:
-                stream.last_ts, stream.last_unwrapped = ts, unwrapped
-            return pos
-        # One packet far off its slot is a straggler: drop it. Two in a row that agree
-        # with each other mean the sender's clock jumped: re-anchor at the first of them.
-        if stream.suspect is not None and 0 < _ts_delta(ts, stream.suspect[0]) <= skew:
-            first_ts, first_pos = stream.suspect
-            state.stream = _Stream(
-                ssrc, first_pos, first_ts, ts, first_ts + _ts_delta(ts, first_ts)
-            )
-            return first_pos + _ts_delta(ts, first_ts)
-        stream.suspect = (ts, arrival_pos)
-        return None
+        return WriteBatch(self.part, offset, data, record, durable)
 
 
-def _table(codec: str) -> Int16Array:
-    table = g711.decode(codec, bytes(range(256)))
-    table.flags.writeable = False
-    return table
-
-
-# 512 bytes per law: stays in the L1 cache (a table of byte pairs would halve the lookups,
-# but at 256 KiB it misses the cache on a busy event loop and ends up slower)
-_TABLES = {codec: _table(codec) for codec in G711}
-
-
-def _decode(codec: str, buf: bytearray, skip: int) -> Int16Array:
-    """G.711 bytes from `skip` on, decoded straight from the intake's buffer (no copy)."""
-    return _TABLES[codec].take(np.frombuffer(buf, dtype=np.uint8, offset=skip))
-
-
-def _ts_delta(ts: int, ref: int) -> int:
-    """Signed difference of two 32-bit RTP timestamps (RFC 3550 §5.1: they wrap)."""
-    return ((ts - ref + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+_CHANNEL = {LEFT: 0, RIGHT: 1}
 
 
 # -- building WAVs from raw segments (recordings begun by an older version) --------------------------------------------------------

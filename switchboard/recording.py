@@ -41,9 +41,7 @@ import numpy as np
 
 from recorder.wavfile import read_wav
 from recorder.writer import (
-    LEFT,
     PART_SUFFIX,
-    RIGHT,
     OpenFiles,
     RecordingWriter,
     recover,
@@ -71,6 +69,9 @@ LIVE = 40  # SLOTS is a multiple of it
 FLUSH_INTERVAL = 1.4  # SLOTS sub-ticks of 5 ms
 DEFAULT_LIVE_INTERVAL = 0.2
 CHUNK = 0.1
+# Jobs for the I/O thread (disk writes, sidecars, finishing) go to it together every
+# IO_EVERY sub-ticks (100 ms), in order: one wake-up of the thread instead of one per job.
+IO_EVERY = 20
 FSYNC_EVERY = 21  # disk writes between fsyncs of one recording (29.4 s): a crash of the
 # process loses nothing written; fsync bounds what an OS crash or power loss can take
 RETENTION_CHECK = 3600.0
@@ -221,7 +222,6 @@ class CallRecording:
         was = self.paused
         self.reasons.add(reason)
         if not was:
-            _collect(self)  # what the native plane still holds was heard before the pause
             self.writer.pause(self.owner.loop.time())
             self.pauses.append({"start": self.t(), "end": None, "reason": reason})
             self.event("paused", reason=reason)
@@ -231,7 +231,6 @@ class CallRecording:
             return
         self.reasons.discard(reason)
         if not self.reasons:
-            _collect(self)  # what it holds from the pause is refused while still paused
             self.writer.resume(self.owner.loop.time())
             if self.pauses:
                 self.pauses[-1]["end"] = self.t()
@@ -287,7 +286,9 @@ class Recordings:
         self.active: dict[str, CallRecording] = {}  # by call id
         self.index: dict[str, dict[str, Any]] = {}  # finished, by recording id
         self.files = OpenFiles()  # used by the I/O thread only
-        self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._pending: list[Callable[[], Any]] = []  # for the I/O thread with the next batch
+        self._batching = False  # True while a media clock's sub-ticks hand the jobs over
         self._io_thread: threading.Thread | None = None
         self._submitted = 0  # written by the event loop's thread only
         self._done = 0  # written by the I/O thread only
@@ -314,6 +315,7 @@ class Recordings:
             self.index[sidecar["recording_id"]] = _summary(sidecar)
         if clock is not None:
             clock.background.append(self.on_subtick)
+            self._batching = True
         log.info("event=recordings_ready dir=%s finished=%d recovered=%d", self.directory,
                  len(self.index), len(recovered))
 
@@ -324,6 +326,8 @@ class Recordings:
         for rec, handle, job, ended in list(self.closing.values()):
             handle.cancel()
             self._write_final(rec, job, ended)
+        self._batching = False
+        self._hand_over()
         self._jobs.put(None)  # after everything queued so far
         if self._io_thread is not None:
             await self.loop.run_in_executor(None, self._io_thread.join, 30.0)
@@ -357,8 +361,7 @@ class Recordings:
             if consumer is not None:
                 rec.add_consumer(consumer)
         if call.session is not None:
-            call.session.tap_in = rec.writer.tap(LEFT)
-            call.session.tap_out = rec.writer.tap(RIGHT)
+            rec.writer.attach(call.session)
         call.recording = rec
         rec.event("start", did=call.did, caller=call.caller)
         return rec
@@ -384,7 +387,7 @@ class Recordings:
         self._buckets[rec.phase].pop(rec, None)
         call.recording = None
         if call.session is not None:
-            call.session.tap_in = call.session.tap_out = None
+            rec.writer.detach(call.session)
         rec.stopped = stopped
         rec.event("end", reason=call.end_reason or stopped)
         self._deliver(rec, rec.writer.advance(self.loop.time()))
@@ -462,7 +465,6 @@ class Recordings:
         now = self.loop.time()
         for rec in list(self._buckets[slot]):
             try:
-                _collect(rec)
                 self._deliver(rec, rec.writer.advance(now))
                 rec.flushes += 1
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
@@ -478,10 +480,11 @@ class Recordings:
             for rec in list(self._buckets[live]):
                 if rec.live:
                     try:
-                        _collect(rec)
                         self._deliver(rec, rec.writer.advance(now))
                     except Exception:
                         log.exception("event=recording_advance_failed recording=%s", rec.id)
+        if subtick % IO_EVERY == 0:
+            self._hand_over()
         if slot == 0 and now >= self._next_retention:
             self._next_retention = now + RETENTION_CHECK
             self.apply_retention()
@@ -512,22 +515,31 @@ class Recordings:
                 log.exception("event=recording_consumer_failed recording=%s", rec.id)
 
     def _submit(self, job: Callable[[], Any]) -> None:
-        """To the I/O thread, in order; no future, no wake-up of the event loop per job."""
+        """To the I/O thread, in order, with the next hand-over; no future, no wake-up of
+        the event loop per job."""
         self._submitted += 1
-        self._jobs.put(job)
+        self._pending.append(job)
+        if not self._batching:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            jobs, self._pending = self._pending, []
+            self._jobs.put(jobs)
 
     def _io_worker(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
+            jobs = self._jobs.get()
+            if jobs is None:
                 self.files.close()
                 return
-            try:
-                job()
-            except Exception as exc:
-                self.stats["io_errors"] += 1
-                log.error("event=recording_io_failed error=%r", exc)
-            self._done += 1
+            for job in jobs:
+                try:
+                    job()
+                except Exception as exc:
+                    self.stats["io_errors"] += 1
+                    log.error("event=recording_io_failed error=%r", exc)
+                self._done += 1
 
     @property
     def io_backlog(self) -> int:
@@ -639,10 +651,3 @@ def _summary(sidecar: dict[str, Any]) -> dict[str, Any]:
         summary["_ended"] = time.time()
     return summary
 
-
-def _collect(rec: CallRecording) -> None:
-    """The native media plane holds a call's tapped audio until it is asked for: ask right
-    before placing it (the Python plane taps every packet as it comes: nothing to do)."""
-    collect = getattr(rec.call.session, "collect_taps", None)
-    if collect is not None:
-        collect()

@@ -181,10 +181,9 @@ def test_call_events_within_one_flush_cost_one_meta_sidecar_write(tmp_path: Path
 
     def run_jobs() -> None:  # the I/O thread's work, here
         while not recs._jobs.empty():
-            job = recs._jobs.get()
-            name = getattr(job, "__qualname__", "")
-            writes.append(name)
-            job()
+            for job in recs._jobs.get() or ():
+                writes.append(getattr(job, "__qualname__", ""))
+                job()
 
     call = types.SimpleNamespace(
         call_id="c1", did="100", caller="alice", flow=None, recording=None, recording_id=None,

@@ -1,8 +1,8 @@
 """The native media engine (`media/_engine.c` behind `media.engine`) on real loopback
 sockets: paced prompt frames with the RTP header of an ordinary stream, play-done and
 loops, latching, RFC 4733 and in-band DTMF to Python, bridging with re-headed streams,
-PCMU<->PCMA transcoding and DTMF pass-through, recording taps as runs, garbage counted,
-and teardown that frees the port."""
+PCMU<->PCMA transcoding and DTMF pass-through, recording onto a call's timeline in the
+media thread, garbage counted, and teardown that frees the port."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 
 from media import engine
 from media.audio import silence_frame
-from media.g711 import encode
+from media.g711 import decode, encode
 from media.session import TRANSCODE
 
 pytestmark = pytest.mark.skipif(engine._engine is None, reason="media._engine is not compiled")
@@ -205,7 +205,7 @@ def test_in_band_dtmf_without_telephone_event() -> None:
     _run(body)
 
 
-def test_bridged_legs_relay_re_headed_transcoded_and_tapped() -> None:
+def test_bridged_legs_relay_re_headed_transcoded_and_recorded() -> None:
     async def body(media: engine.NativeMedia) -> None:
         caller, agent = _udp(), _udp()
         a = media.bind(Listener(), "127.0.0.1", _free_port())
@@ -214,9 +214,8 @@ def test_bridged_legs_relay_re_headed_transcoded_and_tapped() -> None:
         b.set_codec("PCMA", 8, 101)
         a.set_remote("127.0.0.1", caller.getsockname()[1])
         b.set_remote("127.0.0.1", agent.getsockname()[1])
-        taps: dict[str, list[tuple[Any, ...]]] = {"in": [], "out": []}
-        a.tap_in = lambda *args: taps["in"].append(args)
-        a.tap_out = lambda *args: taps["out"].append(args)
+        timeline = engine._engine.Timeline(time.monotonic())
+        a.record(timeline)
         a.play([(b"\x10" * 160,) * 50])
         a.bridge(b)
         assert not a.playing and a.relay is b and b.relay is a
@@ -239,15 +238,23 @@ def test_bridged_legs_relay_re_headed_transcoded_and_tapped() -> None:
         assert len(to_caller) == 10 and all(p[12:] == al.translate(to_ulaw) for p in to_caller)
         seqs = [RTP.unpack_from(p)[2] for p in to_caller]
         assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:], strict=False))
-        media.pump()  # events only: the taps wait to be pulled
-        assert taps["in"] == [] and taps["out"] == []
-        a.collect_taps()  # what the recorder does right before placing the call's audio
-        assert taps["in"] and taps["out"]
-        ins = [run for run in taps["in"] if run[3] == 0x1234]
-        assert b"".join(r[0] for r in ins) == mu * 10 and ins[0][1] == "PCMU"
-        assert ins[0][2] == 5000 and abs(ins[0][4] - time.monotonic()) < 1.0
-        # the agent's audio as it was sent to the caller
-        assert b"".join(r[0] for r in taps["out"]) == al.translate(to_ulaw) * 10
+        a.record(None)  # no packet placed after this
+        _, frames = timeline.take(time.monotonic(), final=True)
+        pcm = np.frombuffer(frames, dtype="<i2").reshape(-1, 2)
+        # the caller's audio on the left, as one stretch of 10 frames where it arrived
+        heard = np.flatnonzero(pcm[:, 0] == decode("PCMU", mu)[0])
+        assert len(heard) == 1600 and heard[-1] - heard[0] == 1599
+        # on the right: the agent's audio as it was sent to the caller (transcoded to
+        # the caller's PCMU)
+        relayed = np.flatnonzero(pcm[:, 1] == decode("PCMU", al.translate(to_ulaw))[0])
+        assert len(relayed) == 1600 and relayed[-1] - relayed[0] == 1599
+        assert timeline.dropped == 0
+        with pytest.raises(ValueError):  # one leg at a time
+            a.record(timeline)
+            b.record(timeline)
+        a.record(None)
+        with pytest.raises(TypeError):
+            a.record(object())
         a.unbridge()
         assert a.relay is None and b.relay is None
         for s in (caller, agent):

@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from media import g711
+from recorder import timeline
 from recorder.wavfile import read_wav, wav_header, write_stereo_wav
 from recorder.writer import (
     AUDIO,
@@ -29,6 +30,18 @@ from recorder.writer import (
 
 RATE = 8000
 FRAME = 160  # 20 ms
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both timelines: the C one (media/_timeline.c) and `PyTimeline`."""
+    if request.param == "python":
+        monkeypatch.setattr(timeline, "NativeTimeline", None)
+    elif timeline.NativeTimeline is None:
+        pytest.skip("media._engine is not compiled")
+    return str(request.param)
+
+
 STARTED = 1000.0  # monotonic seconds; anything but zero
 CALLER_HZ, OTHER_HZ = 440.0, 1000.0
 
@@ -561,7 +574,7 @@ def _run_with_open_files(writer: RecordingWriter, packets: list[Pkt], end: float
     """The server's way: taps with the writer's clock, advance + take_io, batches written
     through kept-open descriptors."""
     clock = [STARTED]
-    writer._intake[LEFT].clock = writer._intake[RIGHT].clock = lambda: clock[0]
+    writer.clock = lambda: clock[0]
     taps = {LEFT: writer.tap(LEFT), RIGHT: writer.tap(RIGHT)}
     next_flush = 1.0
     for p in sorted(packets, key=lambda p: p.arrival):

@@ -1,0 +1,431 @@
+/* A call recording's timeline: RTP payloads placed on one stereo timeline of 8 kHz PCM16.
+ *
+ * The same algorithm as recorder/writer.py's pure-Python `PyTimeline` (the fallback when
+ * this module is not compiled; tests/recorder/test_timeline.py runs both on the same
+ * packets): channel 0 is the caller, channel 1 what the caller hears. A packet is placed
+ * by its RTP timestamp within its stream (RFC 3550 §5.1, unwrapped), a new stream (a new
+ * SSRC) by its arrival time; the first packet to reach a sample wins; one packet far off
+ * its slot is a straggler and dropped, two in a row that agree mean the sender's clock
+ * jumped and re-anchor the stream. `take` hands over, interleaved, every frame older than
+ * the holdback (silence where nothing came, and over paused spans) and forgets it.
+ *
+ * On the native plane the engine thread calls `timeline_place` for every tapped packet,
+ * without the GIL, under the engine's mutex (`timeline_bind`), and G.711 is decoded right
+ * there by a 256-entry table: the recorder's Python side then handles one bytes object
+ * per call and flush instead of runs of payload, numpy placement and interleaving.
+ */
+#include "_timeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHANNELS 2
+#define FRAME_BYTES (2 * CHANNELS)
+
+static int16_t DECODE[2][256];
+
+/* G.711 Tables 2a (mu-law) and 1a (A-law), as media/g711.py builds them. */
+static void build_tables(void) {
+    for (int i = 0; i < 256; i++) {
+        int u = ~i & 0xFF;
+        int mag = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)) - 0x84;
+        DECODE[TL_PCMU][i] = (int16_t)((u & 0x80) ? -mag : mag);
+        int a = i ^ 0x55, seg = (a >> 4) & 0x07, t = (a & 0x0F) << 4;
+        t += seg == 0 ? 8 : 0x108;
+        if (seg > 1) t <<= seg - 1;
+        DECODE[TL_PCMA][i] = (int16_t)((a & 0x80) ? t : -t);
+    }
+}
+
+typedef struct {
+    int has;
+    uint32_t ssrc, last_ts; /* last_ts: the raw timestamp of the newest sample */
+    int64_t anchor_pos, anchor_ts, last_unwrapped;
+    int has_suspect;        /* one packet far off its slot: (ts, arrival) */
+    uint32_t suspect_ts;
+    int64_t suspect_pos;
+} Stream;
+
+typedef struct { int64_t start, stop; } Span; /* stop < 0: still paused */
+
+struct Timeline {
+    PyObject_HEAD
+    pthread_mutex_t *mu; /* the engine's, while a leg records into this timeline */
+    double started;
+    int rate;
+    int64_t holdback, skew, max_frames;
+    int64_t written; /* frames handed over by take() */
+    int16_t *pcm;    /* the tail, interleaved: tail frame f is pcm[2f], pcm[2f + 1] */
+    uint8_t *filled; /* per tail frame: bit ch once a packet set channel ch */
+    int64_t len, cap;
+    Stream st[CHANNELS];
+    Span *spans;
+    size_t nspans, capspans;
+    int accepting, paused, closed;
+    unsigned long long dropped;
+};
+
+/* -- the core (no Python objects) ---------------------------------------------------------- */
+
+static int64_t ts_delta(uint32_t ts, uint32_t ref) {
+    return (int64_t)((uint32_t)(ts - ref + 0x80000000u)) - 0x80000000LL;
+}
+
+static int64_t pos_at(const Timeline *tl, double now) {
+    double v = nearbyint((now - tl->started) * tl->rate); /* half to even, as Python's round */
+    return v < 0 ? 0 : (int64_t)v;
+}
+
+static int reserve(Timeline *tl, int64_t frames) {
+    if (frames <= tl->cap) return 0;
+    int64_t cap = tl->cap ? tl->cap : 4096;
+    while (cap < frames) cap *= 2;
+    int16_t *pcm = realloc(tl->pcm, (size_t)cap * FRAME_BYTES);
+    if (pcm == NULL) return -1;
+    tl->pcm = pcm;
+    uint8_t *filled = realloc(tl->filled, (size_t)cap);
+    if (filled == NULL) return -1;
+    tl->filled = filled;
+    tl->cap = cap;
+    return 0;
+}
+
+/* The tail reaches timeline frame `end` (new frames are silence nobody set yet). */
+static int grow(Timeline *tl, int64_t end) {
+    int64_t want = end - tl->written;
+    if (want <= tl->len) return 0;
+    if (reserve(tl, want) < 0) return -1;
+    memset(tl->pcm + 2 * tl->len, 0, (size_t)(want - tl->len) * FRAME_BYTES);
+    memset(tl->filled + tl->len, 0, (size_t)(want - tl->len));
+    tl->len = want;
+    return 0;
+}
+
+static void new_stream(Stream *s, uint32_t ssrc, int64_t pos, uint32_t ts, uint32_t last_ts,
+                       int64_t last_unwrapped) {
+    memset(s, 0, sizeof *s);
+    s->has = 1;
+    s->ssrc = ssrc;
+    s->anchor_pos = pos;
+    s->anchor_ts = ts;
+    s->last_ts = last_ts;
+    s->last_unwrapped = last_unwrapped;
+}
+
+/* Where a packet's first sample goes; 0 to drop it. */
+static int stream_pos(const Timeline *tl, Stream *s, uint32_t ts, uint32_t ssrc, int64_t arrival,
+                      int64_t *pos) {
+    if (!s->has || s->ssrc != ssrc) {
+        new_stream(s, ssrc, arrival, ts, ts, ts);
+        *pos = arrival;
+        return 1;
+    }
+    int64_t delta = ts_delta(ts, s->last_ts);
+    int64_t unwrapped = s->last_unwrapped + delta;
+    int64_t p = s->anchor_pos + unwrapped - s->anchor_ts;
+    if (llabs(p - arrival) <= tl->skew) {
+        s->has_suspect = 0;
+        if (delta > 0) {
+            s->last_ts = ts;
+            s->last_unwrapped = unwrapped;
+        }
+        *pos = p;
+        return 1;
+    }
+    if (s->has_suspect) {
+        int64_t d = ts_delta(ts, s->suspect_ts);
+        if (d > 0 && d <= tl->skew) { /* two agree: the sender's clock jumped */
+            uint32_t first_ts = s->suspect_ts;
+            int64_t first_pos = s->suspect_pos;
+            new_stream(s, ssrc, first_pos, first_ts, ts, (int64_t)first_ts + d);
+            *pos = first_pos + d;
+            return 1;
+        }
+    }
+    s->has_suspect = 1;
+    s->suspect_ts = ts;
+    s->suspect_pos = arrival;
+    return 0;
+}
+
+static void drop(Timeline *tl, size_t n) { tl->dropped += n / 160 ? n / 160 : 1; }
+
+void timeline_place(Timeline *tl, int ch, const unsigned char *p, size_t n, uint32_t ts,
+                    uint32_t ssrc, int codec, double now) {
+    if (!tl->accepting) return;
+    if (n == 0) { tl->dropped++; return; }
+    if (ch < 0 || ch >= CHANNELS || (codec != TL_PCMU && codec != TL_PCMA)) { drop(tl, n); return; }
+    Stream *s = &tl->st[ch];
+    int64_t pos;
+    if (!stream_pos(tl, s, ts, ssrc, pos_at(tl, now), &pos)) { drop(tl, n); return; }
+    if (n > 1) { /* the packet's last sample moves the stream on */
+        uint32_t last = ts + (uint32_t)(n - 1);
+        int64_t d = ts_delta(last, s->last_ts);
+        if (d > 0) {
+            s->last_ts = last;
+            s->last_unwrapped += d;
+        }
+    }
+    int64_t skip = tl->written - pos;
+    if (skip >= (int64_t)n || pos + (int64_t)n - tl->written > tl->max_frames) { drop(tl, n); return; }
+    if (skip < 0) skip = 0;
+    int64_t start = pos + skip;
+    if (grow(tl, pos + (int64_t)n) < 0) { drop(tl, n); return; }
+    const int16_t *table = DECODE[codec];
+    uint8_t bit = (uint8_t)(1u << ch);
+    int16_t *out = tl->pcm + 2 * (start - tl->written) + ch;
+    uint8_t *filled = tl->filled + (start - tl->written);
+    for (size_t i = (size_t)skip; i < n; i++, out += 2, filled++) {
+        if (*filled & bit) continue; /* the first packet wins */
+        *out = table[p[i]];
+        *filled |= bit;
+    }
+}
+
+void timeline_bind(Timeline *tl, pthread_mutex_t *mu) { tl->mu = mu; }
+
+pthread_mutex_t *timeline_mutex(const Timeline *tl) { return tl->mu; }
+
+static void silence_spans(Timeline *tl) {
+    for (size_t i = 0; i < tl->nspans; i++) {
+        int64_t lo = tl->spans[i].start - tl->written, hi = tl->len;
+        if (tl->spans[i].stop >= 0 && tl->spans[i].stop - tl->written < hi) hi = tl->spans[i].stop - tl->written;
+        if (lo < 0) lo = 0;
+        if (hi <= lo) continue;
+        memset(tl->pcm + 2 * lo, 0, (size_t)(hi - lo) * FRAME_BYTES);
+        memset(tl->filled + lo, (1 << CHANNELS) - 1, (size_t)(hi - lo));
+    }
+}
+
+/* Frames that are final now: the first `n` of the tail are handed over and forgotten. */
+static int64_t final_frames(Timeline *tl, double now, int final) {
+    int64_t limit = pos_at(tl, now) - tl->holdback;
+    if (limit < 0) limit = 0;
+    if (!final && grow(tl, limit) < 0) return -1; /* nothing came for it: silence */
+    silence_spans(tl);
+    if (final) return tl->len;
+    int64_t end = tl->written + tl->len < limit ? tl->written + tl->len : limit;
+    return end > tl->written ? end - tl->written : 0;
+}
+
+static void forget(Timeline *tl, int64_t n) {
+    memmove(tl->pcm, tl->pcm + 2 * n, (size_t)(tl->len - n) * FRAME_BYTES);
+    memmove(tl->filled, tl->filled + n, (size_t)(tl->len - n));
+    tl->len -= n;
+    tl->written += n;
+    size_t kept = 0;
+    for (size_t i = 0; i < tl->nspans; i++)
+        if (tl->spans[i].stop < 0 || tl->spans[i].stop > tl->written) tl->spans[kept++] = tl->spans[i];
+    tl->nspans = kept;
+}
+
+/* -- the Python type ---------------------------------------------------------------------- */
+
+static void tl_lock(Timeline *tl) {
+    if (tl->mu == NULL || pthread_mutex_trylock(tl->mu) == 0) return;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(tl->mu);
+    Py_END_ALLOW_THREADS
+}
+
+static void tl_unlock(Timeline *tl) {
+    if (tl->mu != NULL) pthread_mutex_unlock(tl->mu);
+}
+
+static int Timeline_init(Timeline *tl, PyObject *args, PyObject *kw) {
+    static char *names[] = {"started", "rate", "holdback", "max_skew", "max_seconds", NULL};
+    double started, holdback = 0.2, skew = 2.0, max_seconds = 60.0;
+    int rate = 8000;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "d|iddd", names, &started, &rate, &holdback, &skew,
+                                     &max_seconds))
+        return -1;
+    if (rate <= 0 || holdback < 0 || skew < 0 || max_seconds <= 0 || !isfinite(started)) {
+        PyErr_SetString(PyExc_ValueError, "rate and max_seconds must be positive, holdback and max_skew not negative");
+        return -1;
+    }
+    if (tl->pcm != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a Timeline is initialised once");
+        return -1;
+    }
+    tl->started = started;
+    tl->rate = rate;
+    tl->holdback = (int64_t)nearbyint(holdback * rate);
+    tl->skew = (int64_t)(skew * rate);
+    tl->max_frames = (int64_t)(max_seconds * rate);
+    tl->accepting = 1;
+    return reserve(tl, 4096) < 0 ? (PyErr_NoMemory(), -1) : 0;
+}
+
+static void Timeline_dealloc(Timeline *tl) {
+    free(tl->pcm);
+    free(tl->filled);
+    free(tl->spans);
+    Py_TYPE(tl)->tp_free((PyObject *)tl);
+}
+
+static int codec_index(PyObject *codec) {
+    if (PyUnicode_Check(codec)) {
+        if (PyUnicode_CompareWithASCIIString(codec, "PCMU") == 0) return TL_PCMU;
+        if (PyUnicode_CompareWithASCIIString(codec, "PCMA") == 0) return TL_PCMA;
+    }
+    return -1;
+}
+
+static PyObject *Timeline_feed(Timeline *tl, PyObject *args) {
+    int ch;
+    Py_buffer payload;
+    PyObject *codec;
+    unsigned long ts, ssrc;
+    double now;
+    if (!PyArg_ParseTuple(args, "iy*Okkd", &ch, &payload, &codec, &ts, &ssrc, &now)) return NULL;
+    if (ch < 0 || ch >= CHANNELS) {
+        PyBuffer_Release(&payload);
+        return PyErr_Format(PyExc_ValueError, "no channel %d", ch);
+    }
+    tl_lock(tl);
+    timeline_place(tl, ch, payload.buf, (size_t)payload.len, (uint32_t)ts, (uint32_t)ssrc,
+                   codec_index(codec), now);
+    tl_unlock(tl);
+    PyBuffer_Release(&payload);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Timeline_take(Timeline *tl, PyObject *args, PyObject *kw) {
+    static char *names[] = {"now", "final", NULL};
+    double now;
+    int final = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "d|p", names, &now, &final)) return NULL;
+    tl_lock(tl);
+    int64_t start = tl->written, n = final_frames(tl, now, final);
+    PyObject *data = n < 0 ? NULL : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * FRAME_BYTES);
+    if (data != NULL) {
+        int16_t *out = (int16_t *)PyBytes_AS_STRING(data);
+#if PY_BIG_ENDIAN /* the WAV is little-endian */
+        for (int64_t i = 0; i < 2 * n; i++) out[i] = (int16_t)__builtin_bswap16((uint16_t)tl->pcm[i]);
+#else
+        memcpy(out, tl->pcm, (size_t)n * FRAME_BYTES);
+#endif
+        forget(tl, n);
+    }
+    tl_unlock(tl);
+    if (data == NULL) return n < 0 ? PyErr_NoMemory() : NULL;
+    return Py_BuildValue("(LN)", (long long)start, data);
+}
+
+static PyObject *Timeline_pause(Timeline *tl, PyObject *args) {
+    double now;
+    if (!PyArg_ParseTuple(args, "d", &now)) return NULL;
+    tl_lock(tl);
+    int ok = 1;
+    if (!tl->paused && !tl->closed) {
+        if (tl->nspans == tl->capspans) {
+            size_t cap = tl->capspans ? tl->capspans * 2 : 4;
+            Span *s = realloc(tl->spans, cap * sizeof *s);
+            if (s != NULL) { tl->spans = s; tl->capspans = cap; }
+        }
+        tl->accepting = 0; /* fail closed: refused even when the span cannot be noted */
+        tl->paused = 1;
+        if (tl->nspans < tl->capspans) tl->spans[tl->nspans++] = (Span){pos_at(tl, now), -1};
+        else ok = 0;
+    }
+    tl_unlock(tl);
+    if (!ok) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Timeline_resume(Timeline *tl, PyObject *args) {
+    double now;
+    if (!PyArg_ParseTuple(args, "d", &now)) return NULL;
+    tl_lock(tl);
+    if (tl->paused && !tl->closed) {
+        if (tl->nspans) {
+            Span *s = &tl->spans[tl->nspans - 1];
+            int64_t stop = pos_at(tl, now);
+            s->stop = stop > s->start ? stop : s->start;
+        }
+        tl->paused = 0;
+        tl->accepting = 1;
+    }
+    tl_unlock(tl);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Timeline_close(Timeline *tl, PyObject *unused) {
+    tl_lock(tl);
+    tl->closed = 1;
+    tl->accepting = 0;
+    tl_unlock(tl);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Timeline_position(Timeline *tl, PyObject *args) {
+    double now;
+    if (!PyArg_ParseTuple(args, "d", &now)) return NULL;
+    return PyLong_FromLongLong(pos_at(tl, now));
+}
+
+static PyObject *get_written(Timeline *tl, void *c) {
+    tl_lock(tl);
+    int64_t v = tl->written;
+    tl_unlock(tl);
+    return PyLong_FromLongLong(v);
+}
+
+static PyObject *get_dropped(Timeline *tl, void *c) {
+    tl_lock(tl);
+    unsigned long long v = tl->dropped;
+    tl_unlock(tl);
+    return PyLong_FromUnsignedLongLong(v);
+}
+
+static PyObject *get_paused(Timeline *tl, void *c) { return PyBool_FromLong(tl->paused); }
+static PyObject *get_accepting(Timeline *tl, void *c) { return PyBool_FromLong(tl->accepting); }
+static PyObject *get_started(Timeline *tl, void *c) { return PyFloat_FromDouble(tl->started); }
+static PyObject *get_rate(Timeline *tl, void *c) { return PyLong_FromLong(tl->rate); }
+
+static PyGetSetDef Timeline_getset[] = {
+    {"written", (getter)get_written, NULL, "frames handed over by take()", NULL},
+    {"dropped", (getter)get_dropped, NULL, "packets refused: late, duplicate, off the timeline, unknown codec", NULL},
+    {"paused", (getter)get_paused, NULL, "between pause() and resume()", NULL},
+    {"accepting", (getter)get_accepting, NULL, "packets are placed (not paused, not closed)", NULL},
+    {"started", (getter)get_started, NULL, "monotonic seconds of timeline frame 0", NULL},
+    {"rate", (getter)get_rate, NULL, "samples per second", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef Timeline_methods[] = {
+    {"feed", (PyCFunction)Timeline_feed, METH_VARARGS, "feed(channel, payload, codec, ts, ssrc, now): place one RTP payload"},
+    {"take", (PyCFunction)(void (*)(void))Timeline_take, METH_VARARGS | METH_KEYWORDS,
+     "take(now, final=False) -> (first frame, interleaved little-endian int16 frames now final)"},
+    {"pause", (PyCFunction)Timeline_pause, METH_VARARGS, "pause(now): refuse audio; the span until resume() is silence"},
+    {"resume", (PyCFunction)Timeline_resume, METH_VARARGS, "resume(now)"},
+    {"close", (PyCFunction)Timeline_close, METH_NOARGS, "refuse every packet from now on"},
+    {"position", (PyCFunction)Timeline_position, METH_VARARGS, "position(now) -> timeline frame of that instant"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject TimelineType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "media._engine.Timeline",
+    .tp_basicsize = sizeof(Timeline),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Timeline(started, rate=8000, holdback=0.2, max_skew=2.0, max_seconds=60.0): "
+              "a recording's two channels placed from RTP payloads (media/_timeline.c).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Timeline_init,
+    .tp_dealloc = (destructor)Timeline_dealloc,
+    .tp_methods = Timeline_methods,
+    .tp_getset = Timeline_getset,
+};
+
+int timeline_module_init(PyObject *m) {
+    build_tables();
+    if (PyType_Ready(&TimelineType) < 0) return -1;
+    Py_INCREF(&TimelineType);
+    if (PyModule_AddObject(m, "Timeline", (PyObject *)&TimelineType) < 0) {
+        Py_DECREF(&TimelineType);
+        return -1;
+    }
+    return 0;
+}
