@@ -56,8 +56,12 @@ struct Timeline {
     int rate;
     int64_t holdback, skew, max_frames;
     int64_t written; /* frames handed over by take() */
-    int16_t *pcm;    /* the tail, interleaved: tail frame f is pcm[2f], pcm[2f + 1] */
-    uint8_t *filled; /* per tail frame: bit ch once a packet set channel ch */
+    /* The tail, per channel: frames [0, len) follow `written`. Only [0, hw[ch]) of a
+     * channel is stored; past it the channel is silence nobody set yet, so an in-order
+     * packet is decoded straight in, with no check per sample and nothing zeroed first. */
+    int16_t *pcm[CHANNELS];
+    uint8_t *filled[CHANNELS]; /* per stored frame: 1 once a packet (or a pause) set it */
+    int64_t hw[CHANNELS];
     int64_t len, cap;
     Stream st[CHANNELS];
     Span *spans;
@@ -81,12 +85,14 @@ static int reserve(Timeline *tl, int64_t frames) {
     if (frames <= tl->cap) return 0;
     int64_t cap = tl->cap ? tl->cap : 4096;
     while (cap < frames) cap *= 2;
-    int16_t *pcm = realloc(tl->pcm, (size_t)cap * FRAME_BYTES);
-    if (pcm == NULL) return -1;
-    tl->pcm = pcm;
-    uint8_t *filled = realloc(tl->filled, (size_t)cap);
-    if (filled == NULL) return -1;
-    tl->filled = filled;
+    for (int ch = 0; ch < CHANNELS; ch++) {
+        int16_t *pcm = realloc(tl->pcm[ch], (size_t)cap * sizeof *pcm);
+        if (pcm == NULL) return -1;
+        tl->pcm[ch] = pcm;
+        uint8_t *filled = realloc(tl->filled[ch], (size_t)cap);
+        if (filled == NULL) return -1;
+        tl->filled[ch] = filled;
+    }
     tl->cap = cap;
     return 0;
 }
@@ -96,10 +102,16 @@ static int grow(Timeline *tl, int64_t end) {
     int64_t want = end - tl->written;
     if (want <= tl->len) return 0;
     if (reserve(tl, want) < 0) return -1;
-    memset(tl->pcm + 2 * tl->len, 0, (size_t)(want - tl->len) * FRAME_BYTES);
-    memset(tl->filled + tl->len, 0, (size_t)(want - tl->len));
     tl->len = want;
     return 0;
+}
+
+/* Channel `ch` is stored up to tail frame `upto`: the frames in between are silence. */
+static void store_up_to(Timeline *tl, int ch, int64_t upto) {
+    if (upto <= tl->hw[ch]) return;
+    memset(tl->pcm[ch] + tl->hw[ch], 0, (size_t)(upto - tl->hw[ch]) * sizeof(int16_t));
+    memset(tl->filled[ch] + tl->hw[ch], 0, (size_t)(upto - tl->hw[ch]));
+    tl->hw[ch] = upto;
 }
 
 static void new_stream(Stream *s, uint32_t ssrc, int64_t pos, uint32_t ts, uint32_t last_ts,
@@ -173,13 +185,21 @@ void timeline_place(Timeline *tl, int ch, const unsigned char *p, size_t n, uint
     int64_t start = pos + skip;
     if (grow(tl, pos + (int64_t)n) < 0) { drop(tl, n); return; }
     const int16_t *table = DECODE[codec];
-    uint8_t bit = (uint8_t)(1u << ch);
-    int16_t *out = tl->pcm + 2 * (start - tl->written) + ch;
-    uint8_t *filled = tl->filled + (start - tl->written);
-    for (size_t i = (size_t)skip; i < n; i++, out += 2, filled++) {
-        if (*filled & bit) continue; /* the first packet wins */
-        *out = table[p[i]];
-        *filled |= bit;
+    int64_t at = start - tl->written, end = pos + (int64_t)n - tl->written;
+    int16_t *out = tl->pcm[ch];
+    uint8_t *filled = tl->filled[ch];
+    if (at >= tl->hw[ch]) { /* past everything placed: the usual in-order packet */
+        store_up_to(tl, ch, at);
+        for (int64_t f = at; f < end; f++) out[f] = table[p[f - at + skip]];
+        memset(filled + at, 1, (size_t)(end - at));
+        tl->hw[ch] = end;
+        return;
+    }
+    store_up_to(tl, ch, end);
+    for (int64_t f = at; f < end; f++) {
+        if (filled[f]) continue; /* the first packet wins */
+        out[f] = table[p[f - at + skip]];
+        filled[f] = 1;
     }
 }
 
@@ -193,8 +213,11 @@ static void silence_spans(Timeline *tl) {
         if (tl->spans[i].stop >= 0 && tl->spans[i].stop - tl->written < hi) hi = tl->spans[i].stop - tl->written;
         if (lo < 0) lo = 0;
         if (hi <= lo) continue;
-        memset(tl->pcm + 2 * lo, 0, (size_t)(hi - lo) * FRAME_BYTES);
-        memset(tl->filled + lo, (1 << CHANNELS) - 1, (size_t)(hi - lo));
+        for (int ch = 0; ch < CHANNELS; ch++) {
+            store_up_to(tl, ch, hi);
+            memset(tl->pcm[ch] + lo, 0, (size_t)(hi - lo) * sizeof(int16_t));
+            memset(tl->filled[ch] + lo, 1, (size_t)(hi - lo));
+        }
     }
 }
 
@@ -209,9 +232,25 @@ static int64_t final_frames(Timeline *tl, double now, int final) {
     return end > tl->written ? end - tl->written : 0;
 }
 
-static void forget(Timeline *tl, int64_t n) {
-    memmove(tl->pcm, tl->pcm + 2 * n, (size_t)(tl->len - n) * FRAME_BYTES);
-    memmove(tl->filled, tl->filled + n, (size_t)(tl->len - n));
+/* The first `n` frames, interleaved into `out` (little-endian, as the WAV), then forgotten. */
+static void hand_over(Timeline *tl, int64_t n, int16_t *out) {
+    for (int ch = 0; ch < CHANNELS; ch++) store_up_to(tl, ch, n);
+    const int16_t *a = tl->pcm[0], *b = tl->pcm[1];
+    for (int64_t f = 0; f < n; f++) {
+#if PY_BIG_ENDIAN
+        out[2 * f] = (int16_t)__builtin_bswap16((uint16_t)a[f]);
+        out[2 * f + 1] = (int16_t)__builtin_bswap16((uint16_t)b[f]);
+#else
+        out[2 * f] = a[f];
+        out[2 * f + 1] = b[f];
+#endif
+    }
+    for (int ch = 0; ch < CHANNELS; ch++) {
+        int64_t keep = tl->hw[ch] - n;
+        memmove(tl->pcm[ch], tl->pcm[ch] + n, (size_t)keep * sizeof(int16_t));
+        memmove(tl->filled[ch], tl->filled[ch] + n, (size_t)keep);
+        tl->hw[ch] = keep;
+    }
     tl->len -= n;
     tl->written += n;
     size_t kept = 0;
@@ -244,7 +283,7 @@ static int Timeline_init(Timeline *tl, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "rate and max_seconds must be positive, holdback and max_skew not negative");
         return -1;
     }
-    if (tl->pcm != NULL) {
+    if (tl->pcm[0] != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "a Timeline is initialised once");
         return -1;
     }
@@ -258,8 +297,10 @@ static int Timeline_init(Timeline *tl, PyObject *args, PyObject *kw) {
 }
 
 static void Timeline_dealloc(Timeline *tl) {
-    free(tl->pcm);
-    free(tl->filled);
+    for (int ch = 0; ch < CHANNELS; ch++) {
+        free(tl->pcm[ch]);
+        free(tl->filled[ch]);
+    }
     free(tl->spans);
     Py_TYPE(tl)->tp_free((PyObject *)tl);
 }
@@ -299,15 +340,7 @@ static PyObject *Timeline_take(Timeline *tl, PyObject *args, PyObject *kw) {
     tl_lock(tl);
     int64_t start = tl->written, n = final_frames(tl, now, final);
     PyObject *data = n < 0 ? NULL : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * FRAME_BYTES);
-    if (data != NULL) {
-        int16_t *out = (int16_t *)PyBytes_AS_STRING(data);
-#if PY_BIG_ENDIAN /* the WAV is little-endian */
-        for (int64_t i = 0; i < 2 * n; i++) out[i] = (int16_t)__builtin_bswap16((uint16_t)tl->pcm[i]);
-#else
-        memcpy(out, tl->pcm, (size_t)n * FRAME_BYTES);
-#endif
-        forget(tl, n);
-    }
+    if (data != NULL) hand_over(tl, n, (int16_t *)PyBytes_AS_STRING(data));
     tl_unlock(tl);
     if (data == NULL) return n < 0 ? PyErr_NoMemory() : NULL;
     return Py_BuildValue("(LN)", (long long)start, data);

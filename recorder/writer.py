@@ -332,16 +332,14 @@ class RecordingWriter:
         self._finished = True
         return FinishJob(batch, self.part, self.path, self.rate, frames)
 
-    def advance(self, now: float, *, final: bool = False) -> list[tuple[str, int, Int16Array]]:
+    def advance(self, now: float, *, final: bool = False) -> tuple[int, bytes]:
         """Audio older than the holdback becomes final (all of it with `final`). Returns the
-        newly final audio as ``(leg, first_sample, pcm)`` (paused spans already silenced)
-        for live analytics. No I/O: runs on the event loop."""
+        newly final audio, ``(first frame, interleaved frames)`` with paused spans already
+        silenced, for live analytics (`by_leg`). No I/O: runs on the event loop."""
         start, data = self.core.take(now, final)
-        if not data:
-            return []
-        self._ready.append(data)
-        left, right = as_channels(data)
-        return [(LEFT, start, left), (RIGHT, start, right)]
+        if data:
+            self._ready.append(data)
+        return start, data
 
     def take_io(self, now: float, *, durable: bool) -> WriteBatch:
         """The disk write for audio made final since the last call, both legs interleaved;
@@ -356,6 +354,15 @@ class RecordingWriter:
 
 
 _CHANNEL = {LEFT: 0, RIGHT: 1}
+
+
+def by_leg(start: int, data: bytes) -> list[tuple[str, int, Int16Array]]:
+    """What `RecordingWriter.advance` returned, as ``(leg, first_sample, pcm)`` per leg
+    (read-only views of `data`)."""
+    if not data:
+        return []
+    left, right = as_channels(data)
+    return [(LEFT, start, left), (RIGHT, start, right)]
 
 
 # -- building WAVs from raw segments (recordings begun by an older version) --------------------------------------------------------

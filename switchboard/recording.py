@@ -44,6 +44,7 @@ from recorder.writer import (
     PART_SUFFIX,
     OpenFiles,
     RecordingWriter,
+    by_leg,
     recover,
     write_batch,
 )
@@ -390,7 +391,7 @@ class Recordings:
             rec.writer.detach(call.session)
         rec.stopped = stopped
         rec.event("end", reason=call.end_reason or stopped)
-        self._deliver(rec, rec.writer.advance(self.loop.time()))
+        self._deliver(rec, *rec.writer.advance(self.loop.time()))
         for consumer in rec.consumers:
             try:
                 consumer.close(rec.t())
@@ -465,7 +466,7 @@ class Recordings:
         now = self.loop.time()
         for rec in list(self._buckets[slot]):
             try:
-                self._deliver(rec, rec.writer.advance(now))
+                self._deliver(rec, *rec.writer.advance(now))
                 rec.flushes += 1
                 batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
                 if rec.store:
@@ -480,7 +481,7 @@ class Recordings:
             for rec in list(self._buckets[live]):
                 if rec.live:
                     try:
-                        self._deliver(rec, rec.writer.advance(now))
+                        self._deliver(rec, *rec.writer.advance(now))
                     except Exception:
                         log.exception("event=recording_advance_failed recording=%s", rec.id)
         if subtick % IO_EVERY == 0:
@@ -489,9 +490,10 @@ class Recordings:
             self._next_retention = now + RETENTION_CHECK
             self.apply_retention()
 
-    def _deliver(self, rec: CallRecording, chunks: list[tuple[str, int, Any]]) -> None:
-        if not rec.consumers:
+    def _deliver(self, rec: CallRecording, start: int, data: bytes) -> None:
+        if not rec.consumers or not data:
             return
+        chunks = by_leg(start, data)
         rate = rec.writer.rate
         size = round(CHUNK * rate)
         pieces: list[tuple[str, float, Any]] = []
