@@ -315,11 +315,15 @@ def _frozen(pcm: npt.ArrayLike) -> Int16Array:
 
 
 def _frozen_base(pcm: np.ndarray) -> bool:
-    """An array of its own, or a view of a read-only array of its own: nobody can write
-    through another name for the same memory without unfreezing it first."""
+    """An array of its own, or a view of read-only arrays down to one of their own or to a
+    bytes object (the recorder's frames): nobody can write through another name for the
+    same memory without unfreezing it first, and bytes cannot be written at all."""
     base = pcm.base
-    return base is None or (isinstance(base, np.ndarray) and base.base is None
-                            and not base.flags.writeable)
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    return base is None or isinstance(base, bytes)
 
 
 def _jsonable(value: Any) -> Any:

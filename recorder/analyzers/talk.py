@@ -85,8 +85,9 @@ class _Leg:
     until: float = 0.0  # end of the last frame processed
 
     def frames(self, starts: list[float], active: list[bool], counted: list[bool]) -> None:
-        """One chunk's frames (contiguous: they come from one run of the framer)."""
-        if all(counted) and (not any(active) or all(active)):
+        """Frames in timeline order (one chunk's, or several chunks' of the leg in a row)."""
+        contiguous = starts[-1] - starts[0] < (len(starts) - 0.5) * FRAME_S
+        if contiguous and all(counted) and (not any(active) or all(active)):
             self._uniform(starts, active[0])
             return
         for start, speech, counts in zip(starts, active, counted, strict=True):
@@ -215,14 +216,39 @@ class TalkAnalyzer(Analyzer):
             if chunks:
                 slices[name] = self._frames(state, chunks)
         done = dict.fromkeys(self.legs, 0)
-        for leg, _, _ in pending:
+        i = 0
+        while i < len(pending):  # one leg's consecutive chunks at a time
+            leg = pending[i][0]
+            j = i + 1
+            while j < len(pending) and pending[j][0] == leg:
+                j += 1
             starts, active, counted, cuts = slices[leg]
-            first, last = done[leg], cuts.pop(0)
-            done[leg] = last
-            if last > first:
-                self.legs[leg].frames(starts[first:last], active[first:last],
-                                      counted[first:last])
-                self._watch_dead_air()
+            chunk_cuts, slices[leg] = cuts[: j - i], (starts, active, counted, cuts[j - i:])
+            if self._may_alert(leg, starts[chunk_cuts[-1] - 1] + FRAME_S if chunk_cuts[-1] else 0.0):
+                steps = chunk_cuts  # watched after every chunk, as they came
+            else:
+                steps = chunk_cuts[-1:]  # no dead-air change can happen in between
+            for last in steps:
+                first, done[leg] = done[leg], last
+                if last > first:
+                    self.legs[leg].frames(starts[first:last], active[first:last],
+                                          counted[first:last])
+                    self._watch_dead_air()
+            i = j
+
+    def _may_alert(self, leg: str, until: float) -> bool:
+        """Whether the dead-air watch could change state while `leg`'s audio up to `until`
+        is handled: an episode is on (it ends at the first segment begun after it), or the
+        silence so far plus this audio reaches `dead_air_s`. Otherwise watching once after
+        the whole stretch gives what watching after each of its chunks would: speech only
+        moves the last-spoken time later."""
+        if self.quiet_since is None:
+            return False
+        if self.dead_air_since is not None:
+            return True
+        caller, other = self.legs["caller"], self.legs["other"]
+        spoke = max(self.quiet_since, caller.last_speech, other.last_speech)
+        return max(until, caller.until, other.until) - spoke >= self.dead_air_s
 
     def _frames(self, state: _Leg, chunks: list[tuple[float, npt.NDArray[np.int16]]]
                 ) -> tuple[list[float], list[bool], list[bool], list[int]]:

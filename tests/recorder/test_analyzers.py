@@ -519,3 +519,57 @@ def test_framer_keeps_only_the_unfinished_frame_between_pushes() -> None:
     assert held.base is None and len(held) == 300
     more, _ = framer.push(pushed / RATE, np.zeros(RATE, dtype=np.int16))  # continues
     assert more[0] == pytest.approx(starts[-1] + 640 / RATE) and framer._buf.base is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_talk_handles_a_legs_chunks_in_a_row_as_one_chunk_by_chunk(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorder hands over 1.4 s of one leg, then the same 1.4 s of the other, in 100 ms
+    chunks. `talk` judges each leg's chunks in a row as one stretch unless the dead-air
+    watch could change state inside it; the events must be those of watching after every
+    chunk: alerts that start and end inside a stretch, lost audio, a pause."""
+    from recorder.analyzers import talk
+
+    rng = np.random.default_rng(seed)
+    total = 40.0
+
+    def bursts() -> list[tuple[float, float, dict[str, Any]]]:
+        out, t = [], float(rng.uniform(0, 2))
+        while t < total - 1:
+            end = min(t + float(rng.uniform(0.3, 3.0)), total - 0.5)
+            out.append((t, end, {"f0": float(rng.uniform(100, 220))}))
+            t = end + float(rng.choice([0.2, 0.5, 1.5, 4.5, 6.0]))
+        return out
+
+    caller, other = track(total, bursts(), seed=seed), track(total, bursts(), seed=seed + 50)
+    lost = float(rng.uniform(5, 30))
+    paused = float(rng.uniform(5, 30))
+    events = [{"t": 0.0, "type": "bridged"}, {"t": paused, "type": "paused"},
+              {"t": paused + 1.0, "type": "resumed"}]
+
+    def emitted(batch: int, together: bool) -> list[dict[str, Any]]:
+        monkeypatch.setattr(talk, "BATCH", batch)
+        out: list[dict[str, Any]] = []
+        host = HookHost(load_factories([{"name": "talk", "options": {"dead_air_s": 4}}]),
+                        lambda _cid, event: out.append(event), synchronous=True)
+        host.start_call("c1", {})
+        pending, step = list(events), 800
+        for first in range(0, len(caller), 14 * step):
+            while pending and pending[0]["t"] <= first / RATE + 1.6:
+                host.event("c1", pending.pop(0))
+            chunks = [(leg, i / RATE, pcm[i:i + step])
+                      for leg, pcm in (("caller", caller), ("other", other))
+                      for i in range(first, min(first + 14 * step, len(pcm)), step)
+                      if not lost <= i / RATE < lost + 0.3]
+            if together:
+                host.audio_chunks("c1", chunks)
+            else:
+                for leg, t, pcm in chunks:
+                    host.audio("c1", leg, t, pcm)
+        host.end_call("c1", total)
+        return out
+
+    one_by_one = emitted(1, False)
+    assert only(one_by_one, "summary")
+    assert emitted(talk.BATCH, True) == one_by_one
+    assert emitted(20 * RATE, True) == one_by_one

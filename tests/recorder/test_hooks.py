@@ -178,6 +178,14 @@ def test_a_frozen_array_of_its_own_is_shared_without_a_copy() -> None:
     piece = frozen_owner[800:]
     host.audio("c1", "caller", 0.2, piece)
     assert seen[2] is piece
+    # a channel of the recorder's interleaved frames: views down to a bytes object
+    left = np.frombuffer(np.arange(1600, dtype="<i2").tobytes(), dtype="<i2").reshape(-1, 2)[:, 0]
+    host.audio("c1", "caller", 0.3, left[100:])
+    assert np.shares_memory(seen[3], left) and seen[3][0] == 200  # no copy
+    mutable = np.frombuffer(bytearray(3200), dtype="<i2")  # read-only view, writable memory
+    mutable.flags.writeable = False
+    host.audio("c1", "caller", 0.4, mutable)
+    assert not np.shares_memory(seen[4], mutable)  # copied
 
 
 def test_masked_dtmf_never_reaches_a_plugin() -> None:
