@@ -54,6 +54,7 @@ RATE = 8000
 MAX_EMITS_PER_CALL = 1000
 LOG_INTERVAL = 10.0  # seconds between two error lines of the same plugin
 DEFAULT_LIVE_INTERVAL = 0.2
+CHUNK = 0.1  # seconds: the audio chunks a plugin gets are about this long (`Analyzer.chunk_s`)
 POLL = 0.02  # seconds: how often a worker looks for audio (control events wake it at once)
 
 Emit = Callable[[dict[str, Any]], None]
@@ -73,6 +74,10 @@ class Analyzer:
     # How late live audio may reach this plugin, in seconds: the recorder hands audio over
     # less often (fewer, larger batches) when every plugin of a call allows it.
     live_interval: ClassVar[float] = DEFAULT_LIVE_INTERVAL
+    # The audio chunks it gets are about this long (seconds); None: as the recorder hands
+    # them over, one per leg and hand-over (up to `live_interval` long), which spares a
+    # plugin that joins its chunks anyway the splitting and the per-chunk calls.
+    chunk_s: ClassVar[float | None] = CHUNK
 
     def __init__(self, call: dict[str, Any], emit: Emit, options: dict[str, Any]) -> None:
         self.call = call
@@ -248,8 +253,39 @@ class _Mailbox:
 
 
 def _weight(item: Item) -> int:
-    """How much of a mailbox's bound an item takes: its chunks for audio, else 1."""
-    return len(item[2]) if item[0] == "audio" else 1
+    """How much of a mailbox's bound an item takes: its audio in CHUNK units, else 1."""
+    return _units(item[2]) if item[0] == "audio" else 1
+
+
+def _units(chunks: Sequence[tuple[str, float, Int16Array]]) -> int:
+    size = round(CHUNK * RATE)
+    return sum(-(-len(pcm) // size) for _, _, pcm in chunks)
+
+
+def _chunk_seconds(factory: Any) -> float | None:
+    """A factory's `chunk_s`: None, or a positive number of seconds (else the default)."""
+    value = getattr(factory, "chunk_s", CHUNK)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)
+                         and value > 0):
+        return value
+    log.warning("event=hook_bad_chunk_s analyzer=%r value=%r default=%s", factory, value, CHUNK)
+    return CHUNK
+
+
+def split_chunks(chunks: Sequence[tuple[str, float, Int16Array]], seconds: float
+                 ) -> list[tuple[str, float, Int16Array]]:
+    """Each ``(leg, t, pcm)`` cut into pieces of about `seconds` (views, equal sizes)."""
+    size = max(round(seconds * RATE), 1)
+    out: list[tuple[str, float, Int16Array]] = []
+    for leg, t, pcm in chunks:
+        count = -(-len(pcm) // size)
+        if count <= 1:
+            out.append((leg, t, pcm))
+            continue
+        for i in range(count):
+            lo, hi = len(pcm) * i // count, len(pcm) * (i + 1) // count
+            out.append((leg, t + lo / RATE, pcm[lo:hi]))
+    return out
 
 
 @dataclass
@@ -286,6 +322,7 @@ class _Plugin:
     factory: Any
     options: dict[str, Any]
     mailbox: _Mailbox
+    chunk_s: float | None = CHUNK  # the factory's `chunk_s`
     instances: dict[str, tuple[Analyzer, _CallState]] = field(default_factory=dict)
     delivered: int = 0
     discarded: int = 0  # items of a call without an instance (its start dropped or failed)
@@ -356,7 +393,8 @@ class HookHost:
         self._sink_throttle = _Throttle()  # on_emit raising
         reserve = max(16, queue_size // 4)
         self._plugins = [
-            _Plugin(name, factory, dict(options), _Mailbox(queue_size, reserve))
+            _Plugin(name, factory, dict(options), _Mailbox(queue_size, reserve),
+                    _chunk_seconds(factory))
             for name, factory, options in factories
         ]
         if not synchronous:
@@ -396,8 +434,8 @@ class HookHost:
     def audio_chunks(self, call_id: str, chunks: Sequence[tuple[str, float, npt.ArrayLike]]
                      ) -> None:
         """Several `audio` chunks in one mailbox item (one lock, one hand-over): the
-        recorder passes what one placement made final, ~100 ms per chunk. A full mailbox
-        drops them together."""
+        recorder passes what one placement made final, one chunk per leg; each plugin gets
+        them cut to its `chunk_s`. A full mailbox drops them together."""
         try:
             batch = [(leg, float(t), _frozen(pcm)) for leg, t, pcm in chunks]
             if batch:
@@ -487,15 +525,17 @@ class HookHost:
             return
         analyzer, state = found
         if kind == "audio":
+            if plugin.chunk_s is not None:
+                payload = split_chunks(payload, plugin.chunk_s)
             many = getattr(analyzer, "on_audio_chunks", None)
             if many is not None:
-                _, t, pcm = payload[-1]
-                state.now = t + len(pcm) / RATE
-                self._call(plugin, call_id, many, payload, count=len(payload))
+                state.now = max(t + len(pcm) / RATE for _, t, pcm in payload)
+                self._call(plugin, call_id, many, payload, count=_units(payload))
                 return
             for leg, t, pcm in payload:
                 state.now = t + len(pcm) / RATE
-                self._call(plugin, call_id, analyzer.on_audio, leg, t, pcm)
+                self._call(plugin, call_id, analyzer.on_audio, leg, t, pcm,
+                           count=_units([(leg, t, pcm)]))
         elif kind == "event":
             state.now = payload["t"]
             self._call(plugin, call_id, analyzer.on_event, dict(payload))

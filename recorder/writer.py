@@ -358,11 +358,15 @@ _CHANNEL = {LEFT: 0, RIGHT: 1}
 
 def by_leg(start: int, data: bytes) -> list[tuple[str, int, Int16Array]]:
     """What `RecordingWriter.advance` returned, as ``(leg, first_sample, pcm)`` per leg
-    (read-only views of `data`)."""
+    (read-only arrays of their own)."""
     if not data:
         return []
-    left, right = as_channels(data)
-    return [(LEFT, start, left), (RIGHT, start, right)]
+    out = []
+    for leg, view in zip(LEGS, as_channels(data), strict=True):
+        pcm = np.ascontiguousarray(view)  # a leg's own memory: held alone, read fast
+        pcm.flags.writeable = False
+        out.append((leg, start, pcm))
+    return out
 
 
 # -- building WAVs from raw segments (recordings begun by an older version) --------------------------------------------------------

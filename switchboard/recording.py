@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from recorder.hooks import CHUNK, split_chunks
 from recorder.wavfile import read_wav
 from recorder.writer import (
     PART_SUFFIX,
@@ -69,7 +70,6 @@ LIVE = 40  # SLOTS is a multiple of it
 # takes its audio from the disk flushes only: no placement in between for its sake.
 FLUSH_INTERVAL = 1.4  # SLOTS sub-ticks of 5 ms
 DEFAULT_LIVE_INTERVAL = 0.2
-CHUNK = 0.1
 # Jobs for the I/O thread (disk writes, sidecars, finishing) go to it together every
 # IO_EVERY sub-ticks (100 ms), in order: one wake-up of the thread instead of one per job.
 IO_EVERY = 20
@@ -491,28 +491,24 @@ class Recordings:
             self.apply_retention()
 
     def _deliver(self, rec: CallRecording, start: int, data: bytes) -> None:
+        """Newly final audio to the call's consumers: the analytics hooks take each leg's
+        stretch whole (each plugin gets it cut to its `chunk_s`), the others in chunks of
+        about CHUNK seconds."""
         if not rec.consumers or not data:
             return
-        chunks = by_leg(start, data)
         rate = rec.writer.rate
-        size = round(CHUNK * rate)
-        pieces: list[tuple[str, float, Any]] = []
-        for leg, start, pcm in chunks:
-            pcm.flags.writeable = False  # shared by every consumer, copied by none
-            count = -(-len(pcm) // size)  # pieces of about CHUNK seconds
-            for i in range(count):
-                lo, hi = len(pcm) * i // count, len(pcm) * (i + 1) // count
-                pieces.append((leg, (start + lo) / rate, pcm if count == 1 else pcm[lo:hi]))
-        if not pieces:
-            return
+        chunks = [(leg, first / rate, pcm) for leg, first, pcm in by_leg(start, data)]
+        pieces: list[tuple[str, float, Any]] | None = None
         for consumer in rec.consumers:
             try:
                 many = getattr(consumer, "audio_chunks", None)
                 if many is not None:  # one hand-over for all of them (analytics hooks)
-                    many(pieces)
-                else:
-                    for leg, t, piece in pieces:
-                        consumer.audio(leg, t, piece)
+                    many(chunks)
+                    continue
+                if pieces is None:
+                    pieces = split_chunks(chunks, CHUNK)
+                for leg, t, piece in pieces:
+                    consumer.audio(leg, t, piece)
             except Exception:
                 log.exception("event=recording_consumer_failed recording=%s", rec.id)
 

@@ -72,7 +72,8 @@ def test_index_skips_meta_files_and_sidecars_without_audio(tmp_path: Path) -> No
 
 def test_live_audio_is_handed_over_in_chunks_of_about_100_ms(tmp_path: Path) -> None:
     """Placement runs every 200 ms; consumers get ~100 ms chunks, views of one frozen
-    array, on the timeline; a consumer with `audio_chunks` gets them in one call."""
+    array, on the timeline; a consumer with `audio_chunks` (the analytics hooks) gets each
+    leg's stretch whole, in one call."""
     import types
 
     import numpy as np
@@ -99,7 +100,7 @@ def test_live_audio_is_handed_over_in_chunks_of_about_100_ms(tmp_path: Path) -> 
         ("caller", 1.0, 566), ("caller", 1.0708, 567), ("caller", 1.1416, 567),
         ("other", 1.0, 566), ("other", 1.0708, 567), ("other", 1.1416, 567)]
     assert not any(writeable for *_, writeable in got)
-    assert batches == [6] and CHUNK == 0.1
+    assert batches == [2] and CHUNK == 0.1  # the hooks: each leg's stretch, cut per plugin
 
 
 def test_live_audio_waits_for_the_flush_when_every_consumer_allows_it(tmp_path: Path) -> None:

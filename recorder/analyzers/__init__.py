@@ -48,22 +48,29 @@ def join_runs(chunks: list[tuple[float, npt.NDArray[np.int16]]]
 
 @dataclass
 class Framer:
-    """Cuts one leg's stamped chunks into frames of `window` samples every `hop` samples."""
+    """Cuts one leg's stamped chunks into frames of `window` samples every `hop` samples.
+
+    Positions are counted in samples from the start of the current run of audio (`_t0`),
+    so where the chunks are cut, or how many come at once, changes no frame and no
+    decision to start afresh."""
 
     hop: int
     window: int
-    _buf: FloatArray = field(default_factory=lambda: np.zeros(0))
-    _t: float = 0.0  # timeline seconds of _buf[0]
+    _buf: FloatArray = field(default_factory=lambda: np.zeros(0))  # from `_next` on
+    _t0: float = 0.0  # timeline seconds of the run's first sample
+    _next: int = 0  # the next frame's first sample
+    _end: int = -1  # the end of the audio pushed so far; -1 before any
 
     def push(self, t: float, pcm: npt.NDArray[np.int16]) -> tuple[FloatArray, FloatArray]:
         """Add a chunk; return ``(starts, frames)``: each complete frame's timeline start
         (seconds) and the frames as float rows. A chunk that does not continue the previous
         one within half a hop drops the unfinished frame."""
-        expected = self._t + len(self._buf) / RATE
-        if not len(self._buf) or abs(t - expected) > self.hop / RATE / 2:
-            self._buf, self._t = pcm.astype(np.float64), t
+        if self._end < 0 or abs(t - (self._t0 + self._end / RATE)) > self.hop / RATE / 2:
+            self._buf, self._t0, self._next, self._end = pcm.astype(np.float64), t, 0, len(pcm)
         else:
-            self._buf = np.concatenate([self._buf, pcm])  # the result is float64
+            skip = min(max(self._next - self._end, 0), len(pcm))  # hop > window: a gap
+            self._buf = np.concatenate([self._buf, pcm[skip:]])  # the result is float64
+            self._end += len(pcm)
         buf, hop, window = self._buf, self.hop, self.window
         count = (len(buf) - window) // hop + 1
         if count <= 0:
@@ -77,11 +84,11 @@ class Framer:
             step = buf.strides[0]
             frames = np.lib.stride_tricks.as_strided(
                 buf, shape=(count, window), strides=(hop * step, step), writeable=False)
-        starts = (self._t + np.arange(count) * (hop / RATE)).astype(np.float64)
+        starts = self._t0 + (self._next + np.arange(count) * hop) / RATE
         # a copy of the unfinished frame: a view would keep the whole batch (seconds of
         # float64 audio per leg) alive until the next push
-        self._buf = self._buf[count * self.hop :].copy()
-        self._t += count * self.hop / RATE
+        self._buf = self._buf[count * hop :].copy()
+        self._next += count * hop
         return starts, frames
 
 

@@ -46,7 +46,7 @@ WINDOW = 240  # 30 ms integration window of the difference function
 F0_MIN, F0_MAX = 70.0, 400.0
 TAU_MIN, TAU_MAX = int(RATE / F0_MAX), math.ceil(RATE / F0_MIN)
 SPAN = WINDOW + TAU_MAX + 1  # samples one F0 estimate looks at
-BATCH = 64  # frames (5.12 s, a report window) analyzed together; chunks are framed once this much is pending
+BATCH = 16  # frames (1.28 s) analyzed together: each 1.4 s hand-over of the recorder as it comes
 # Only lags 0..TAU_MAX are read, and head[j] * x[j + lag] never wraps past SPAN samples.
 NFFT = 1 << math.ceil(math.log2(SPAN))
 # Spreads below these are a too-steady baseline (a monotone reader, a synthetic tone):
@@ -154,6 +154,8 @@ class StressAnalyzer(Analyzer):
     # It judges a second or more at a time: audio handed over with the recorder's disk
     # flushes (every 1.4 s) costs it nothing and saves the placements in between.
     live_interval: ClassVar[float] = 2.0
+    # It frames the caller's stretch as a whole: the recorder's hand-over uncut.
+    chunk_s: ClassVar[float | None] = None
 
     @classmethod
     def validate_options(cls, options: dict[str, Any]) -> None:

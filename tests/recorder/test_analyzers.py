@@ -573,3 +573,34 @@ def test_talk_handles_a_legs_chunks_in_a_row_as_one_chunk_by_chunk(
     assert only(one_by_one, "summary")
     assert emitted(talk.BATCH, True) == one_by_one
     assert emitted(20 * RATE, True) == one_by_one
+
+
+def test_talk_leg_vector_path_matches_the_frame_loop() -> None:
+    """Long stretches (a leg's 1.4 s hand-over) take numpy instead of the frame loop:
+    the segments, the open segment and the last speech must be the loop's."""
+    from recorder.analyzers import EnergyVad
+    from recorder.analyzers.talk import FRAME_S, VECTOR_MIN, _Leg
+
+    rng = np.random.default_rng(5)
+    for case in range(300):
+        fast, slow = _Leg(EnergyVad(), 0.3), _Leg(EnergyVad(), 0.3)
+        t = 0.0
+        for _ in range(12):
+            n = int(rng.integers(VECTOR_MIN, 90))
+            starts: list[float] = []
+            for _ in range(n):
+                t += float(rng.choice([0.0] * 30 + [0.06, 0.5]))  # now and then a gap
+                starts.append(round(t, 6))
+                t += FRAME_S
+            runs = rng.integers(1, 25, size=n)  # speech in runs of frames, of any length
+            active = (np.repeat(rng.random(n) < case % 5 / 5, runs)[:n]).tolist()
+            counted = ([True] * n if rng.random() < 0.7
+                       else (rng.random(n) < 0.9).tolist())
+            fast.frames(starts, active, counted)
+            slow._loop(starts, active, counted)
+            assert (fast.opened, fast.last_speech) == (slow.opened, slow.last_speech)
+        fast.close()
+        slow.close()
+        assert fast.segments == slow.segments
+        assert fast.heard_s == pytest.approx(slow.heard_s)
+        assert fast.until == slow.until

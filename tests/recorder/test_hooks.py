@@ -503,3 +503,34 @@ def test_live_interval_is_what_the_most_impatient_plugin_allows() -> None:
         host = HookHost(factories, lambda call_id, event: None, synchronous=True)
         assert host.live_interval == expected, factories
         host.close()
+
+
+def test_each_plugin_gets_the_chunk_size_it_asks_for() -> None:
+    """The recorder hands each leg's stretch over whole; a plugin gets it cut to about
+    100 ms (the default `chunk_s`), whole (None), or to its own size."""
+    got: dict[str, list[tuple[str, float, int]]] = {"default": [], "whole": [], "half": []}
+
+    def keeper(key: str, size: float | None) -> type[Analyzer]:
+        class Keeper(Analyzer):
+            chunk_s = size
+
+            def on_audio(self, leg: str, t: float, pcm: Any) -> None:
+                got[key].append((leg, round(t, 4), len(pcm)))
+        return Keeper
+
+    class Bad(Analyzer):
+        chunk_s = -1.0  # type: ignore[assignment]
+
+    host = HookHost([("d", keeper("default", 0.1), {}), ("w", keeper("whole", None), {}),
+                     ("h", keeper("half", 0.5), {}), ("b", Bad, {})],
+                    lambda c, e: None, synchronous=True)
+    host.start_call("c1", {})
+    stretch = np.zeros(11200, dtype=np.int16)  # 1.4 s
+    host.audio_chunks("c1", [("caller", 2.0, stretch), ("other", 2.0, stretch)])
+    assert len(got["default"]) == 28 and {n for *_, n in got["default"]} == {800}
+    assert got["default"][1] == ("caller", 2.1, 800) and got["default"][14][0] == "other"
+    assert got["whole"] == [("caller", 2.0, 11200), ("other", 2.0, 11200)]
+    assert [n for *_, n in got["half"]] == [3733, 3733, 3734] * 2
+    stats = host.stats()
+    assert stats["d"]["delivered"] == stats["w"]["delivered"] == 1 + 28  # start, 100 ms units
+    assert stats["b"]["errors"] == 0
