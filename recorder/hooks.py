@@ -55,7 +55,9 @@ MAX_EMITS_PER_CALL = 1000
 LOG_INTERVAL = 10.0  # seconds between two error lines of the same plugin
 DEFAULT_LIVE_INTERVAL = 0.2
 CHUNK = 0.1  # seconds: the audio chunks a plugin gets are about this long (`Analyzer.chunk_s`)
-POLL = 0.02  # seconds: how often a worker looks for audio (control events wake it at once)
+# Seconds between a worker's looks for audio (control events wake it at once): a tenth of
+# its plugin's `live_interval`, within these bounds.
+POLL, MAX_POLL = 0.02, 0.2
 
 Emit = Callable[[dict[str, Any]], None]
 Int16Array = npt.NDArray[np.int16]
@@ -209,8 +211,9 @@ class _Mailbox:
     ``end`` and ``stop`` always (one per call, so bounded by the live calls). Sizes count
     audio chunks: an item with several counts as that many."""
 
-    def __init__(self, capacity: int, reserve: int) -> None:
+    def __init__(self, capacity: int, reserve: int, poll: float = POLL) -> None:
         self.capacity = capacity
+        self.poll = poll
         self.reserve = reserve
         self._items: deque[Item] = deque()
         self._ready = threading.Condition(threading.Lock())
@@ -231,7 +234,7 @@ class _Mailbox:
             self._items.append(item)
             self.queued += weight
             # Audio wakes the worker only when the mailbox is half full; otherwise the
-            # worker drains it every POLL seconds, so a burst of chunks (one media-clock
+            # worker drains it every `poll` seconds, so a burst of chunks (one media-clock
             # slice) costs one wake-up and one GIL hand-off instead of one per chunk.
             if kind != "audio" or size + weight >= self.capacity // 2:
                 self._ready.notify()
@@ -242,7 +245,7 @@ class _Mailbox:
         each item's `_weight` off `in_hand` once it has handled it."""
         with self._ready:
             while not self._items:
-                self._ready.wait(POLL)
+                self._ready.wait(self.poll)
             items = list(self._items)
             self._items.clear()
             self.in_hand, self.queued = self.queued, 0
@@ -260,6 +263,13 @@ def _weight(item: Item) -> int:
 def _units(chunks: Sequence[tuple[str, float, Int16Array]]) -> int:
     size = round(CHUNK * RATE)
     return sum(-(-len(pcm) // size) for _, _, pcm in chunks)
+
+
+def _poll(factory: Any) -> float:
+    interval = getattr(factory, "live_interval", DEFAULT_LIVE_INTERVAL)
+    if not isinstance(interval, int | float) or isinstance(interval, bool):
+        return POLL
+    return min(max(interval / 10, POLL), MAX_POLL)
 
 
 def _chunk_seconds(factory: Any) -> float | None:
@@ -393,7 +403,7 @@ class HookHost:
         self._sink_throttle = _Throttle()  # on_emit raising
         reserve = max(16, queue_size // 4)
         self._plugins = [
-            _Plugin(name, factory, dict(options), _Mailbox(queue_size, reserve),
+            _Plugin(name, factory, dict(options), _Mailbox(queue_size, reserve, _poll(factory)),
                     _chunk_seconds(factory))
             for name, factory, options in factories
         ]
