@@ -233,10 +233,12 @@ class _Mailbox:
                 return False
             self._items.append(item)
             self.queued += weight
-            # Audio wakes the worker only when the mailbox is half full; otherwise the
-            # worker drains it every `poll` seconds, so a burst of chunks (one media-clock
-            # slice) costs one wake-up and one GIL hand-off instead of one per chunk.
-            if kind != "audio" or size + weight >= self.capacity // 2:
+            # Audio wakes the worker only when the mailbox is half full, and so do control
+            # events for a worker that looks often anyway (every MAX_POLL at most);
+            # otherwise the worker drains it every `poll` seconds, so a burst of chunks or
+            # a call's events cost one wake-up and one GIL hand-off instead of one each.
+            if (kind == "stop" or size + weight >= self.capacity // 2
+                    or (kind != "audio" and self.poll < MAX_POLL)):
                 self._ready.notify()
             return True
 
