@@ -56,11 +56,14 @@ struct Timeline {
     int rate;
     int64_t holdback, skew, max_frames;
     int64_t written; /* frames handed over by take() */
-    /* The tail, per channel: frames [0, len) follow `written`. Only [0, hw[ch]) of a
-     * channel is stored; past it the channel is silence nobody set yet, so an in-order
-     * packet is decoded straight in, with no check per sample and nothing zeroed first. */
-    int16_t *pcm[CHANNELS];
-    uint8_t *filled[CHANNELS]; /* per stored frame: 1 once a packet (or a pause) set it */
+    /* The tail, frames [written, written + len), in a ring of `cap` frames (a power of two:
+     * frame F sits at F & (cap - 1)), per channel as the G.711 codes that came, decoded
+     * only when handed over: an in-order packet is one copy of its payload and a few bit
+     * writes, and a call holds 2.25 bytes per frame and channel. A channel is kept up to
+     * frame hw[ch]; past it, it is silence nobody set yet (so nothing is cleared ahead). */
+    uint8_t *code[CHANNELS];
+    uint64_t *filled[CHANNELS]; /* bit per frame: a packet (or a pause) set it */
+    uint64_t *alaw[CHANNELS];   /* bit per frame: the code is A-law (else mu-law) */
     int64_t hw[CHANNELS];
     int64_t len, cap;
     Stream st[CHANNELS];
@@ -81,17 +84,63 @@ static int64_t pos_at(const Timeline *tl, double now) {
     return v < 0 ? 0 : (int64_t)v;
 }
 
+/* Bits [from, to) of a ring bitmap (ring positions, from <= to <= cap) set or cleared. */
+static void bits_range(uint64_t *bits, int64_t from, int64_t to, int value) {
+    while (from < to) {
+        int64_t word = from >> 6, off = from & 63, n = 64 - off < to - from ? 64 - off : to - from;
+        uint64_t mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << off;
+        bits[word] = value ? bits[word] | mask : bits[word] & ~mask;
+        from += n;
+    }
+}
+
+static int bit(const uint64_t *bits, int64_t i) { return (int)((bits[i >> 6] >> (i & 63)) & 1); }
+
+/* Frames [from, to) of the timeline as ring segments: calls f(tl, ch, ring position,
+ * offset from `from`, count) once or twice (where the ring wraps). */
+#define RING_SEGMENTS(tl, from, to, body)                                                  \
+    do {                                                                                   \
+        int64_t seg_done_ = 0, seg_total_ = (to) - (from);                                 \
+        while (seg_done_ < seg_total_) {                                                   \
+            int64_t at = ((from) + seg_done_) & ((tl)->cap - 1), done = seg_done_;         \
+            int64_t count = (tl)->cap - at < seg_total_ - seg_done_ ? (tl)->cap - at       \
+                                                                    : seg_total_ - seg_done_; \
+            body;                                                                          \
+            seg_done_ += count;                                                            \
+        }                                                                                  \
+    } while (0)
+
+static void set_frames(Timeline *tl, int ch, int64_t from, int64_t to, int filled, int alaw) {
+    RING_SEGMENTS(tl, from, to, {
+        (void)done;
+        bits_range(tl->filled[ch], at, at + count, filled);
+        bits_range(tl->alaw[ch], at, at + count, alaw);
+    });
+}
+
+/* A ring of at least `frames` frames; what it holds moves to the same frames of the new one. */
 static int reserve(Timeline *tl, int64_t frames) {
     if (frames <= tl->cap) return 0;
     int64_t cap = tl->cap ? tl->cap : 4096;
     while (cap < frames) cap *= 2;
     for (int ch = 0; ch < CHANNELS; ch++) {
-        int16_t *pcm = realloc(tl->pcm[ch], (size_t)cap * sizeof *pcm);
-        if (pcm == NULL) return -1;
-        tl->pcm[ch] = pcm;
-        uint8_t *filled = realloc(tl->filled[ch], (size_t)cap);
-        if (filled == NULL) return -1;
+        uint8_t *code = malloc((size_t)cap);
+        uint64_t *filled = calloc((size_t)cap / 64, sizeof *filled);
+        uint64_t *alaw = calloc((size_t)cap / 64, sizeof *alaw);
+        if (code == NULL || filled == NULL || alaw == NULL) {
+            free(code); free(filled); free(alaw);
+            return -1;
+        }
+        for (int64_t f = tl->written; f < tl->hw[ch]; f++) { /* rare: the ring was too small */
+            int64_t from = f & (tl->cap - 1), to = f & (cap - 1);
+            code[to] = tl->code[ch][from];
+            if (bit(tl->filled[ch], from)) filled[to >> 6] |= 1ULL << (to & 63);
+            if (bit(tl->alaw[ch], from)) alaw[to >> 6] |= 1ULL << (to & 63);
+        }
+        free(tl->code[ch]); free(tl->filled[ch]); free(tl->alaw[ch]);
+        tl->code[ch] = code;
         tl->filled[ch] = filled;
+        tl->alaw[ch] = alaw;
     }
     tl->cap = cap;
     return 0;
@@ -106,11 +155,10 @@ static int grow(Timeline *tl, int64_t end) {
     return 0;
 }
 
-/* Channel `ch` is stored up to tail frame `upto`: the frames in between are silence. */
+/* Channel `ch` is kept up to frame `upto`: the frames in between are silence nobody set. */
 static void store_up_to(Timeline *tl, int ch, int64_t upto) {
     if (upto <= tl->hw[ch]) return;
-    memset(tl->pcm[ch] + tl->hw[ch], 0, (size_t)(upto - tl->hw[ch]) * sizeof(int16_t));
-    memset(tl->filled[ch] + tl->hw[ch], 0, (size_t)(upto - tl->hw[ch]));
+    set_frames(tl, ch, tl->hw[ch], upto, 0, 0);
     tl->hw[ch] = upto;
 }
 
@@ -184,22 +232,24 @@ void timeline_place(Timeline *tl, int ch, const unsigned char *p, size_t n, uint
     if (skip < 0) skip = 0;
     int64_t start = pos + skip;
     if (grow(tl, pos + (int64_t)n) < 0) { drop(tl, n); return; }
-    const int16_t *table = DECODE[codec];
-    int64_t at = start - tl->written, end = pos + (int64_t)n - tl->written;
-    int16_t *out = tl->pcm[ch];
-    uint8_t *filled = tl->filled[ch];
-    if (at >= tl->hw[ch]) { /* past everything placed: the usual in-order packet */
-        store_up_to(tl, ch, at);
-        for (int64_t f = at; f < end; f++) out[f] = table[p[f - at + skip]];
-        memset(filled + at, 1, (size_t)(end - at));
+    int64_t end = pos + (int64_t)n;
+    /* p[f - pos] is the code for frame f */
+    if (start >= tl->hw[ch]) { /* past everything placed: the usual in-order packet */
+        store_up_to(tl, ch, start);
+        RING_SEGMENTS(tl, start, end, memcpy(tl->code[ch] + at, p + skip + done, (size_t)count));
+        set_frames(tl, ch, start, end, 1, codec == TL_PCMA);
         tl->hw[ch] = end;
         return;
     }
     store_up_to(tl, ch, end);
-    for (int64_t f = at; f < end; f++) {
-        if (filled[f]) continue; /* the first packet wins */
-        out[f] = table[p[f - at + skip]];
-        filled[f] = 1;
+    int64_t mask = tl->cap - 1;
+    for (int64_t f = start; f < end; f++) {
+        int64_t r = f & mask;
+        if (bit(tl->filled[ch], r)) continue; /* the first packet wins */
+        tl->code[ch][r] = p[f - pos];
+        tl->filled[ch][r >> 6] |= 1ULL << (r & 63);
+        if (codec == TL_PCMA) tl->alaw[ch][r >> 6] |= 1ULL << (r & 63);
+        else tl->alaw[ch][r >> 6] &= ~(1ULL << (r & 63));
     }
 }
 
@@ -209,14 +259,14 @@ pthread_mutex_t *timeline_mutex(const Timeline *tl) { return tl->mu; }
 
 static void silence_spans(Timeline *tl) {
     for (size_t i = 0; i < tl->nspans; i++) {
-        int64_t lo = tl->spans[i].start - tl->written, hi = tl->len;
-        if (tl->spans[i].stop >= 0 && tl->spans[i].stop - tl->written < hi) hi = tl->spans[i].stop - tl->written;
-        if (lo < 0) lo = 0;
+        int64_t lo = tl->spans[i].start, hi = tl->written + tl->len;
+        if (tl->spans[i].stop >= 0 && tl->spans[i].stop < hi) hi = tl->spans[i].stop;
+        if (lo < tl->written) lo = tl->written;
         if (hi <= lo) continue;
-        for (int ch = 0; ch < CHANNELS; ch++) {
+        for (int ch = 0; ch < CHANNELS; ch++) { /* set: mu-law 0xFF, which is 0 */
             store_up_to(tl, ch, hi);
-            memset(tl->pcm[ch] + lo, 0, (size_t)(hi - lo) * sizeof(int16_t));
-            memset(tl->filled[ch] + lo, 1, (size_t)(hi - lo));
+            RING_SEGMENTS(tl, lo, hi, memset(tl->code[ch] + at, 0xFF, (size_t)count); (void)done);
+            set_frames(tl, ch, lo, hi, 1, 0);
         }
     }
 }
@@ -232,25 +282,35 @@ static int64_t final_frames(Timeline *tl, double now, int final) {
     return end > tl->written ? end - tl->written : 0;
 }
 
+/* Frames [written, written + n) of one channel decoded into every other int16 of `out`
+ * (silence where nothing was set); whole 64-frame words of one law go without a check. */
+static void decode_channel(Timeline *tl, int ch, int64_t n, int16_t *out) {
+    int64_t mask = tl->cap - 1;
+    const uint8_t *code = tl->code[ch];
+    const uint64_t *filled = tl->filled[ch], *alaw = tl->alaw[ch];
+    for (int64_t i = 0; i < n;) {
+        int64_t r = (tl->written + i) & mask;
+        if ((r & 63) == 0 && n - i >= 64 && filled[r >> 6] == ~0ULL &&
+            (alaw[r >> 6] == 0 || alaw[r >> 6] == ~0ULL)) {
+            const int16_t *table = DECODE[alaw[r >> 6] ? TL_PCMA : TL_PCMU];
+            for (int k = 0; k < 64; k++) out[2 * (i + k)] = table[code[r + k]];
+            i += 64;
+            continue;
+        }
+        out[2 * i] = bit(filled, r) ? DECODE[bit(alaw, r)][code[r]] : 0;
+        i++;
+    }
+}
+
 /* The first `n` frames, interleaved into `out` (little-endian, as the WAV), then forgotten. */
 static void hand_over(Timeline *tl, int64_t n, int16_t *out) {
-    for (int ch = 0; ch < CHANNELS; ch++) store_up_to(tl, ch, n);
-    const int16_t *a = tl->pcm[0], *b = tl->pcm[1];
-    for (int64_t f = 0; f < n; f++) {
-#if PY_BIG_ENDIAN
-        out[2 * f] = (int16_t)__builtin_bswap16((uint16_t)a[f]);
-        out[2 * f + 1] = (int16_t)__builtin_bswap16((uint16_t)b[f]);
-#else
-        out[2 * f] = a[f];
-        out[2 * f + 1] = b[f];
-#endif
-    }
     for (int ch = 0; ch < CHANNELS; ch++) {
-        int64_t keep = tl->hw[ch] - n;
-        memmove(tl->pcm[ch], tl->pcm[ch] + n, (size_t)keep * sizeof(int16_t));
-        memmove(tl->filled[ch], tl->filled[ch] + n, (size_t)keep);
-        tl->hw[ch] = keep;
+        store_up_to(tl, ch, tl->written + n);
+        decode_channel(tl, ch, n, out + ch);
     }
+#if PY_BIG_ENDIAN
+    for (int64_t i = 0; i < 2 * n; i++) out[i] = (int16_t)__builtin_bswap16((uint16_t)out[i]);
+#endif
     tl->len -= n;
     tl->written += n;
     size_t kept = 0;
@@ -283,7 +343,7 @@ static int Timeline_init(Timeline *tl, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "rate and max_seconds must be positive, holdback and max_skew not negative");
         return -1;
     }
-    if (tl->pcm[0] != NULL) {
+    if (tl->code[0] != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "a Timeline is initialised once");
         return -1;
     }
@@ -298,8 +358,9 @@ static int Timeline_init(Timeline *tl, PyObject *args, PyObject *kw) {
 
 static void Timeline_dealloc(Timeline *tl) {
     for (int ch = 0; ch < CHANNELS; ch++) {
-        free(tl->pcm[ch]);
+        free(tl->code[ch]);
         free(tl->filled[ch]);
+        free(tl->alaw[ch]);
     }
     free(tl->spans);
     Py_TYPE(tl)->tp_free((PyObject *)tl);

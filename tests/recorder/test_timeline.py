@@ -60,7 +60,7 @@ def _scenario(seed: int) -> list[Op]:
     t = rnd.uniform(0.1, 0.5)
     while t < end:
         ops.append(Op(t, "take"))
-        t += rnd.choice([0.2, 0.2, 1.4, 0.05])
+        t += rnd.choice([0.2, 0.2, 1.4, 0.05, 6.0])  # 6 s: the ring grows, audio moved
     if seed % 4 < 2:
         start = rnd.uniform(0.5, end / 2)
         ops.append(Op(start, "pause"))
