@@ -481,6 +481,7 @@ static void *engine_main(void *arg) {
     pthread_mutex_lock(&e->mu);
     e->thread_tid = (pid_t)syscall(SYS_gettid);
     pthread_mutex_unlock(&e->mu);
+    pthread_setname_np(pthread_self(), "sb-media"); /* as media/osthread.py names the others */
     struct epoll_event evs[128];
     for (;;) {
         int n = epoll_wait(e->ep, evs, 128, -1);

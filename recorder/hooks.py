@@ -36,6 +36,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from media.osthread import name_os_thread
+
 __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
@@ -514,6 +516,7 @@ class HookHost:
     # -- the worker side ------------------------------------------------------------
 
     def _work(self, plugin: _Plugin) -> None:
+        name_os_thread(f"sb-hook-{plugin.name}")
         while True:
             for item in plugin.mailbox.get_all():
                 plugin.mailbox.in_hand -= _weight(item)

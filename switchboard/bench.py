@@ -76,6 +76,7 @@ from .benchnodes import (
     RedisServer,
     RtpSinks,
     SippCost,
+    by_thread,
     free_port,
     pinned,
     proc_stat,
@@ -384,6 +385,7 @@ class Bench:
         for node in self.nodes:
             node.cdr_before = len(node.cdrs())
             node.cpu0, node.rss_start = node.cpu_s(), node.rss()
+            node.threads0 = node.thread_cpu_s()
             node.rss_peak = node.rss_start
         redis_cpu0 = self.redis.cpu_s() if self.redis else 0.0
         self.peak_rss = sum(n.rss_start for n in self.nodes)
@@ -427,6 +429,8 @@ class Bench:
         time.sleep(1.0)  # the last CDRs
         for node in self.nodes:
             node.cpu_used = node.cpu_s() - node.cpu0
+            node.threads_used = {name: used - node.threads0.get(name, 0.0)
+                                 for name, used in node.thread_cpu_s().items()}
         cpu = sum(n.cpu_used for n in self.nodes)
         redis_cpu = self.redis.cpu_s() - redis_cpu0 if self.redis else None
         return self.figures(cpu, elapsed, redis_cpu, capture, steps)
@@ -597,6 +601,7 @@ class Bench:
             "cpu_s": round(cpu, 2),
             "cpu_s_per_call": round(cpu / max(1, len(completed)), 4),
             "cpu_pct_of_core": round(100.0 * cpu / elapsed, 1) if elapsed else 0.0,
+            "cpu_s_by_thread": by_thread(self.nodes),
             "cpu_steal_pct_server": self.steal.get("cpu_steal_pct_server"),
             "cpu_steal_pct_sipp": self.steal.get("cpu_steal_pct_sipp"),
             "cpu_cores_server": self.cores[0],

@@ -50,8 +50,38 @@ def free_port(avoid: tuple[int, int] = (0, -1)) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads by kernel name (`media.osthread`); the main
+    thread is ``main``. Threads that ended are not there."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+            out[name] = out.get(name, 0.0) + cpu_seconds_of(task / "stat")
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+    return out
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def by_thread(nodes: list[Node]) -> dict[str, float]:
+    """The nodes' CPU seconds over the run by thread name, added up across nodes: where
+    the server's time went (``main``: the event loop; ``sb-media``: the native RTP plane,
+    kernel time of its sockets included; ``sb-recorder-io``; ``sb-hook-NAME`` per
+    analyzer)."""
+    out: dict[str, float] = {}
+    for node in nodes:
+        for name, used in node.threads_used.items():
+            out[name] = out.get(name, 0.0) + used
+    return {name: round(used, 2) for name, used in sorted(out.items(), key=lambda x: -x[1])
+            if used >= 0.005}
 
 
 def threads(pid: int) -> int:
@@ -138,6 +168,8 @@ class Node:
     data_dir: Path | None = None
     cpu0: float = 0.0
     cpu_used: float = 0.0
+    threads0: dict[str, float] = field(default_factory=dict)  # CPU by thread at the start
+    threads_used: dict[str, float] = field(default_factory=dict)
     rss_start: int = 0
     rss_peak: int = 0
     max_calls: int = 0
@@ -170,6 +202,12 @@ class Node:
 
     def cpu_s(self) -> float:
         return cpu_seconds(self.pid) if self.pid else 0.0
+
+    def thread_cpu_s(self) -> dict[str, float]:
+        try:
+            return thread_cpu_seconds(self.pid) if self.pid else {}
+        except OSError:
+            return {}
 
     def rss(self) -> int:
         rss = rss_kib(self.pid) if self.pid else 0

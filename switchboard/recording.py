@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from media.osthread import name_os_thread
 from recorder.hooks import CHUNK, split_chunks
 from recorder.wavfile import read_wav
 from recorder.writer import (
@@ -526,6 +527,7 @@ class Recordings:
             self._jobs.put(jobs)
 
     def _io_worker(self) -> None:
+        name_os_thread("sb-recorder-io")
         while True:
             jobs = self._jobs.get()
             if jobs is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from media import engine
 from switchboard.pacing import rtp_packets
 from tests.sipp import sipp_path
 
@@ -61,6 +62,12 @@ def test_two_step_ramp_reports_every_figure(tmp_path: Path, capture: bool) -> No
     assert result["max_concurrent"] >= 1 and result["cpu_s_per_call"] > 0
     assert result["sipp_cpu_s"] > 0 and result["sipp_threads_peak"] >= 1
     assert result["loadavg_1m_peak"] >= 0
+    # where the server's CPU went, by thread: the event loop, the media thread (the demo
+    # config's native plane, when compiled) and the recorder's I/O (the demo records)
+    threads = result["cpu_s_by_thread"]
+    assert threads["main"] > 0 and "sb-recorder-io" in threads, threads
+    assert ("sb-media" in threads) == (engine._engine is not None), threads
+    assert sum(threads.values()) <= result["cpu_s"] + 0.1
     # every SIPp call's RTP port but SIPp's own base port has a socket of the bench's, so
     # the server's RTP is taken as a phone takes it, not refused with ICMP (thousands here)
     assert result["sipp_rtp_sinks"] == 5 and unreachable < 300, unreachable
