@@ -1,6 +1,6 @@
 /* A call recording's timeline: RTP payloads placed on one stereo timeline of 8 kHz PCM16.
  *
- * The same algorithm as recorder/writer.py's pure-Python `PyTimeline` (the fallback when
+ * The same algorithm as recorder/timeline.py's pure-Python `PyTimeline` (the fallback when
  * this module is not compiled; tests/recorder/test_timeline.py runs both on the same
  * packets): channel 0 is the caller, channel 1 what the caller hears. A packet is placed
  * by its RTP timestamp within its stream (RFC 3550 §5.1, unwrapped), a new stream (a new
@@ -10,9 +10,10 @@
  * the holdback (silence where nothing came, and over paused spans) and forgets it.
  *
  * On the native plane the engine thread calls `timeline_place` for every tapped packet,
- * without the GIL, under the engine's mutex (`timeline_bind`), and G.711 is decoded right
- * there by a 256-entry table: the recorder's Python side then handles one bytes object
- * per call and flush instead of runs of payload, numpy placement and interleaving.
+ * without the GIL, under the engine's mutex (`timeline_bind`): it copies the G.711 codes
+ * into the ring and sets a few bits. `take` decodes them by 256-entry tables and
+ * interleaves the channels, so the recorder's Python side handles one bytes object per
+ * call and flush instead of runs of payload, numpy placement and interleaving.
  */
 #include "_timeline.h"
 
