@@ -162,7 +162,6 @@ class _Channel:
         lo = max(start - self.written, 0)
         hi = len(self.tail) if stop is None else min(stop - self.written, len(self.tail))
         if hi > lo:
-            self.tail = self.tail.copy() if not self.tail.flags.writeable else self.tail
             self.tail[lo:hi] = 0
             self._holes()[lo:hi] = True
 

@@ -231,6 +231,7 @@ class RecordingWriter:
         self.part = self.directory / f"{recording_id}{PART_SUFFIX}"
         self.path = self.directory / f"{recording_id}.wav"
         self._finished = False
+        self._bad_leg = 0  # packets for a leg that is not LEFT or RIGHT
         self._ready: list[bytes] = []  # final frames not yet handed to the I/O side
         self._on_disk = 0  # frames handed to the I/O side
         if create:
@@ -253,7 +254,7 @@ class RecordingWriter:
     @property
     def dropped(self) -> int:
         """Packets refused: late, duplicate, off the timeline, bad leg or codec."""
-        return int(self.core.dropped)
+        return int(self.core.dropped) + self._bad_leg
 
     # -- packets in ---------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class RecordingWriter:
         """Place one RTP payload (no I/O, no logging)."""
         channel = _CHANNEL.get(leg)
         if channel is None:
-            self.core.feed(0, b"", codec, rtp_ts, ssrc, now)  # counted as dropped
+            self._bad_leg += 1
         else:
             self.core.feed(channel, payload, codec, rtp_ts, ssrc, now)
 

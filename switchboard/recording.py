@@ -1,12 +1,13 @@
 """Network recording of calls: the RTP Switchboard relays, into one stereo WAV per call.
 
-The caller's RTP session carries a tap (``media.session.Tap``): what the caller sends
-is the left channel, what the caller hears (IVR prompts, then the agent) the right.
-The tap only appends to the call's `RecordingWriter` intake. In slices after the media
-clock's sub-ticks, each recording's packets are placed (on the event loop: a few numpy
-operations per call) every 1.4 s, or every 200 ms when analytics or a media stream
-listen, and the final audio goes to them in ~100 ms chunks; the disk writes go to one
-I/O thread, in order. Files per recording, in the recordings directory:
+What the caller sends is the left channel, what the caller hears (IVR prompts, then the
+agent) the right, placed on the call's timeline (`recorder.timeline`): by the native
+media thread itself (`EngineSession.record`), or through per-packet taps on the Python
+plane (`RecordingWriter.attach`). In slices after the media clock's sub-ticks, what
+became final is taken from the timeline every 1.4 s, or every 200 ms when analytics or
+a media stream listen; media streams get it in ~100 ms chunks, analyzers each leg's
+stretch cut to their `chunk_s`. The disk writes go to one I/O thread, in order, handed
+to it every 100 ms. Files per recording, in the recordings directory:
 
 - ``<id>.part/``: the WAV being written in place and the journal while the call is up
   (``recorder.writer``);
