@@ -514,8 +514,43 @@ PyTypeObject TimelineType = {
     .tp_getset = Timeline_getset,
 };
 
+/* deinterleave(frames) -> (left, right): `take`'s interleaved frames as one bytes object
+ * per channel (the per-leg audio that live analytics get), in one pass. */
+static PyObject *deinterleave(PyObject *self, PyObject *arg) {
+    Py_buffer in;
+    if (PyObject_GetBuffer(arg, &in, PyBUF_SIMPLE) < 0) return NULL;
+    if (in.len % FRAME_BYTES) {
+        PyBuffer_Release(&in);
+        PyErr_SetString(PyExc_ValueError, "not a whole number of stereo int16 frames");
+        return NULL;
+    }
+    Py_ssize_t n = in.len / FRAME_BYTES;
+    PyObject *left = PyBytes_FromStringAndSize(NULL, n * 2);
+    PyObject *right = left == NULL ? NULL : PyBytes_FromStringAndSize(NULL, n * 2);
+    if (right == NULL) {
+        Py_XDECREF(left);
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    const uint16_t *src = in.buf;
+    uint16_t *l = (uint16_t *)PyBytes_AS_STRING(left), *r = (uint16_t *)PyBytes_AS_STRING(right);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        l[i] = src[2 * i];
+        r[i] = src[2 * i + 1];
+    }
+    PyBuffer_Release(&in);
+    return Py_BuildValue("(NN)", left, right);
+}
+
+static PyMethodDef timeline_functions[] = {
+    {"deinterleave", deinterleave, METH_O,
+     "deinterleave(frames) -> (left, right): stereo int16 frames as one bytes object per channel"},
+    {NULL, NULL, 0, NULL},
+};
+
 int timeline_module_init(PyObject *m) {
     build_tables();
+    if (PyModule_AddFunctions(m, timeline_functions) < 0) return -1;
     if (PyType_Ready(&TimelineType) < 0) return -1;
     Py_INCREF(&TimelineType);
     if (PyModule_AddObject(m, "Timeline", (PyObject *)&TimelineType) < 0) {

@@ -45,8 +45,8 @@ from recorder.timeline import (
     MAX_SKEW_SECONDS,
     PyTimeline,
     Tap,
-    as_channels,
     new_timeline,
+    split_channels,
     tap_for,
 )
 from recorder.wavfile import read_wav, wav_header, write_stereo_wav_chunks
@@ -191,7 +191,11 @@ class FinishJob:
             else:
                 opened.close_under(self.part)
         os.replace(self.part / AUDIO, self.path)
-        shutil.rmtree(self.part, ignore_errors=True)
+        try:  # what a recording leaves in its .part directory: the journal
+            (self.part / JOURNAL).unlink(missing_ok=True)
+            self.part.rmdir()
+        except OSError:  # anything else in it (an older layout's segments)
+            shutil.rmtree(self.part, ignore_errors=True)
         _fsync_dir(self.path.parent)
         return self.path
 
@@ -362,12 +366,7 @@ def by_leg(start: int, data: bytes) -> list[tuple[str, int, Int16Array]]:
     (read-only arrays of their own)."""
     if not data:
         return []
-    out = []
-    for leg, view in zip(LEGS, as_channels(data), strict=True):
-        pcm = np.ascontiguousarray(view)  # a leg's own memory: held alone, read fast
-        pcm.flags.writeable = False
-        out.append((leg, start, pcm))
-    return out
+    return [(leg, start, pcm) for leg, pcm in zip(LEGS, split_channels(data), strict=True)]
 
 
 # -- building WAVs from raw segments (recordings begun by an older version) --------------------------------------------------------

@@ -158,8 +158,9 @@ def new_id(now: float) -> str:
 def _write_json(path: Path, data: dict[str, Any], durable: bool = True) -> None:
     """Atomically (a temp file, then a rename); fsynced unless `durable` is false."""
     tmp = path.with_name(path.name + ".tmp")
+    text = json.dumps(data, separators=(",", ":"), default=str)  # the C encoder, at once
     with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(data, out, separators=(",", ":"), default=str)
+        out.write(text)
         if durable:
             out.flush()
             os.fsync(out.fileno())

@@ -46,7 +46,10 @@ WINDOW = 240  # 30 ms integration window of the difference function
 F0_MIN, F0_MAX = 70.0, 400.0
 TAU_MIN, TAU_MAX = int(RATE / F0_MAX), math.ceil(RATE / F0_MIN)
 SPAN = WINDOW + TAU_MAX + 1  # samples one F0 estimate looks at
-BATCH = 16  # frames (1.28 s) analyzed together: each 1.4 s hand-over of the recorder as it comes
+# Frames analyzed together: 2.56 s, two of the recorder's 1.4 s hand-overs at a time (a
+# score leaves at most one batch after its window ends; its `t` is exact). Larger
+# batches cost less CPU but hold more audio per call.
+BATCH = 32
 # Only lags 0..TAU_MAX are read, and head[j] * x[j + lag] never wraps past SPAN samples.
 NFFT = 1 << math.ceil(math.log2(SPAN))
 # Spreads below these are a too-steady baseline (a monotone reader, a synthetic tone):

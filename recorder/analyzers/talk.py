@@ -45,7 +45,11 @@ __all__ = ["TalkAnalyzer", "overlaps"]
 FRAME = 160  # 20 ms
 FRAME_S = FRAME / RATE
 VECTOR_MIN = 16  # frames from which numpy beats the frame loop
-BATCH = 2 * RATE  # pending samples (both legs) handled together: each 1.4 s hand-over as it comes
+# Pending samples (both legs) handled together: each of the recorder's 1.4 s hand-overs
+# as it comes. A larger batch also flushes at once when the dead-air watch could change
+# state in what is pending (`_may_alert`), so an alert still leaves with the hand-over
+# its `t` falls in; it is not larger because what it holds back is memory per call.
+BATCH = 2 * RATE
 DEFAULTS: dict[str, Any] = {
     "threshold_db": -40.0,  # a frame quieter than this is never speech
     "margin_db": 10.0,  # above the tracked noise floor
@@ -212,6 +216,7 @@ class TalkAnalyzer(Analyzer):
         self.dead_air: list[Segment] = []
         self.pending: list[tuple[str, float, npt.NDArray[np.int16]]] = []
         self.pending_samples = 0
+        self.pending_until = 0.0  # end of the latest pending chunk (timeline seconds)
 
     def counting(self, starts: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
         """Which frames (by start) are in scope: after the bridge, not paused."""
@@ -244,7 +249,8 @@ class TalkAnalyzer(Analyzer):
             return
         self.pending.append((leg, t, pcm))
         self.pending_samples += len(pcm)
-        if self.pending_samples >= BATCH:
+        self.pending_until = max(self.pending_until, t + len(pcm) / RATE)
+        if self.pending_samples >= BATCH or self._may_alert(self.pending_until):
             self._flush()
 
     def on_audio_chunks(self, chunks: list[tuple[str, float, npt.NDArray[np.int16]]]) -> None:
@@ -252,7 +258,8 @@ class TalkAnalyzer(Analyzer):
             if leg in self.legs:
                 self.pending.append((leg, t, pcm))
                 self.pending_samples += len(pcm)
-        if self.pending_samples >= BATCH:
+                self.pending_until = max(self.pending_until, t + len(pcm) / RATE)
+        if self.pending_samples >= BATCH or self._may_alert(self.pending_until):
             self._flush()
 
     def _flush(self) -> None:
@@ -266,6 +273,15 @@ class TalkAnalyzer(Analyzer):
             chunks = [(t, pcm) for leg, t, pcm in pending if leg == name]
             if chunks:
                 slices[name] = self._frames(state, chunks)
+        ends = [starts[-1] + FRAME_S for starts, _, _, _ in slices.values() if starts]
+        if not self._may_alert(max(ends, default=0.0)):
+            # No dead-air change anywhere in the batch: each leg's frames in one go (the
+            # legs' frame states do not depend on each other), one watch at the end.
+            for name, (starts, active, counted, _) in slices.items():
+                if starts:
+                    self.legs[name].frames(starts, active, counted)
+            self._watch_dead_air()
+            return
         done = dict.fromkeys(self.legs, 0)
         i = 0
         while i < len(pending):  # one leg's consecutive chunks at a time
@@ -275,7 +291,7 @@ class TalkAnalyzer(Analyzer):
                 j += 1
             starts, active, counted, cuts = slices[leg]
             chunk_cuts, slices[leg] = cuts[: j - i], (starts, active, counted, cuts[j - i:])
-            if self._may_alert(leg, starts[chunk_cuts[-1] - 1] + FRAME_S if chunk_cuts[-1] else 0.0):
+            if self._may_alert(starts[chunk_cuts[-1] - 1] + FRAME_S if chunk_cuts[-1] else 0.0):
                 steps = chunk_cuts  # watched after every chunk, as they came
             else:
                 steps = chunk_cuts[-1:]  # no dead-air change can happen in between
@@ -287,9 +303,9 @@ class TalkAnalyzer(Analyzer):
                     self._watch_dead_air()
             i = j
 
-    def _may_alert(self, leg: str, until: float) -> bool:
-        """Whether the dead-air watch could change state while `leg`'s audio up to `until`
-        is handled: an episode is on (it ends at the first segment begun after it), or the
+    def _may_alert(self, until: float) -> bool:
+        """Whether the dead-air watch could change state while audio up to `until` is
+        handled: an episode is on (it ends at the first segment begun after it), or the
         silence so far plus this audio reaches `dead_air_s`. Otherwise watching once after
         the whole stretch gives what watching after each of its chunks would: speech only
         moves the last-spoken time later."""

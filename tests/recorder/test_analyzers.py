@@ -604,3 +604,40 @@ def test_talk_leg_vector_path_matches_the_frame_loop() -> None:
         assert fast.segments == slow.segments
         assert fast.heard_s == pytest.approx(slow.heard_s)
         assert fast.until == slow.until
+
+
+def test_talk_holds_audio_back_but_not_a_dead_air_alert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`talk` judges several hand-overs at a time, except where the dead-air watch could
+    change state: each alert leaves with the 1.4 s hand-over its `t` falls in, and in a
+    stretch of conversation nothing is judged until a batch is full."""
+    from recorder.analyzers import talk
+
+    monkeypatch.setattr(talk, "BATCH", 10 * RATE)  # a batch of several hand-overs
+    total, step = 40.0, round(1.4 * RATE)
+    caller = track(total, [(0.5, 3.0, {}), (19.0, 21.0, {}), (22.0, 26.0, {})])
+    other = track(total, [(3.5, 5.0, {"f0": 210.0}), (21.5, 23.0, {"f0": 210.0})], seed=2)
+    out: list[dict[str, Any]] = []
+    host = HookHost(load_factories([{"name": "talk", "options": {"dead_air_s": 8}}]),
+                    lambda _cid, event: out.append(event), synchronous=True)
+    host.start_call("c1", {})
+    host.event("c1", {"t": 0.0, "type": "bridged"})
+    (instance, _), = host._plugins[0].instances.values()
+    seen: list[tuple[float, list[str]]] = []
+    for first in range(0, len(caller), step):
+        host.audio_chunks("c1", [(leg, first / RATE, pcm[first:first + step])
+                                 for leg, pcm in (("caller", caller), ("other", other))])
+        end = min(first + step, len(caller)) / RATE
+        seen.append((end, [e["state"] for e in only(out, "alert")]))
+        if 2 * end * RATE < talk.BATCH:  # no alert possible yet: nothing judged
+            assert instance.pending_samples == round(2 * end * RATE)
+    alerts = only(out, "alert")
+    assert [a["state"] for a in alerts] == ["started", "ended", "started"]
+    assert alerts[0]["t"] == pytest.approx(13.0, abs=0.05)  # 5.0 + 8
+    assert alerts[1]["t"] == pytest.approx(19.0, abs=0.05)
+    assert alerts[2]["t"] == pytest.approx(34.0, abs=0.05)
+    for i, alert in enumerate(alerts):
+        # emitted by the end of the hand-over that holds its `t`
+        handed = next(end for end, states in seen if len(states) > i)
+        assert alert["t"] <= handed < alert["t"] + 1.4 + 0.3  # + the hangover's end
+    host.end_call("c1", total)
+    assert only(out, "summary")

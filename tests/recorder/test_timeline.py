@@ -147,3 +147,27 @@ def test_bad_arguments_raise_and_a_far_packet_is_refused() -> None:
     t.feed(0, b"\xff" * 160, "G722", 0, 1, STARTED)
     assert t.dropped == 3
     assert t.take(STARTED + 0.1) == (0, b"")
+
+
+@pytest.mark.skipif(NativeTimeline is None, reason="media._engine is not compiled")
+def test_split_channels_in_c_matches_numpy() -> None:
+    """The C split of `take`'s interleaved frames gives each channel's samples, read-only
+    arrays of their own; the numpy fallback gives the same."""
+    import recorder.timeline as timeline
+
+    rng = np.random.default_rng(7)
+    for frames in (0, 1, 160, 11_200):
+        data = rng.integers(-32768, 32768, 2 * frames, dtype=np.int16).astype("<i2").tobytes()
+        left, right = timeline.split_channels(data)
+        expected = np.frombuffer(data, dtype="<i2").reshape(-1, 2)
+        assert left.tolist() == expected[:, 0].tolist()
+        assert right.tolist() == expected[:, 1].tolist()
+        assert not left.flags.writeable and not right.flags.writeable
+        saved, timeline._deinterleave = timeline._deinterleave, None
+        try:
+            py_left, py_right = timeline.split_channels(data)
+        finally:
+            timeline._deinterleave = saved
+        assert py_left.tolist() == left.tolist() and py_right.tolist() == right.tolist()
+    with pytest.raises(ValueError, match="whole number"):
+        timeline.split_channels(b"\x00\x01\x02")
