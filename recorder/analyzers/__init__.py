@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RATE", "EnergyVad", "Framer", "Pauses", "check_positive", "frame_levels",
-           "join_runs", "parse_options"]
+__all__ = ["RATE", "EnergyVad", "Framer", "LevelFramer", "Pauses", "check_positive",
+           "frame_levels", "join_runs", "parse_options", "pcm_frame_levels"]
 
 RATE = 8000
 FloatArray = npt.NDArray[np.float64]
@@ -28,6 +28,21 @@ def frame_levels(frames: FloatArray) -> FloatArray:
     """RMS level of each row in dBFS (a full-scale square wave is 0 dB)."""
     power = np.einsum("...i,...i->...", frames, frames) / (frames.shape[-1] * FULL_SCALE**2)
     return np.maximum(10.0 * np.log10(power + 1e-12), SILENT_DB)
+
+
+try:
+    from media._engine import frame_levels as _c_frame_levels  # type: ignore[import-not-found]
+except ImportError:  # not compiled
+    _c_frame_levels = None
+
+
+def pcm_frame_levels(pcm: npt.NDArray[np.int16], frame: int) -> FloatArray:
+    """`frame_levels` of each whole `frame` samples of int16 `pcm`: in C when compiled
+    (no float copy of the audio), else with numpy."""
+    if _c_frame_levels is not None:
+        return np.frombuffer(_c_frame_levels(np.ascontiguousarray(pcm, dtype=np.int16), frame))
+    count = len(pcm) // frame
+    return frame_levels(pcm[: count * frame].reshape(count, frame).astype(np.float64))
 
 
 def join_runs(chunks: list[tuple[float, npt.NDArray[np.int16]]]
@@ -90,6 +105,35 @@ class Framer:
         self._buf = self._buf[count * hop :].copy()
         self._next += count * hop
         return starts, frames
+
+
+@dataclass
+class LevelFramer:
+    """A `Framer` with back-to-back frames (hop = window) that gives each frame's level
+    (`frame_levels`) instead of the frame: it keeps the unfinished frame as int16 and
+    never makes a float copy of the audio. Same positions and restarts as `Framer`."""
+
+    frame: int
+    _rest: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    _t0: float = 0.0
+    _next: int = 0
+    _end: int = -1
+
+    def push(self, t: float, pcm: npt.NDArray[np.int16]) -> tuple[FloatArray, FloatArray]:
+        """Add a chunk; return ``(starts, levels)`` of the frames it completes."""
+        pcm = np.asarray(pcm, dtype=np.int16)
+        if self._end < 0 or abs(t - (self._t0 + self._end / RATE)) > self.frame / RATE / 2:
+            buf, self._t0, self._next, self._end = pcm, t, 0, len(pcm)
+        else:
+            buf = np.concatenate([self._rest, pcm]) if len(self._rest) else pcm
+            self._end += len(pcm)
+        count = len(buf) // self.frame
+        self._rest = buf[count * self.frame :].copy()  # not a view: it would keep `buf` alive
+        if count <= 0:
+            return np.zeros(0), np.zeros(0)
+        starts = self._t0 + (self._next + np.arange(count) * self.frame) / RATE
+        self._next += count * self.frame
+        return starts, pcm_frame_levels(buf[: count * self.frame], self.frame)
 
 
 @dataclass

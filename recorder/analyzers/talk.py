@@ -31,10 +31,9 @@ import numpy.typing as npt
 from recorder.analyzers import (
     RATE,
     EnergyVad,
-    Framer,
+    LevelFramer,
     Pauses,
     check_positive,
-    frame_levels,
     join_runs,
     parse_options,
 )
@@ -82,7 +81,7 @@ def overlaps(a: list[Segment], b: list[Segment]) -> list[tuple[float, float, int
 class _Leg:
     vad: EnergyVad
     hangover: float
-    framer: Framer = field(default_factory=lambda: Framer(FRAME, FRAME))
+    framer: LevelFramer = field(default_factory=lambda: LevelFramer(FRAME))
     segments: list[Segment] = field(default_factory=list)
     opened: float | None = None  # start of the open segment
     last_speech: float = float("-inf")  # end of the last speech frame
@@ -326,11 +325,11 @@ class TalkAnalyzer(Analyzer):
         if not pushed:
             return [], [], [], [0] * len(chunks)
         if len(pushed) == 1:
-            starts, frames = pushed[0]
+            starts, levels = pushed[0]
         else:
             starts = np.concatenate([s for s, _ in pushed])
-            frames = np.concatenate([f for _, f in pushed])
-        active = state.vad.active(frame_levels(frames), FRAME_S)
+            levels = np.concatenate([lv for _, lv in pushed])
+        active = state.vad.active(levels, FRAME_S)
         ends = np.array([t + len(pcm) / RATE for t, pcm in chunks])
         cuts = np.searchsorted(starts + FRAME_S, ends + 1e-6, side="right")
         return (starts.tolist(), active.tolist(), self.counting(starts).tolist(),

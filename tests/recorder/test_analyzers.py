@@ -641,3 +641,34 @@ def test_talk_holds_audio_back_but_not_a_dead_air_alert(monkeypatch: pytest.Monk
         assert alert["t"] <= handed < alert["t"] + 1.4 + 0.3  # + the hangover's end
     host.end_call("c1", total)
     assert only(out, "summary")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_level_framer_gives_the_framers_frames_levels(native: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LevelFramer` (talk's) gives what `Framer` + `frame_levels` give for back-to-back
+    frames: the same starts, restarts at gaps, and levels, in C and with numpy."""
+    import recorder.analyzers as analyzers
+    from recorder.analyzers import Framer, LevelFramer, frame_levels
+
+    if native and analyzers._c_frame_levels is None:
+        pytest.skip("media._engine is not compiled")
+    if not native:
+        monkeypatch.setattr(analyzers, "_c_frame_levels", None)
+    rng = np.random.default_rng(3)
+    framer, levels = Framer(160, 160), LevelFramer(160)
+    t = 0.0
+    for _ in range(60):
+        size = int(rng.choice([0, 1, 80, 159, 160, 161, 800, 11200, 11203]))
+        scale = float(rng.choice([0.0, 3.0, 300.0, 32767.0]))
+        pcm = np.clip(rng.normal(0, scale, size), -32768, 32767).astype(np.int16)
+        if rng.random() < 0.15:
+            t += float(rng.choice([0.005, 0.3, 2.0]))  # a gap: both start afresh
+        want_starts, frames = framer.push(t, pcm)
+        starts, got = levels.push(t, pcm)
+        assert starts.tolist() == pytest.approx(want_starts.tolist(), abs=1e-12)
+        assert got.tolist() == pytest.approx(frame_levels(frames).tolist(), abs=1e-9)
+        assert levels._rest.base is None and len(levels._rest) < 160
+        t += size / RATE
+    silent = levels.push(t + 1.0, np.zeros(320, dtype=np.int16))[1]  # afresh
+    assert silent.tolist() == [-100.0, -100.0]
