@@ -95,8 +95,10 @@ class AgentRuntime:
             return "removed"
         if self.status is Status.LOGGED_OUT:
             return "logged out"
-        if self.state is not State.IDLE:
-            return _STATE_REASON[self.state]
+        state = self.state
+        if state is not State.IDLE:  # `is`, not a dict lookup: Enum's __hash__ is Python code
+            return ("reserved" if state is State.RESERVED else "on call" if state is State.ON_CALL
+                    else "wrap-up")
         if not self.reachable:
             return "not registered"
         if self.status is Status.NOT_READY:

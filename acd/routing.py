@@ -18,22 +18,16 @@ from .strategies import STRATEGIES, AgentView, Context
 
 
 def skill_gap(agent: AgentRuntime, levels: Mapping[str, int]) -> str | None:
-    for skill, need in sorted(levels.items()):
-        have = agent.config.level(skill)
+    return _gap(agent.config.skills, sorted(levels.items()))
+
+
+def _gap(held: Mapping[str, int], needs: Sequence[tuple[str, int]]) -> str | None:
+    """The first required skill (by name) that `held` falls short of, as a reason."""
+    for skill, need in needs:
+        have = held.get(skill, 0)
         if have < need:
             return f"lacks skill {skill}>={need} (has {have})"
     return None
-
-
-def _view(agent: AgentRuntime, order: int, queue: str, skills: Mapping[str, int]) -> AgentView:
-    return AgentView(
-        agent_id=agent.id,
-        order=order,
-        idle_since=agent.idle_since,
-        calls=agent.calls.get(queue, 0),
-        talk_time=agent.talk_time.get(queue, 0.0),
-        skill_sum=sum(agent.config.level(s) for s in skills),
-    )
 
 
 def evaluate(
@@ -45,29 +39,47 @@ def evaluate(
     last_offered: str | None,
     choose: Callable[[int], int],
 ) -> Decision:
-    """Rank the members of `queue` for `entry`; `chosen` holds who to offer now."""
+    """Rank the members of `queue` for `entry`; `chosen` holds who to offer now.
+
+    Runs for every call routed, over every member of its queue (hundreds): the loop
+    reads each agent once and builds a view only for those who may take the call."""
     levels = required_levels(entry.skills, queue.level_delta(entry.step))
-    views: list[AgentView] = []
-    penalties: dict[str, int] = {}
+    needs = sorted(levels.items())
+    wanted = tuple(entry.skills)
+    skip_until = entry.skip_until
+    name = queue.name
+    groups: dict[int, list[AgentView]] = {}
     skipped: list[tuple[str, str]] = []
-    order_of = {a.id: i for i, a in enumerate(members)}
+    last_order: int | None = None
     for order, agent in enumerate(members):
-        reason = agent.skip_reason() or skill_gap(agent, levels)
-        if reason is None and entry.skip_until.get(agent.id, float("-inf")) > now:
+        config = agent.config
+        aid = config.id
+        if aid == last_offered:
+            last_order = order
+        reason = agent.skip_reason()
+        if reason is None and needs:
+            reason = _gap(config.skills, needs)
+        if reason is None and skip_until and skip_until.get(aid, float("-inf")) > now:
             reason = "rejected recently"
         if reason is not None:
-            skipped.append((agent.id, reason))
+            skipped.append((aid, reason))
             continue
-        views.append(_view(agent, order, queue.name, entry.skills))
-        penalties[agent.id] = agent.config.queues.get(queue.name, 0)
-    ctx = Context(now=now, member_count=len(members),
-                  last_offered_order=order_of.get(last_offered) if last_offered else None,
+        held = config.skills
+        view = AgentView(aid, order, agent.idle_since, agent.calls.get(name, 0),
+                         agent.talk_time.get(name, 0.0),
+                         sum([held.get(skill, 0) for skill in wanted]) if wanted else 0)
+        penalty = config.queues.get(name, 0)
+        group = groups.get(penalty)
+        if group is None:
+            groups[penalty] = [view]
+        else:
+            group.append(view)
+    ctx = Context(now=now, member_count=len(members), last_offered_order=last_order,
                   choose=choose)
     rank = STRATEGIES[queue.strategy]
     candidates: list[Candidate] = []
-    for penalty in sorted(set(penalties.values())):
-        group = [v for v in views if penalties[v.agent_id] == penalty]
-        candidates.extend(Candidate(aid, score, penalty) for aid, score in rank(group, ctx))
+    for penalty in sorted(groups):
+        candidates.extend([Candidate(aid, score, penalty) for aid, score in rank(groups[penalty], ctx)])
     chosen: tuple[str, ...] = ()
     if candidates:
         if queue.strategy is Strategy.RING_ALL:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .model import Strategy
 
 Ranked = list[tuple[str, float]]
 
 
-@dataclass(frozen=True)
-class AgentView:
-    """What a strategy may know about one candidate agent."""
+class AgentView(NamedTuple):
+    """What a strategy may know about one candidate agent (a tuple: made by the hundred
+    per routing decision, it must be cheap to build)."""
 
     agent_id: str
     order: int  # position in the queue's member list (config order)
@@ -44,8 +45,12 @@ def _idle(view: AgentView, now: float) -> float:
 
 def longest_idle(cands: Sequence[AgentView], ctx: Context) -> Ranked:
     """Longest since their last call ended first; agents without a call yet lead."""
-    ordered = sorted(cands, key=lambda v: (-_idle(v, ctx.now), v.order))
-    return [(v.agent_id, _idle(v, ctx.now)) for v in ordered]
+    now = ctx.now
+    # (minus idle time, order, id) tuples sort as the rule says (orders are unique), with
+    # no key function called per agent
+    keyed = sorted([(-math.inf if v.idle_since is None else v.idle_since - now, v.order,
+                     v.agent_id) for v in cands])
+    return [(agent_id, -negative) for negative, _, agent_id in keyed]
 
 
 def round_robin(cands: Sequence[AgentView], ctx: Context) -> Ranked:

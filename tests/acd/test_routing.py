@@ -1,0 +1,105 @@
+"""`routing.evaluate` against its definition, on random queues of agents.
+
+The evaluation runs for every call routed over every member of its queue, so it is
+written for speed; this test holds it to the plain reading of the rules: each member in
+config order is skipped for its first reason (unavailable, a missing skill at the
+relaxed level, rejected recently), the rest grouped by penalty and ranked by the
+strategy."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from acd.actions import Candidate
+from acd.agents import AgentRuntime
+from acd.calls import CallEntry
+from acd.model import AgentConfig, QueueConfig, State, Status, Strategy, required_levels
+from acd.routing import evaluate
+from acd.strategies import STRATEGIES, AgentView, Context
+
+
+def reference(entry: CallEntry, queue: QueueConfig, members: list[AgentRuntime], *,
+              now: float, last_offered: str | None) -> tuple[object, ...]:
+    levels = required_levels(entry.skills, queue.level_delta(entry.step))
+    views, penalties, skipped = [], {}, []
+    for order, agent in enumerate(members):
+        reason = agent.skip_reason()
+        if reason is None:
+            for skill, need in sorted(levels.items()):
+                have = agent.config.level(skill)
+                if have < need:
+                    reason = f"lacks skill {skill}>={need} (has {have})"
+                    break
+        if reason is None and entry.skip_until.get(agent.id, float("-inf")) > now:
+            reason = "rejected recently"
+        if reason is not None:
+            skipped.append((agent.id, reason))
+            continue
+        views.append(AgentView(agent.id, order, agent.idle_since, agent.calls.get(queue.name, 0),
+                               agent.talk_time.get(queue.name, 0.0),
+                               sum(agent.config.level(s) for s in entry.skills)))
+        penalties[agent.id] = agent.config.queues.get(queue.name, 0)
+    order_of = {a.id: i for i, a in enumerate(members)}
+    ctx = Context(now=now, member_count=len(members),
+                  last_offered_order=order_of.get(last_offered) if last_offered else None,
+                  choose=lambda n: 1 % n)
+    candidates = []
+    for penalty in sorted(set(penalties.values())):
+        group = [v for v in views if penalties[v.agent_id] == penalty]
+        if queue.strategy is Strategy.LONGEST_IDLE:  # its definition (docs/acd.md)
+            def idle(v: AgentView) -> float:
+                return math.inf if v.idle_since is None else now - v.idle_since
+            ranked = [(v.agent_id, idle(v)) for v in sorted(group, key=lambda v: (-idle(v), v.order))]
+        else:
+            ranked = STRATEGIES[queue.strategy](group, ctx)
+        candidates.extend(Candidate(aid, score, penalty) for aid, score in ranked)
+    return levels, tuple(candidates), tuple(skipped)
+
+
+def population(rng: random.Random, size: int) -> list[AgentRuntime]:
+    agents = []
+    for i in range(size):
+        skills = {s: rng.randint(1, 10) for s in ("en", "fr", "billing") if rng.random() < 0.6}
+        config = AgentConfig(id=f"a{i}", name=f"A{i}", extension=str(1000 + i), skills=skills,
+                             queues={"q": rng.choice([0, 0, 1, 5])})
+        agent = AgentRuntime(config)
+        agent.status = rng.choice([Status.READY] * 4 + [Status.NOT_READY, Status.LOGGED_OUT])
+        agent.state = rng.choice([State.IDLE] * 3 + [State.ON_CALL, State.WRAP_UP, State.RESERVED])
+        agent.reachable = rng.random() < 0.9
+        agent.pending_logout = rng.random() < 0.05
+        agent.retired = rng.random() < 0.02
+        agent.idle_since = None if rng.random() < 0.2 else rng.uniform(0, 100)
+        agent.calls = {"q": rng.randint(0, 9)}
+        agent.talk_time = {"q": rng.uniform(0, 900)}
+        agents.append(agent)
+    return agents
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("seed", range(8))
+def test_evaluate_follows_the_rules(strategy: Strategy, seed: int) -> None:
+    rng = random.Random(seed)
+    members = population(rng, rng.choice([0, 1, 7, 60]))
+    queue = QueueConfig(name="q", strategy=strategy,
+                        skill_relaxation=((10.0, -1), (30.0, -3)))
+    skills = {s: rng.randint(1, 10) for s in ("en", "billing") if rng.random() < 0.5}
+    entry = CallEntry("c1", "q", 0, skills, {}, 0.0, 0.0, 1, step=rng.choice([-1, 0, 1]))
+    for agent in rng.sample(members, min(3, len(members))):
+        entry.skip_until[agent.id] = rng.choice([50.0, 150.0])
+    last = rng.choice([None, "a0", "a3", "nobody"])
+    decision = evaluate(entry, queue, members, now=100.0, last_offered=last,
+                        choose=lambda n: 1 % n)
+    levels, candidates, skipped = reference(entry, queue, members, now=100.0, last_offered=last)
+    assert decision.min_levels == levels
+    assert decision.candidates == candidates
+    assert decision.skipped == skipped
+    if candidates:
+        first = candidates[0].penalty
+        want = tuple(c.agent_id for c in candidates if c.penalty == first) \
+            if strategy is Strategy.RING_ALL else (candidates[0].agent_id,)
+        assert decision.chosen == want
+    else:
+        assert decision.chosen == ()
