@@ -133,7 +133,8 @@ class AgentDesk:
             self.supervisors.discard(ws)
             return
         try:
-            await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):  # no task per message, as wait_for has
+                await ws.send_str(text)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             log.warning("event=wallboard_send_failed error=%s", exc)
             self.supervisors.discard(ws)
@@ -143,7 +144,8 @@ class AgentDesk:
         if ws.closed:
             return False
         try:
-            await asyncio.wait_for(ws.send_str(json.dumps(event, default=str)), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):  # no task per message, as wait_for has
+                await ws.send_str(json.dumps(event, default=str))
             return True
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             log.warning("event=desk_send_failed error=%s", exc)
