@@ -97,8 +97,11 @@ class AgentRuntime:
             return "logged out"
         state = self.state
         if state is not State.IDLE:  # `is`, not a dict lookup: Enum's __hash__ is Python code
-            return ("reserved" if state is State.RESERVED else "on call" if state is State.ON_CALL
-                    else "wrap-up")
+            if state is State.ON_CALL:
+                return "on call"
+            if state is State.WRAP_UP:
+                return "wrap-up"
+            return "reserved" if state is State.RESERVED else state.value
         if not self.reachable:
             return "not registered"
         if self.status is Status.NOT_READY:
@@ -118,5 +121,4 @@ class AgentRuntime:
         return "available" if self.status is Status.READY else "not_ready"
 
 
-_STATE_REASON = {State.RESERVED: "reserved", State.ON_CALL: "on call", State.WRAP_UP: "wrap-up"}
 BUCKETS = ("available", "not_ready", "reserved", "on_call", "wrap_up", "not_registered", "logged_out")

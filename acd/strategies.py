@@ -50,7 +50,7 @@ def longest_idle(cands: Sequence[AgentView], ctx: Context) -> Ranked:
     # no key function called per agent
     keyed = sorted([(-math.inf if v.idle_since is None else v.idle_since - now, v.order,
                      v.agent_id) for v in cands])
-    return [(agent_id, -negative) for negative, _, agent_id in keyed]
+    return [(agent_id, 0.0 - negative) for negative, _, agent_id in keyed]  # never -0.0
 
 
 def round_robin(cands: Sequence[AgentView], ctx: Context) -> Ranked:

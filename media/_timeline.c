@@ -532,11 +532,11 @@ static PyObject *deinterleave(PyObject *self, PyObject *arg) {
         PyBuffer_Release(&in);
         return NULL;
     }
-    const uint16_t *src = in.buf;
-    uint16_t *l = (uint16_t *)PyBytes_AS_STRING(left), *r = (uint16_t *)PyBytes_AS_STRING(right);
+    const char *src = in.buf; /* any buffer: copied sample by sample, no aligned reads */
+    char *l = PyBytes_AS_STRING(left), *r = PyBytes_AS_STRING(right);
     for (Py_ssize_t i = 0; i < n; i++) {
-        l[i] = src[2 * i];
-        r[i] = src[2 * i + 1];
+        memcpy(l + 2 * i, src + 4 * i, 2);
+        memcpy(r + 2 * i, src + 4 * i + 2, 2);
     }
     PyBuffer_Release(&in);
     return Py_BuildValue("(NN)", left, right);
@@ -545,7 +545,8 @@ static PyObject *deinterleave(PyObject *self, PyObject *arg) {
 /* frame_levels(pcm, frame) -> bytes: the RMS level in dBFS (a full-scale square wave is
  * 0 dB, digital silence -100 dB) of each whole `frame` samples of native int16 `pcm`, as
  * native float64 values: recorder.analyzers.frame_levels without the float copies. The
- * sums of squares are exact (integers), as they are in float64. */
+ * sums of squares are exact (integers), as they are in float64; the log10 may differ from
+ * numpy's in the last bits. */
 static PyObject *frame_levels(PyObject *self, PyObject *args) {
     Py_buffer in;
     Py_ssize_t frame;

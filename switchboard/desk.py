@@ -133,7 +133,7 @@ class AgentDesk:
             self.supervisors.discard(ws)
             return
         try:
-            async with asyncio.timeout(SEND_TIMEOUT):  # no task per message, as wait_for has
+            async with asyncio.timeout(SEND_TIMEOUT):  # no inner task, as wait_for makes
                 await ws.send_str(text)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             log.warning("event=wallboard_send_failed error=%s", exc)
@@ -144,7 +144,7 @@ class AgentDesk:
         if ws.closed:
             return False
         try:
-            async with asyncio.timeout(SEND_TIMEOUT):  # no task per message, as wait_for has
+            async with asyncio.timeout(SEND_TIMEOUT):  # no inner task, as wait_for makes
                 await ws.send_str(json.dumps(event, default=str))
             return True
         except (TimeoutError, ConnectionError, RuntimeError) as exc:

@@ -110,8 +110,9 @@ class Framer:
 @dataclass
 class LevelFramer:
     """A `Framer` with back-to-back frames (hop = window) that gives each frame's level
-    (`frame_levels`) instead of the frame: it keeps the unfinished frame as int16 and
-    never makes a float copy of the audio. Same positions and restarts as `Framer`."""
+    (`frame_levels`, to within rounding in C) instead of the frame: it keeps the unfinished
+    frame as int16 and never makes a float copy of the audio. Same positions and restarts
+    as `Framer`."""
 
     frame: int
     _rest: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))

@@ -211,7 +211,7 @@ class StressAnalyzer(Analyzer):
 
     def _analyze(self) -> None:
         """The chunks gathered so far, framed and analyzed in one batch: numpy's per-call
-        cost is paid once per half second instead of once per chunk. Frames are judged by
+        cost is paid once per BATCH frames (2.56 s) instead of once per chunk. Frames are judged by
         their own time (pauses), so holding them back changes no result."""
         chunks, self.chunks, self.chunk_samples = self.chunks, [], 0
         pushed = [self.framer.push(t, pcm) for t, pcm in join_runs(chunks)]

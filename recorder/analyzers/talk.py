@@ -45,9 +45,10 @@ FRAME = 160  # 20 ms
 FRAME_S = FRAME / RATE
 VECTOR_MIN = 16  # frames from which numpy beats the frame loop
 # Pending samples (both legs) handled together: each of the recorder's 1.4 s hand-overs
-# as it comes. A larger batch also flushes at once when the dead-air watch could change
-# state in what is pending (`_may_alert`), so an alert still leaves with the hand-over
-# its `t` falls in; it is not larger because what it holds back is memory per call.
+# as it comes (one hand-over is more than this). Chunks held back (from `on_audio` one by
+# one, or with a larger batch) are flushed at once when the dead-air watch could change
+# state in them (`_may_alert`), so an alert leaves with the hand-over its `t` falls in;
+# the batch is not larger because what it holds back is memory per call.
 BATCH = 2 * RATE
 DEFAULTS: dict[str, Any] = {
     "threshold_db": -40.0,  # a frame quieter than this is never speech
@@ -263,7 +264,8 @@ class TalkAnalyzer(Analyzer):
 
     def _flush(self) -> None:
         """The pending chunks: VAD per leg in one go, then the frame state and the dead-air
-        watch chunk by chunk, in the order the chunks came."""
+        watch: each leg's frames in one go where the watch cannot change state in the
+        batch, else chunk by chunk in the order the chunks came."""
         pending, self.pending, self.pending_samples = self.pending, [], 0
         if not pending:
             return

@@ -4,7 +4,8 @@ The evaluation runs for every call routed over every member of its queue, so it 
 written for speed; this test holds it to the plain reading of the rules: each member in
 config order is skipped for its first reason (unavailable, a missing skill at the
 relaxed level, rejected recently), the rest grouped by penalty and ranked by the
-strategy."""
+strategy (`longest_idle` by its definition here; the other strategies have their own
+tests in test_strategies.py)."""
 
 from __future__ import annotations
 
@@ -71,9 +72,11 @@ def population(rng: random.Random, size: int) -> list[AgentRuntime]:
         agent.reachable = rng.random() < 0.9
         agent.pending_logout = rng.random() < 0.05
         agent.retired = rng.random() < 0.02
-        agent.idle_since = None if rng.random() < 0.2 else rng.uniform(0, 100)
-        agent.calls = {"q": rng.randint(0, 9)}
-        agent.talk_time = {"q": rng.uniform(0, 900)}
+        # idle since now: a call ended this instant (its score is 0, never -0)
+        agent.idle_since = rng.choice([None, 100.0, rng.uniform(0, 100), rng.uniform(0, 100)])
+        if rng.random() < 0.8:  # else no call from this queue yet: the defaults
+            agent.calls = {"q": rng.randint(0, 9)}
+            agent.talk_time = {"q": rng.uniform(0, 900)}
         agents.append(agent)
     return agents
 
@@ -95,7 +98,10 @@ def test_evaluate_follows_the_rules(strategy: Strategy, seed: int) -> None:
     levels, candidates, skipped = reference(entry, queue, members, now=100.0, last_offered=last)
     assert decision.min_levels == levels
     assert decision.candidates == candidates
+    assert [math.copysign(1.0, c.score) for c in decision.candidates] == \
+        [math.copysign(1.0, c.score) for c in candidates]  # `why` would print "-0"
     assert decision.skipped == skipped
+    assert "score=-0 " not in decision.describe()
     if candidates:
         first = candidates[0].penalty
         want = tuple(c.agent_id for c in candidates if c.penalty == first) \
