@@ -726,6 +726,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="the server's RTP plane (media.engine; default: the config's, native)")
     p.add_argument("--relay-jitter-ms", type=int, default=0,
                    help="the server's relay playout delay (media.relay_jitter_ms; default 0)")
+    p.add_argument("--realtime-priority", type=int, default=0,
+                   help="SCHED_FIFO priority of the server's media thread "
+                        "(media.realtime_priority, 1-99; needs CAP_SYS_NICE; default 0: normal)")
     p.add_argument("--analytics", default="",
                    help="comma-separated analyzers to run on every call, e.g. talk,stress")
     p.add_argument("--poll", type=float, default=5.0,
@@ -749,10 +752,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error(f"--media-port: SIPp's RTP ports {args.media_port}-{top} must lie in 1024-65535 "
                 "and clear of the server's 20000-29999")
     if args.agents < 0 or (benchconfig.needs_own(args) and args.server):
-        p.error("--agents, --no-record, --analytics, --ivr quick, --media-engine and "
-                "--relay-jitter-ms need a server the bench starts itself (it writes its config)")
+        p.error("--agents, --no-record, --analytics, --ivr quick, --media-engine, "
+                "--relay-jitter-ms and --realtime-priority need a server the bench starts "
+                "itself (it writes its config)")
     if not 0 <= args.relay_jitter_ms <= 200:
         p.error("--relay-jitter-ms: 0 to 200")
+    if not 0 <= args.realtime_priority <= 99:
+        p.error("--realtime-priority: 0 (normal) to 99")
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):

@@ -23,13 +23,14 @@ class BenchConfig:
 def needs_own(args: argparse.Namespace) -> bool:
     """Whether the options need a config of the bench's own (else the demo's)."""
     return bool(args.agents or args.no_record or args.analytics or args.ivr == "quick"
-                or args.media_engine or args.relay_jitter_ms)
+                or args.media_engine or args.relay_jitter_ms
+                or getattr(args, "realtime_priority", 0))
 
 
 def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
     """The demo config, with `--agents` agents (2001...) serving both queues (wrap-up
     2 s), recording off with `--no-record`, the `--analytics` analyzers, and the media
-    plane options (`--media-engine`, `--relay-jitter-ms`)."""
+    plane options (`--media-engine`, `--relay-jitter-ms`, `--realtime-priority`)."""
     cfg = (REPO / "config/switchboard.yaml").read_text()
     for old, new in (("prompts: ../prompts", f"prompts: {REPO / 'prompts'}"),
                      ("flows: flows", f"flows: {REPO / 'config/flows'}"),
@@ -50,6 +51,8 @@ def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
         media.append(f"  engine: {args.media_engine}")
     if args.relay_jitter_ms:
         media.append(f"  relay_jitter_ms: {args.relay_jitter_ms}")
+    if getattr(args, "realtime_priority", 0):
+        media.append(f"  realtime_priority: {args.realtime_priority}")
     if media:
         cfg = cfg.replace("media:\n", "media:\n" + "\n".join(media) + "\n", 1)
     out.path.write_text(cfg)

@@ -75,13 +75,14 @@ def by_thread(nodes: list[Node]) -> dict[str, float]:
     """The nodes' CPU seconds over the run by thread name, added up across nodes: where
     the server's time went (``main``: the event loop; ``sb-media``: the native RTP plane,
     kernel time of its sockets included; ``sb-recorder-io``; ``sb-hook-NAME`` per
-    analyzer)."""
+    analyzer). The server's own threads are there even when they used less than a clock
+    tick; other threads (executor workers) only when they used some."""
     out: dict[str, float] = {}
     for node in nodes:
         for name, used in node.threads_used.items():
             out[name] = out.get(name, 0.0) + used
     return {name: round(used, 2) for name, used in sorted(out.items(), key=lambda x: -x[1])
-            if used >= 0.005}
+            if used >= 0.005 or name == "main" or name.startswith("sb-")}
 
 
 def threads(pid: int) -> int:

@@ -252,3 +252,15 @@ def test_steal_in_the_table_and_the_summary() -> None:
                      "sipp_threads_peak": 503, "loadavg_1m_peak": 71.2})
     assert "SIPp: 41.5 CPU s (55.3 % of a core), up to 503 threads; load average (1 min) " \
            "peak 71.2." in sipp
+
+
+def test_cpu_by_thread_keeps_the_servers_threads_even_when_idle(tmp_path: Path) -> None:
+    """A tiny run's recorder I/O thread may use less than a clock tick: it is still
+    listed (0.0), while anonymous executor threads are listed only when they used some."""
+    from switchboard.benchnodes import Node, by_thread
+
+    one = Node(1, tmp_path, threads_used={"main": 0.19, "sb-media": 0.07,
+                                           "sb-recorder-io": 0.0, "python3": 0.0})
+    two = Node(2, tmp_path, threads_used={"main": 0.5, "libuv-worker": 0.02})
+    assert by_thread([one, two]) == {"main": 0.69, "sb-media": 0.07, "libuv-worker": 0.02,
+                                     "sb-recorder-io": 0.0}

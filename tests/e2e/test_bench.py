@@ -102,7 +102,7 @@ def test_quick_ivr_takes_callers_to_agents_in_seconds(tmp_path: Path) -> None:
     report = tmp_path / "report"
     cmd = [sys.executable, "-m", "switchboard", "bench", "--ivr", "quick", "--calls", "6",
            "--concurrency", "6", "--cps", "6", "--talk", "5", "--agents", "6", "--no-record",
-           "--no-capture", "--poll", "1", "--report", str(report)]
+           "--no-capture", "--poll", "1", "--realtime-priority", "5", "--report", str(report)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                           check=False)
     out = done.stdout.strip().splitlines()
@@ -110,6 +110,8 @@ def test_quick_ivr_takes_callers_to_agents_in_seconds(tmp_path: Path) -> None:
     result = json.loads(out[-1])
     assert done.returncode == 0 and result["completed"] == 6, result
     assert result["digits_right_pct"] == 100.0 and result["pops"] == 6
+    # the media thread asked for SCHED_FIFO 5 (granted or not, the calls went through)
+    assert "  realtime_priority: 5\n" in (report / "switchboard.yaml").read_text()
     cdrs = [json.loads(x) for x in (report / "var" / "cdr.jsonl").read_text().splitlines()]
     calls = [c for c in cdrs if c["did"] == "200"]
     assert len(calls) == 6 and all(c["flow"] == "quick" and c["agent"] for c in calls)
