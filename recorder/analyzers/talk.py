@@ -13,11 +13,12 @@ Dead air: while bridged and not paused, once neither leg has spoken for `dead_ai
 an ``alert`` (``state: "started"``) is emitted, and another (``state: "ended"``) when
 someone speaks again.
 
-Chunks are held until `BATCH` samples of both legs are pending (or an event arrives):
-framing, levels and the VAD then run once per leg over all of them, and the per-frame
-state is replayed chunk by chunk in arrival order, so the results are those of handling
-every chunk on its own, for a fraction of the numpy calls. Alerts are emitted up to
-`BATCH` samples later than per chunk; their ``t`` does not change.
+Chunks are held until `BATCH` samples of both legs are pending, an event arrives, or
+the dead-air watch could change state in what is pending: framing, levels and the VAD
+then run once per leg over all of them, and the per-frame state is replayed chunk by
+chunk in arrival order where the watch could change state (each leg in one go where it
+cannot), so the results are those of handling every chunk on its own, for a fraction of
+the numpy calls. An alert leaves with the chunk that holds its ``t``.
 """
 
 from __future__ import annotations
