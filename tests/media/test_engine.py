@@ -135,7 +135,12 @@ def test_prompt_frames_leave_every_20_ms_then_play_done() -> None:
         assert {h[4] for h in headers} == {session.ssrc}
         gaps = np.diff([t for t, _ in got[start:start + 25]]) * 1000
         assert abs(float(np.median(gaps)) - 20.0) < 3.0
-        assert len(got) <= session.tx_packets <= len(got) + 2  # the clock goes on meanwhile
+        # The clock goes on meanwhile: what it sent by the time tx_packets is read is what
+        # came before plus, at most, what is still in the socket's queue (a busy machine
+        # can delay this task by several frames).
+        sent = session.tx_packets
+        later = await _recv_all(phone, 0.05)
+        assert len(got) <= sent <= len(got) + len(later)
         phone.close()
     _run(body)
 
