@@ -99,9 +99,7 @@ class AgentRuntime:
         if state is not State.IDLE:  # `is`, not a dict lookup: Enum's __hash__ is Python code
             if state is State.ON_CALL:
                 return "on call"
-            if state is State.WRAP_UP:
-                return "wrap-up"
-            return "reserved" if state is State.RESERVED else state.value
+            return "wrap-up" if state is State.WRAP_UP else "reserved"
         if not self.reachable:
             return "not registered"
         if self.status is Status.NOT_READY:

@@ -17,10 +17,6 @@ from .model import QueueConfig, Strategy, required_levels
 from .strategies import STRATEGIES, AgentView, Context
 
 
-def skill_gap(agent: AgentRuntime, levels: Mapping[str, int]) -> str | None:
-    return _gap(agent.config.skills, sorted(levels.items()))
-
-
 def _gap(held: Mapping[str, int], needs: Sequence[tuple[str, int]]) -> str | None:
     """The first required skill (by name) that `held` falls short of, as a reason."""
     for skill, need in needs:

@@ -23,8 +23,7 @@ class BenchConfig:
 def needs_own(args: argparse.Namespace) -> bool:
     """Whether the options need a config of the bench's own (else the demo's)."""
     return bool(args.agents or args.no_record or args.analytics or args.ivr == "quick"
-                or args.media_engine or args.relay_jitter_ms
-                or getattr(args, "realtime_priority", 0))
+                or args.media_engine or args.relay_jitter_ms or args.realtime_priority)
 
 
 def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
@@ -51,7 +50,7 @@ def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
         media.append(f"  engine: {args.media_engine}")
     if args.relay_jitter_ms:
         media.append(f"  relay_jitter_ms: {args.relay_jitter_ms}")
-    if getattr(args, "realtime_priority", 0):
+    if args.realtime_priority:
         media.append(f"  realtime_priority: {args.realtime_priority}")
     if media:
         cfg = cfg.replace("media:\n", "media:\n" + "\n".join(media) + "\n", 1)

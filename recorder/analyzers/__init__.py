@@ -62,30 +62,52 @@ def join_runs(chunks: list[tuple[float, npt.NDArray[np.int16]]]
 
 
 @dataclass
-class Framer:
-    """Cuts one leg's stamped chunks into frames of `window` samples every `hop` samples.
+class _Run:
+    """Where a leg's framing stands: positions are counted in samples from the start of
+    the current run of audio (`t0`), so where the chunks are cut, or how many come at
+    once, changes no frame and no decision to start afresh."""
 
-    Positions are counted in samples from the start of the current run of audio (`_t0`),
-    so where the chunks are cut, or how many come at once, changes no frame and no
-    decision to start afresh."""
+    t0: float = 0.0  # timeline seconds of the run's first sample
+    next: int = 0  # the next frame's first sample
+    end: int = -1  # the end of the audio pushed so far; -1 before any
+
+    def follow(self, t: float, n: int, hop: int) -> int | None:
+        """Take a chunk of `n` samples stamped `t`: None when it does not continue the run
+        within half a hop (a new run starts with it), else how many of its first samples
+        lie before the next frame (a gap between frames when hop > window)."""
+        if self.end < 0 or abs(t - (self.t0 + self.end / RATE)) > hop / RATE / 2:
+            self.t0, self.next, self.end = t, 0, n
+            return None
+        skip = min(max(self.next - self.end, 0), n)
+        self.end += n
+        return skip
+
+    def starts(self, count: int, hop: int) -> FloatArray:
+        """The timeline starts of the next `count` frames, which are now taken."""
+        out = self.t0 + (self.next + np.arange(count) * hop) / RATE
+        self.next += count * hop
+        return out
+
+
+@dataclass
+class Framer:
+    """Cuts one leg's stamped chunks into frames of `window` samples every `hop` samples
+    (positions as `_Run` keeps them)."""
 
     hop: int
     window: int
-    _buf: FloatArray = field(default_factory=lambda: np.zeros(0))  # from `_next` on
-    _t0: float = 0.0  # timeline seconds of the run's first sample
-    _next: int = 0  # the next frame's first sample
-    _end: int = -1  # the end of the audio pushed so far; -1 before any
+    _buf: FloatArray = field(default_factory=lambda: np.zeros(0))  # from the next frame on
+    _run: _Run = field(default_factory=_Run)
 
     def push(self, t: float, pcm: npt.NDArray[np.int16]) -> tuple[FloatArray, FloatArray]:
         """Add a chunk; return ``(starts, frames)``: each complete frame's timeline start
         (seconds) and the frames as float rows. A chunk that does not continue the previous
         one within half a hop drops the unfinished frame."""
-        if self._end < 0 or abs(t - (self._t0 + self._end / RATE)) > self.hop / RATE / 2:
-            self._buf, self._t0, self._next, self._end = pcm.astype(np.float64), t, 0, len(pcm)
+        skip = self._run.follow(t, len(pcm), self.hop)
+        if skip is None:
+            self._buf = pcm.astype(np.float64)
         else:
-            skip = min(max(self._next - self._end, 0), len(pcm))  # hop > window: a gap
             self._buf = np.concatenate([self._buf, pcm[skip:]])  # the result is float64
-            self._end += len(pcm)
         buf, hop, window = self._buf, self.hop, self.window
         count = (len(buf) - window) // hop + 1
         if count <= 0:
@@ -99,12 +121,10 @@ class Framer:
             step = buf.strides[0]
             frames = np.lib.stride_tricks.as_strided(
                 buf, shape=(count, window), strides=(hop * step, step), writeable=False)
-        starts = self._t0 + (self._next + np.arange(count) * hop) / RATE
         # a copy of the unfinished frame: a view would keep the whole batch (seconds of
         # float64 audio per leg) alive until the next push
         self._buf = self._buf[count * hop :].copy()
-        self._next += count * hop
-        return starts, frames
+        return self._run.starts(count, hop), frames
 
 
 @dataclass
@@ -116,25 +136,21 @@ class LevelFramer:
 
     frame: int
     _rest: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
-    _t0: float = 0.0
-    _next: int = 0
-    _end: int = -1
+    _run: _Run = field(default_factory=_Run)
 
     def push(self, t: float, pcm: npt.NDArray[np.int16]) -> tuple[FloatArray, FloatArray]:
         """Add a chunk; return ``(starts, levels)`` of the frames it completes."""
         pcm = np.asarray(pcm, dtype=np.int16)
-        if self._end < 0 or abs(t - (self._t0 + self._end / RATE)) > self.frame / RATE / 2:
-            buf, self._t0, self._next, self._end = pcm, t, 0, len(pcm)
+        if self._run.follow(t, len(pcm), self.frame) is None or not len(self._rest):
+            buf = pcm  # back-to-back frames: nothing of a continuing chunk is skipped
         else:
-            buf = np.concatenate([self._rest, pcm]) if len(self._rest) else pcm
-            self._end += len(pcm)
+            buf = np.concatenate([self._rest, pcm])
         count = len(buf) // self.frame
         self._rest = buf[count * self.frame :].copy()  # not a view: it would keep `buf` alive
         if count <= 0:
             return np.zeros(0), np.zeros(0)
-        starts = self._t0 + (self._next + np.arange(count) * self.frame) / RATE
-        self._next += count * self.frame
-        return starts, pcm_frame_levels(buf[: count * self.frame], self.frame)
+        return (self._run.starts(count, self.frame),
+                pcm_frame_levels(buf[: count * self.frame], self.frame))
 
 
 @dataclass
