@@ -29,7 +29,8 @@ from .calls import CallEntry, CallStatus, OfferRecord, QueueLine
 from .errors import AcdUsageError
 from .history import WHY_CALLS, WhyLog
 from .model import NODE_PREFIX, AgentConfig, QueueConfig, State, Status, validate
-from .routing import evaluate
+from .roster import Roster, rosters
+from .routing import route
 from .stats import QueueCounters, QueueStats, ewt
 from .timers import TimerHeap
 
@@ -52,7 +53,8 @@ class AcdEngine:
         self._ids = ids
         self._queues: dict[str, QueueConfig] = dict(queues)
         self._agents: dict[str, AgentRuntime] = {a: AgentRuntime(c) for a, c in agents.items()}
-        self._members: dict[str, list[str]] = {}
+        self._rosters: dict[str, Roster] = {}
+        self._slots: dict[str, list[tuple[Roster, int]]] = {}  # agent id: its roster places
         self._lines: dict[str, QueueLine] = {name: QueueLine() for name in queues}
         self._counters: dict[str, QueueCounters] = {name: QueueCounters() for name in queues}
         self._calls: dict[str, CallEntry] = {}
@@ -105,7 +107,7 @@ class AcdEngine:
         counters = self._counters[queue]
         oldest = line.oldest()
         buckets = dict.fromkeys(BUCKETS, 0)
-        for agent_id in self._members[queue]:
+        for agent_id in self._rosters[queue].ids:
             buckets[self._agents[agent_id].bucket()] += 1
         return QueueStats(
             waiting=len(line),
@@ -168,9 +170,7 @@ class AcdEngine:
         self._settle(now)
         if call_id in self._calls and call_id not in self._why:
             # Nobody could be offered: record why, so `why` explains a waiting call.
-            self._why.record(evaluate(entry, self._queues[entry.queue],
-                                  [self._agents[a] for a in self._members[entry.queue]],
-                                  now=now, last_offered=self._rr.get(entry.queue), choose=self._choose))
+            self._why.record(self._decide(entry, now), trimmed=True)
         self._announce(entry, now)
 
     def adopt_bridged(self, call_id: str, queue: str, agent_id: str, *, waited: float,
@@ -389,12 +389,7 @@ class AcdEngine:
             raise AcdUsageError(f"unknown, answered or finished offer {offer_id!r}") from None
 
     def _rebuild_members(self) -> None:
-        self._members = {name: [] for name in self._queues}
-        for agent in self._agents.values():
-            if agent.retired:
-                continue
-            for queue in agent.config.queues:
-                self._members[queue].append(agent.id)
+        self._rosters, self._slots = rosters(self._queues, self._agents.values())
 
     def _log(self, now: float, call_id: str, queue: str, agent: str, event: str, **data: Any) -> None:
         clean = {k: round(v, 3) if isinstance(v, float) else v for k, v in data.items()}
@@ -405,10 +400,14 @@ class AcdEngine:
         self._actions.append(AgentChanged(agent.id, agent.status, agent.state, agent.reason))
 
     def _refresh(self, agent: AgentRuntime) -> None:
-        if agent.available:
+        """After any change to the agent: the available set and its queues' rosters."""
+        reason = agent.skip_reason()
+        if reason is None:
             self._available.add(agent.id)
         else:
             self._available.discard(agent.id)
+        for roster, index in self._slots.get(agent.id, ()):
+            roster.set(index, reason)
 
     def _set_timer(self, entry: CallEntry, name: str, when: float, callback: Callable[[float], None]) -> None:
         self._timers.cancel(entry.timers.pop(name, None))
@@ -422,7 +421,7 @@ class AcdEngine:
     # -- empty / full
 
     def _staffed(self, queue: str, *, need_reachable: bool) -> bool:
-        for agent_id in self._members[queue]:
+        for agent_id in self._rosters[queue].ids:
             agent = self._agents[agent_id]
             if agent.status is not Status.LOGGED_OUT and (agent.reachable or not need_reachable):
                 return True
@@ -596,7 +595,7 @@ class AcdEngine:
         self._set_timer(entry, "announce", when, lambda t: self._on_announce(call_id, t))
 
     def _logged_in(self, queue: str) -> int:
-        return sum(self._agents[a].status is not Status.LOGGED_OUT for a in self._members[queue])
+        return sum(self._agents[a].status is not Status.LOGGED_OUT for a in self._rosters[queue].ids)
 
     # -- offers
 
@@ -608,7 +607,7 @@ class AcdEngine:
         """Waiting calls, best first: queue weight (aged, see docs/acd.md), priority, age."""
         ranked: list[tuple[tuple[float, int, float, int], CallEntry]] = []
         for name, line in self._lines.items():
-            if not len(line) or not any(a in self._available for a in self._members[name]):
+            if not len(line) or not self._rosters[name].free:
                 continue
             cfg = self._queues[name]
             oldest = line.oldest()
@@ -629,12 +628,13 @@ class AcdEngine:
             if entry.call_id in self._calls and entry.status is CallStatus.WAITING:
                 self._route(entry, now)
 
+    def _decide(self, entry: CallEntry, now: float) -> Decision:
+        return route(entry, self._queues[entry.queue], self._rosters[entry.queue], now=now,
+                     last_offered=self._rr.get(entry.queue), choose=self._choose)
+
     def _route(self, entry: CallEntry, now: float) -> None:
-        cfg = self._queues[entry.queue]
-        members = [self._agents[a] for a in self._members[entry.queue]]
-        decision = evaluate(entry, cfg, members, now=now, last_offered=self._rr.get(cfg.name),
-                            choose=self._choose)
-        self._why.record(decision)
+        decision = self._decide(entry, now)
+        self._why.record(decision, trimmed=True)
         if not decision.chosen:
             return
         entry.attempts += 1
@@ -783,7 +783,7 @@ class AcdEngine:
             self._release_and_requeue(agent.offer_id, now, cancel="removed")
         if agent.state is State.ON_CALL:
             agent.retired = True
-            self._available.discard(agent.id)
+            self._refresh(agent)
             return
         if agent.state is State.WRAP_UP:
             self._end_wrapup(agent, now, Event.LOGOUT)

@@ -9,7 +9,9 @@ a whole keeps at most `WHY_DECISIONS` decisions (the oldest calls go first).
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from .actions import Decision
 
@@ -17,6 +19,8 @@ WHY_CALLS = 10_000
 WHY_PER_CALL = 100
 WHY_DECISIONS = 50_000
 KEEP_AGENTS = 10
+
+T = TypeVar("T", bound=tuple)  # type: ignore[type-arg]
 
 
 class WhyLog:
@@ -28,10 +32,12 @@ class WhyLog:
         self._decisions = 0
         self._calls: OrderedDict[str, list[Decision]] = OrderedDict()
 
-    def record(self, decision: Decision) -> None:
-        """Keep `decision` (trimmed); a no-offer evaluation identical to the previous one is
+    def record(self, decision: Decision, *, trimmed: bool = False) -> None:
+        """Keep `decision` (trimmed here unless `trimmed`: cut down already, as
+        as `routing.route` returns it); a no-offer evaluation identical to the previous one is
         dropped (a waiting call is re-evaluated on every agent change)."""
-        decision = trim(decision)
+        if not trimmed:
+            decision = trim(decision)
         history = self._calls.get(decision.call_id)
         if history is None:
             history = self._calls[decision.call_id] = []
@@ -68,20 +74,35 @@ def trim(decision: Decision, keep: int = KEEP_AGENTS) -> Decision:
     the rest of the skipped summed up by reason in one last entry."""
     if len(decision.candidates) <= keep and len(decision.skipped) <= keep:
         return decision
-    chosen = set(decision.chosen)
-    others = [c for c in decision.candidates if c.agent_id not in chosen][:keep]
-    kept = {c.agent_id for c in others} | chosen
-    candidates = tuple(c for c in decision.candidates if c.agent_id in kept)
-    skipped = decision.skipped[:keep]
-    if len(candidates) < len(decision.candidates):
-        skipped += ((f"+{len(decision.candidates) - len(candidates)} more candidates",
-                     "scored below the ones shown"),)
+    candidates = kept(decision.candidates, decision.chosen, keep)
     rest = decision.skipped[keep:]
+    skipped = summed_up(decision.skipped[:keep], len(decision.candidates) - len(candidates),
+                        len(rest), Counter(why for _, why in rest))
+    return replace(decision, candidates=tuple(candidates), skipped=skipped)
+
+
+def kept(candidates: Sequence[T], chosen: Sequence[str], keep: int = KEEP_AGENTS) -> list[T]:
+    """The candidates `trim` keeps, in rank order: the chosen and the best `keep` others
+    (each candidate a tuple whose first item is the agent id)."""
+    picked = set(chosen)
+    others = [c for c in candidates if c[0] not in picked][:keep]
+    picked.update([c[0] for c in others])
+    return [c for c in candidates if c[0] in picked]
+
+
+def summed_up(head: tuple[tuple[str, str], ...], dropped: int, rest: int,
+              counts: Mapping[str, int]) -> tuple[tuple[str, str], ...]:
+    """The skipped entries `trim` keeps: the first ones (`head`), a line for the
+    `dropped` candidates not shown, and one for the `rest` skipped by reason (`counts`),
+    most frequent first, then by name."""
+    skipped = head
+    if dropped:
+        skipped += ((f"+{dropped} more candidates", "scored below the ones shown"),)
     if rest:
-        counts = Counter(why for _, why in rest)
-        reasons = ", ".join(f"{why}: {n}" for why, n in counts.most_common())
-        skipped += ((f"+{len(rest)} more", reasons),)
-    return replace(decision, candidates=candidates, skipped=skipped)
+        ranked = sorted([(-n, why) for why, n in counts.items() if n > 0])
+        reasons = ", ".join(f"{why}: {-negative}" for negative, why in ranked)
+        skipped += ((f"+{rest} more", reasons),)
+    return skipped
 
 
 def _same(a: Decision, b: Decision) -> bool:

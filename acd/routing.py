@@ -8,12 +8,18 @@ ago. Survivors are grouped by penalty (lowest first) and ranked by the strategy.
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from itertools import islice
 
 from .actions import Candidate, Decision
 from .agents import AgentRuntime
 from .calls import CallEntry
+from .history import KEEP_AGENTS, kept, summed_up
 from .model import QueueConfig, Strategy, required_levels
+from .roster import Roster
 from .strategies import STRATEGIES, AgentView, Context
 
 
@@ -72,19 +78,124 @@ def evaluate(
             group.append(view)
     ctx = Context(now=now, member_count=len(members), last_offered_order=last_order,
                   choose=choose)
-    rank = STRATEGIES[queue.strategy]
-    candidates: list[Candidate] = []
-    for penalty in sorted(groups):
-        candidates.extend([Candidate(aid, score, penalty) for aid, score in rank(groups[penalty], ctx)])
-    chosen: tuple[str, ...] = ()
-    if candidates:
-        if queue.strategy is Strategy.RING_ALL:
-            first = candidates[0].penalty
-            chosen = tuple(c.agent_id for c in candidates if c.penalty == first)
-        else:
-            chosen = (candidates[0].agent_id,)
+    ranked, chosen = _rank(groups, queue, ctx)
     return Decision(
         time=now, call_id=entry.call_id, queue=queue.name, strategy=queue.strategy.value,
-        step=entry.step, min_levels=levels, candidates=tuple(candidates), chosen=chosen,
+        step=entry.step, min_levels=levels, chosen=chosen,
+        candidates=tuple([Candidate._make(c) for c in ranked]),
         skipped=tuple(skipped),
     )
+
+
+def _rank(groups: Mapping[int, list[AgentView]], queue: QueueConfig,
+          ctx: Context) -> tuple[list[tuple[str, float, int]], tuple[str, ...]]:
+    """(agent id, score, penalty), ranked penalty group by penalty group, and who to
+    offer now."""
+    rank = STRATEGIES[queue.strategy]
+    ranked: list[tuple[str, float, int]] = []
+    for penalty in sorted(groups):
+        ranked.extend([(aid, score, penalty) for aid, score in rank(groups[penalty], ctx)])
+    chosen: tuple[str, ...] = ()
+    if ranked:
+        if queue.strategy is Strategy.RING_ALL:
+            first = ranked[0][2]
+            chosen = tuple([aid for aid, _, penalty in ranked if penalty == first])
+        else:
+            chosen = (ranked[0][0],)
+    return ranked, chosen
+
+
+GAPS_KEPT = 256  # distinct required-level sets remembered per queue
+
+
+def _gaps(roster: Roster, needs: tuple[tuple[str, int], ...]) -> dict[int, str]:
+    """Members (by position) short of a required level, with the reason; skills are
+    fixed by the configuration, so this is worked out once per set of levels."""
+    found = roster.gaps.get(needs)
+    if found is None:
+        if len(roster.gaps) >= GAPS_KEPT:
+            roster.gaps.clear()
+        found = {}
+        for index, agent in enumerate(roster.agents):
+            reason = _gap(agent.config.skills, needs)
+            if reason is not None:
+                found[index] = reason
+        roster.gaps[needs] = found
+    return found
+
+
+def route(entry: CallEntry, queue: QueueConfig, roster: Roster, *, now: float,
+          last_offered: str | None, choose: Callable[[int], int],
+          keep: int = KEEP_AGENTS) -> Decision:
+    """`evaluate` as the engine runs it, already cut down for `why`: equal to
+    `history.trim(evaluate(entry, queue, roster.agents, ...), keep)`.
+
+    Reads only the available members' records; the others' reasons come from the
+    roster and skill gaps from its cache, so the cost grows with the agents free now,
+    not with the queue's size. `longest_idle`, the default, is ranked here without
+    building a view per agent."""
+    levels = required_levels(entry.skills, queue.level_delta(entry.step))
+    needs = tuple(sorted(levels.items()))
+    agents, ids, penalties = roster.agents, roster.ids, roster.penalties
+    own: dict[int, str] = {}  # available, yet skipped for this call
+    available = roster.available()
+    if needs and available:
+        gaps = _gaps(roster, needs)
+        if gaps:
+            own = {i: gaps[i] for i in available if i in gaps}
+    for aid, until in entry.skip_until.items():
+        index = roster.order.get(aid)
+        if until > now and index is not None and index not in own and roster.reasons[index] is None:
+            own[index] = "rejected recently"
+    groups: dict[int, list[int]] = {}
+    for index in available:
+        if index not in own:
+            penalty = penalties[index]
+            group = groups.get(penalty)
+            if group is None:
+                groups[penalty] = [index]
+            else:
+                group.append(index)
+    strategy = queue.strategy
+    if strategy is Strategy.LONGEST_IDLE:
+        ranked: list[tuple[str, float, int]] = []
+        for penalty in sorted(groups):
+            # as strategies.longest_idle: minus idle time, then config order
+            keyed = sorted([(-math.inf if (since := agents[i].idle_since) is None else since - now,
+                             i) for i in groups[penalty]])
+            ranked.extend([(ids[i], 0.0 - negative, penalty) for negative, i in keyed])
+        chosen: tuple[str, ...] = (ranked[0][0],) if ranked else ()
+    else:
+        name, wanted = queue.name, tuple(entry.skills)
+        views: dict[int, list[AgentView]] = {}
+        for penalty, group in groups.items():
+            views[penalty] = [
+                AgentView(ids[i], i, (agent := agents[i]).idle_since, agent.calls.get(name, 0),
+                          agent.talk_time.get(name, 0.0),
+                          sum([agent.config.skills.get(s, 0) for s in wanted]) if wanted else 0)
+                for i in group]
+        last_order = roster.order.get(last_offered) if last_offered is not None else None
+        ranked, chosen = _rank(views, queue, Context(
+            now=now, member_count=len(agents), last_offered_order=last_order, choose=choose))
+    reasons = roster.reasons
+    skipped = len(reasons) - len(roster.free) + len(own)
+    full = len(ranked) <= keep and skipped <= keep
+    # the first skipped in config order: the unavailable merged with `own`
+    limit = len(reasons) if full else keep
+    mine = sorted(own.items())[:limit]
+    head = sorted(mine + list(islice(
+        ((i, why) for i, why in enumerate(reasons) if why is not None), limit)))[:limit]
+    first = tuple([(ids[i], why) for i, why in head])
+    shown = ranked if full else kept(ranked, chosen, keep)
+    decision = Decision(
+        time=now, call_id=entry.call_id, queue=queue.name, strategy=strategy.value,
+        step=entry.step, min_levels=levels, chosen=chosen, skipped=first,
+        candidates=tuple([Candidate._make(c) for c in shown]),
+    )
+    if full:
+        return decision
+    counts = Counter(roster.counts)
+    counts.update(own.values())
+    counts.subtract([why for _, why in head])
+    return replace(decision, skipped=summed_up(first, len(ranked) - len(shown),
+                                               skipped - len(head), counts))

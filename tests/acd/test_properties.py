@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +81,14 @@ class Model:
         assert gauges["on_call"] == len(self.bridged)
         for call_id in self.queued:
             assert engine.position(call_id) is not None
+        # each queue's roster matches its members' own state (routing reads only the roster)
+        for name, roster in engine._rosters.items():
+            assert roster.name == name and roster.ids == [a.id for a in roster.agents]
+            assert all(engine._agents[a] is roster.agents[i] for i, a in enumerate(roster.ids))
+            assert roster.reasons == [a.skip_reason() for a in roster.agents]
+            assert roster.free == {i for i, a in enumerate(roster.agents) if a.available}
+            assert roster.counts == Counter(r for r in roster.reasons if r is not None)
+        assert engine.available_agents() == {a.id for a in engine._agents.values() if a.available}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,5 @@
-"""`routing.evaluate` against its definition, on random queues of agents.
+"""`routing.evaluate` against its definition, and the engine's `routing.route` against
+`evaluate`, on random queues of agents.
 
 The evaluation runs for every call routed over every member of its queue, so it is
 written for speed; this test holds it to the plain reading of the rules: each member in
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 
 import pytest
 
 from acd.actions import Candidate
 from acd.agents import AgentRuntime
 from acd.calls import CallEntry
+from acd.history import KEEP_AGENTS, trim
 from acd.model import AgentConfig, QueueConfig, State, Status, Strategy, required_levels
-from acd.routing import evaluate
+from acd.roster import Roster
+from acd.routing import evaluate, route
 from acd.strategies import STRATEGIES, AgentView, Context
 
 
@@ -109,3 +113,48 @@ def test_evaluate_follows_the_rules(strategy: Strategy, seed: int) -> None:
         assert decision.chosen == want
     else:
         assert decision.chosen == ()
+
+
+def random_call(rng: random.Random, members: list[AgentRuntime]) -> CallEntry:
+    skills = {s: rng.randint(1, 10) for s in ("en", "billing") if rng.random() < 0.5}
+    entry = CallEntry("c1", "q", 0, skills, {}, 0.0, 0.0, 1, step=rng.choice([-1, 0, 1]))
+    for agent in rng.sample(members, min(rng.choice([0, 3, 40]), len(members))):
+        entry.skip_until[agent.id] = rng.choice([50.0, 150.0])
+    return entry
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("seed", range(12))
+def test_route_is_evaluate_cut_down_for_why(strategy: Strategy, seed: int) -> None:
+    """The engine's path reads only the available members (the others' reasons come from
+    the roster) and cuts the decision down as the `why` log does: the same result."""
+    rng = random.Random(1000 + seed)
+    members = population(rng, rng.choice([0, 3, 9, 11, 60, 400]))
+    if seed % 3 == 0:  # a busy center: few available, more skipped than are shown
+        for agent in members:
+            if rng.random() < 0.9:
+                agent.state = State.ON_CALL
+    queue = QueueConfig(name="q", strategy=strategy, skill_relaxation=((10.0, -1), (30.0, -3)))
+    entry = random_call(rng, members)
+    last = rng.choice([None, "a0", "a5", "nobody"])
+    full = evaluate(entry, queue, members, now=100.0, last_offered=last, choose=lambda n: n // 2)
+    fast = route(entry, queue, Roster("q", members), now=100.0, last_offered=last,
+                 choose=lambda n: n // 2)
+    assert fast == trim(full)
+    assert len(fast.skipped) <= KEEP_AGENTS + 2
+
+
+def test_roster_follows_each_change() -> None:
+    rng = random.Random(7)
+    members = population(rng, 30)
+    roster = Roster("q", members)
+    assert len(roster.free) == sum(a.skip_reason() is None for a in members)
+    for _ in range(200):
+        index = rng.randrange(len(members))
+        agent = members[index]
+        agent.state = rng.choice(list(State))
+        agent.status = rng.choice(list(Status))
+        roster.set(index, agent.skip_reason())
+        assert roster.free == {i for i, a in enumerate(members) if a.skip_reason() is None}
+        assert roster.counts == Counter(a.skip_reason() for a in members if a.skip_reason())
+        assert roster.available() == [i for i, a in enumerate(members) if a.skip_reason() is None]

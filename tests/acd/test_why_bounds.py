@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from acd.actions import Candidate, Decision
 from acd.history import WhyLog, trim
 
@@ -22,6 +24,10 @@ def test_a_decision_over_hundreds_of_agents_keeps_the_chosen_and_the_best() -> N
     assert small.skipped[10] == ("+289 more candidates", "scored below the ones shown")
     assert small.skipped[11] == ("+190 more", "not ready: 127, busy: 63")
     assert "a250" in small.describe() and "+190 more" in small.describe()
+    tie = decision("c3", 2)
+    reasons = ["not ready"] * 10 + ["on call", "not ready", "busy", "busy", "on call", "not ready"]
+    tied = trim(replace(tie, skipped=tuple((f"s{i}", why) for i, why in enumerate(reasons))))
+    assert tied.skipped[-1] == ("+6 more", "busy: 2, not ready: 2, on call: 2")  # ties: by name
     few = decision("c2", 3, chosen=("a0",), skipped=2)
     assert trim(few) is few
 
