@@ -29,6 +29,7 @@ Params = tuple[tuple[str, str | None], ...]
 
 #: gen-value = token / host / quoted-string (§25.1); host adds ':' and brackets.
 _VALUE_CHARS = TOKEN_CHARS | frozenset("[]:/")
+_VALUE_RE = re.compile("[" + re.escape("".join(sorted(_VALUE_CHARS))) + "]+")
 _LWS_RUN = re.compile(r"[ \t]+")
 _CSEQ_RE = re.compile(r"([0-9]+)[ \t]+([^ \t]+)")
 
@@ -67,6 +68,8 @@ def quote_string(text: str) -> str:
 
 def _split_top(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside quoted strings and <angle brackets> (§7.3.1)."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # nothing to step over: the common case
     parts: list[str] = []
     start = 0
     i = 0
@@ -104,7 +107,7 @@ def _check_param_value(value: str) -> None:
     if value.startswith('"'):
         if _quoted_end(value, 0) != len(value):
             raise SipError(400, "Bad header parameter")
-    elif not value or any(c not in _VALUE_CHARS for c in value):
+    elif _VALUE_RE.fullmatch(value) is None:
         raise SipError(400, "Bad header parameter")
 
 

@@ -210,10 +210,23 @@ class SipMessage:
 
     # -- raw access (§7.3) ---------------------------------------------------
 
+    @cached_property
+    def _index(self) -> dict[str, list[str]]:
+        """Line values by canonical header name, in order (built once per message: every
+        view and lookup reads it)."""
+        index: dict[str, list[str]] = {}
+        for n, v in self.headers:
+            key = canonical_name(n)
+            values = index.get(key)
+            if values is None:
+                index[key] = [v]
+            else:
+                values.append(v)
+        return index
+
     def _values(self, name: str) -> list[str]:
         """Every line value of the header, compact and long forms alike."""
-        key = canonical_name(name)
-        return [v for n, v in self.headers if canonical_name(n) == key]
+        return list(self._index.get(canonical_name(name), ()))
 
     def get(self, name: str) -> str | None:
         """First value; for MULTI_VALUE headers the first comma-separated element."""
@@ -229,8 +242,7 @@ class SipMessage:
 
     def has(self, name: str) -> bool:
         """True if at least one line of the header is present."""
-        key = canonical_name(name)
-        return any(canonical_name(n) == key for n, _ in self.headers)
+        return canonical_name(name) in self._index
 
     def _single(self, name: str, label: str) -> str:
         """The one value of a mandatory single-valued header (§20)."""
@@ -570,7 +582,12 @@ def _validate(msg: SipMessage) -> None:
 def _build(head: _Head, data: bytes, stream: bool) -> SipMessage:
     msg = SipMessage(head.method, head.uri, head.status, head.reason, head.headers)
     body = _frame_body(msg, data[head.body_start :], stream)
-    msg = replace(msg, body=body)
+    if body:
+        framed = replace(msg, body=body)
+        # the header index and length read for framing hold for the copy too (cached
+        # views live in the instance dict, as cached_property puts them)
+        vars(framed).update(_index=msg._index, content_length=msg.content_length)
+        msg = framed
     _validate(msg)
     return msg
 

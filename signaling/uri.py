@@ -41,9 +41,12 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_.])?")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]{2,45}\]")
 
 
+_TOKEN_RE = re.compile("[" + re.escape("".join(sorted(TOKEN_CHARS))) + "]+")
+
+
 def is_token(text: str) -> bool:
     """True if ``text`` is a non-empty RFC 3261 token (§25.1)."""
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def parse_uint(text: str, *, limit: int, what: str) -> int:
@@ -69,8 +72,18 @@ def uri_scheme(text: str) -> str:
     return match.group()[:-1].lower()
 
 
+_CLEAN: dict[frozenset[str], re.Pattern[str]] = {}
+
+
 def _check_chars(text: str, allowed: frozenset[str], what: str) -> None:
     """Every char of ``text`` is in ``allowed`` or part of a valid %HH escape."""
+    clean = _CLEAN.get(allowed)
+    if clean is None:
+        clean = _CLEAN[allowed] = re.compile(
+            "(?:[" + re.escape("".join(sorted(allowed))) + "]|%[0-9A-Fa-f]{2})*")
+    if clean.fullmatch(text) is not None:
+        return
+    # find the culprit, to say which it is
     i = 0
     while i < len(text):
         c = text[i]
