@@ -63,6 +63,7 @@ log = logging.getLogger("switchboard.server")
 
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
 _SAFE_USER = re.compile(r"[A-Za-z0-9+._-]{1,64}")
+GC_PAUSE_LOGGED = 0.05  # seconds: a collector pass this long is logged
 
 
 class Server:
@@ -90,6 +91,7 @@ class Server:
         self.recordings.consumer_factories.append(self._flow_stream)
         self.hooks: Any = None  # recorder.hooks.HookHost when analyzers are configured
         self._gc_started = 0.0
+        self._gc_cpu = 0.0
 
     # -- start / stop --------------------------------------------------------------------
 
@@ -204,11 +206,19 @@ class Server:
         self.desk.broadcast(message)
 
     def _gc_timer(self, phase: str, info: dict[str, int]) -> None:
-        """Collector pauses stall the media clock: measure them (reported in /api/health)."""
+        """Collector pauses stall the event loop: measure them (reported in /api/health), and
+        log each long one with its generation and CPU time (wall time above CPU time is
+        time the thread waited for the core)."""
         if phase == "start":
             self._gc_started = time.perf_counter()
+            self._gc_cpu = time.thread_time()
         else:
-            self.gc_pauses.add(time.perf_counter() - self._gc_started)
+            pause = time.perf_counter() - self._gc_started
+            self.gc_pauses.add(pause)
+            if pause >= GC_PAUSE_LOGGED:
+                log.info("event=gc_pause generation=%s ms=%.1f cpu_ms=%.1f collected=%s",
+                         info.get("generation"), pause * 1000,
+                         (time.thread_time() - self._gc_cpu) * 1000, info.get("collected"))
 
     def _registration(self) -> Registration | None:
         """Digest-authenticated REGISTER for the configured agents (none: 405 to REGISTER)."""
