@@ -34,7 +34,7 @@ class WhyLog:
 
     def record(self, decision: Decision, *, trimmed: bool = False) -> None:
         """Keep `decision` (trimmed here unless `trimmed`: cut down already, as
-        as `routing.route` returns it); a no-offer evaluation identical to the previous one is
+        `routing.route` returns it); a no-offer evaluation identical to the previous one is
         dropped (a waiting call is re-evaluated on every agent change)."""
         if not trimmed:
             decision = trim(decision)

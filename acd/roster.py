@@ -5,7 +5,7 @@ member whether it may take a call (hundreds of records read per call), the engin
 per queue, the reason each member would be skipped whatever the call (`skip_reason`:
 logged out, on call, not ready, ...; None when available), updated whenever an agent
 changes. A routing decision then reads a list of strings and touches only the available
-agents' records (docs/acd.md, "Routing cost").
+agents' records (docs/acd.md, the cost of routing under `why`).
 """
 
 from __future__ import annotations
