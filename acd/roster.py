@@ -4,20 +4,23 @@ Routing runs for every call over the members of its queue. Rather than asking ev
 member whether it may take a call (hundreds of records read per call), the engine keeps,
 per queue, the reason each member would be skipped whatever the call (`skip_reason`:
 logged out, on call, not ready, ...; None when available), updated whenever an agent
-changes. A routing decision then reads a list of strings and touches only the available
-agents' records (docs/acd.md, the cost of routing under `why`).
+changes, with the available members ranked as `longest_idle` ranks them and the others
+in config order. A routing decision then reads these lists and touches only the records
+of the available agents it ranks (docs/acd.md, the cost of routing under `why`).
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
 from .agents import AgentRuntime
 
 
 class Roster:
-    __slots__ = ("name", "agents", "ids", "penalties", "reasons", "counts", "order", "free",
-                 "gaps")
+    __slots__ = ("name", "agents", "ids", "penalties", "reasons", "counts", "free", "ready",
+                 "ranks", "busy", "order", "gaps")
 
     def __init__(self, name: str, agents: Sequence[AgentRuntime]) -> None:
         self.name = name
@@ -28,12 +31,16 @@ class Roster:
         self.order = {agent_id: index for index, agent_id in enumerate(self.ids)}
         # required skill levels -> {position: why that member falls short}, filled by routing
         self.gaps: dict[tuple[tuple[str, int], ...], dict[int, str]] = {}
-        self.reasons: list[str | None] = []
+        self.reasons: list[str | None] = [""] * len(self.agents)  # "": not set yet
         self.counts: dict[str, int] = {}  # reason: members skipped for it
         self.free: set[int] = set()  # positions of the members available now
+        # the available as `longest_idle` ranks them, (penalty, idle since, position) sorted,
+        # None (no call yet) as -inf: an agent's idle time only changes while it is busy
+        self.ready: list[tuple[int, float, int]] = []
+        self.ranks: dict[int, tuple[int, float, int]] = {}  # position: its entry in `ready`
+        self.busy = list(range(len(self.agents)))  # positions of the others, sorted
+        self.counts[""] = len(self.agents)
         for index, agent in enumerate(self.agents):
-            self.reasons.append(None)
-            self.free.add(index)
             self.set(index, agent.skip_reason())
 
     def set(self, index: int, reason: str | None) -> None:
@@ -43,6 +50,9 @@ class Roster:
             return
         if old is None:
             self.free.discard(index)
+            rank = self.ranks.pop(index)
+            del self.ready[bisect_left(self.ready, rank)]
+            insort(self.busy, index)
         else:
             left = self.counts[old] - 1
             if left:
@@ -51,6 +61,11 @@ class Roster:
                 del self.counts[old]
         if reason is None:
             self.free.add(index)
+            since = self.agents[index].idle_since
+            rank = (self.penalties[index], -math.inf if since is None else since, index)
+            self.ranks[index] = rank
+            insort(self.ready, rank)
+            del self.busy[bisect_left(self.busy, index)]
         else:
             self.counts[reason] = self.counts.get(reason, 0) + 1
         self.reasons[index] = reason

@@ -8,11 +8,9 @@ ago. Survivors are grouped by penalty (lowest first) and ranked by the strategy.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from itertools import islice
 
 from .actions import Candidate, Decision
 from .agents import AgentRuntime
@@ -132,61 +130,59 @@ def route(entry: CallEntry, queue: QueueConfig, roster: Roster, *, now: float,
 
     Reads only the available members' records; the others' reasons come from the
     roster and skill gaps from its cache, so the cost grows with the agents free now,
-    not with the queue's size. `longest_idle`, the default, is ranked here without
-    building a view per agent."""
+    not with the queue's size. For `longest_idle`, the default, the roster keeps the
+    available ranked: the first few that may take the call are read, and no more."""
     levels = required_levels(entry.skills, queue.level_delta(entry.step))
     needs = tuple(sorted(levels.items()))
-    agents, ids, penalties = roster.agents, roster.ids, roster.penalties
+    agents, ids, free, reasons = roster.agents, roster.ids, roster.free, roster.reasons
     own: dict[int, str] = {}  # available, yet skipped for this call
-    available = roster.available()
-    if needs and available:
+    if needs and free:
         gaps = _gaps(roster, needs)
-        if gaps:
-            own = {i: gaps[i] for i in available if i in gaps}
+        if len(gaps) < len(free):
+            own = {i: why for i, why in gaps.items() if i in free}
+        else:
+            own = {i: gaps[i] for i in free if i in gaps}
     for aid, until in entry.skip_until.items():
         index = roster.order.get(aid)
-        if until > now and index is not None and index not in own and roster.reasons[index] is None:
+        if until > now and index is not None and index not in own and index in free:
             own[index] = "rejected recently"
-    groups: dict[int, list[int]] = {}
-    for index in available:
-        if index not in own:
-            penalty = penalties[index]
-            group = groups.get(penalty)
-            if group is None:
-                groups[penalty] = [index]
-            else:
-                group.append(index)
     strategy = queue.strategy
+    count = len(free) - len(own)  # candidates
+    shown: list[tuple[str, float, int]] = []
     if strategy is Strategy.LONGEST_IDLE:
-        ranked: list[tuple[str, float, int]] = []
-        for penalty in sorted(groups):
-            # as strategies.longest_idle: minus idle time, then config order
-            keyed = sorted([(-math.inf if (since := agents[i].idle_since) is None else since - now,
-                             i) for i in groups[penalty]])
-            ranked.extend([(ids[i], 0.0 - negative, penalty) for negative, i in keyed])
-        chosen: tuple[str, ...] = (ranked[0][0],) if ranked else ()
+        # the roster keeps the available ranked: read the first few that may take it
+        want = min(count, keep + 1)  # all of them, or the chosen and `keep` more
+        for penalty, since, index in roster.ready:
+            if len(shown) == want:
+                break
+            if index not in own:  # as strategies.longest_idle scores
+                shown.append((ids[index], 0.0 - (since - now), penalty))
+        chosen: tuple[str, ...] = (shown[0][0],) if shown else ()
     else:
-        name, wanted = queue.name, tuple(entry.skills)
+        penalties, name, wanted = roster.penalties, queue.name, tuple(entry.skills)
         views: dict[int, list[AgentView]] = {}
-        for penalty, group in groups.items():
-            views[penalty] = [
-                AgentView(ids[i], i, (agent := agents[i]).idle_since, agent.calls.get(name, 0),
-                          agent.talk_time.get(name, 0.0),
-                          sum([agent.config.skills.get(s, 0) for s in wanted]) if wanted else 0)
-                for i in group]
+        for index in roster.available():
+            if index not in own:
+                agent = agents[index]
+                view = AgentView(ids[index], index, agent.idle_since, agent.calls.get(name, 0),
+                                 agent.talk_time.get(name, 0.0),
+                                 sum([agent.config.skills.get(s, 0) for s in wanted]) if wanted else 0)
+                group = views.get(penalties[index])
+                if group is None:
+                    views[penalties[index]] = [view]
+                else:
+                    group.append(view)
         last_order = roster.order.get(last_offered) if last_offered is not None else None
         ranked, chosen = _rank(views, queue, Context(
             now=now, member_count=len(agents), last_offered_order=last_order, choose=choose))
-    reasons = roster.reasons
-    skipped = len(reasons) - len(roster.free) + len(own)
-    full = len(ranked) <= keep and skipped <= keep
+        shown = ranked if count <= keep else kept(ranked, chosen, keep)
+    skipped = len(reasons) - len(free) + len(own)
+    full = count <= keep and skipped <= keep
     # the first skipped in config order: the unavailable merged with `own`
     limit = len(reasons) if full else keep
     mine = sorted(own.items())[:limit]
-    head = sorted(mine + list(islice(
-        ((i, why) for i, why in enumerate(reasons) if why is not None), limit)))[:limit]
+    head = sorted(mine + [(i, str(reasons[i])) for i in roster.busy[:limit]])[:limit]
     first = tuple([(ids[i], why) for i, why in head])
-    shown = ranked if full else kept(ranked, chosen, keep)
     decision = Decision(
         time=now, call_id=entry.call_id, queue=queue.name, strategy=strategy.value,
         step=entry.step, min_levels=levels, chosen=chosen, skipped=first,
@@ -197,5 +193,5 @@ def route(entry: CallEntry, queue: QueueConfig, roster: Roster, *, now: float,
     counts = Counter(roster.counts)
     counts.update(own.values())
     counts.subtract([why for _, why in head])
-    return replace(decision, skipped=summed_up(first, len(ranked) - len(shown),
+    return replace(decision, skipped=summed_up(first, count - len(shown),
                                                skipped - len(head), counts))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acd.actions import Bridge, CancelOffer, ExitQueue, Offer
 from acd.model import State
 
+from .test_routing import assert_roster
 from .test_support import Rig, agent, queue
 
 OPS = ("login",) * 3 + ("enqueue",) * 3 + ("answer",) * 3 + ("end",) * 2 + (
@@ -85,9 +84,7 @@ class Model:
         for name, roster in engine._rosters.items():
             assert roster.name == name and roster.ids == [a.id for a in roster.agents]
             assert all(engine._agents[a] is roster.agents[i] for i, a in enumerate(roster.ids))
-            assert roster.reasons == [a.skip_reason() for a in roster.agents]
-            assert roster.free == {i for i, a in enumerate(roster.agents) if a.available}
-            assert roster.counts == Counter(r for r in roster.reasons if r is not None)
+            assert_roster(roster)
         assert engine.available_agents() == {a.id for a in engine._agents.values() if a.available}
 
 

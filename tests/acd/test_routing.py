@@ -149,12 +149,25 @@ def test_roster_follows_each_change() -> None:
     members = population(rng, 30)
     roster = Roster("q", members)
     assert len(roster.free) == sum(a.skip_reason() is None for a in members)
-    for _ in range(200):
+    for _ in range(300):
         index = rng.randrange(len(members))
         agent = members[index]
         agent.state = rng.choice(list(State))
         agent.status = rng.choice(list(Status))
+        if agent.skip_reason() is not None:  # a call ends while the agent is busy
+            agent.idle_since = rng.choice([None, rng.uniform(0, 100)])
         roster.set(index, agent.skip_reason())
-        assert roster.free == {i for i, a in enumerate(members) if a.skip_reason() is None}
-        assert roster.counts == Counter(a.skip_reason() for a in members if a.skip_reason())
-        assert roster.available() == [i for i, a in enumerate(members) if a.skip_reason() is None]
+        assert_roster(roster)
+
+
+def assert_roster(roster: Roster) -> None:
+    """The roster's indexes agree with its members' own state."""
+    members = roster.agents
+    assert roster.reasons == [a.skip_reason() for a in members]
+    assert roster.free == {i for i, a in enumerate(members) if a.skip_reason() is None}
+    assert roster.busy == [i for i, a in enumerate(members) if a.skip_reason() is not None]
+    assert roster.counts == Counter(a.skip_reason() for a in members if a.skip_reason())
+    assert roster.ready == sorted(
+        (roster.penalties[i], -math.inf if members[i].idle_since is None else members[i].idle_since, i)
+        for i in roster.free)
+    assert roster.available() == sorted(roster.free)
