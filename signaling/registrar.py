@@ -135,6 +135,7 @@ class MemoryBindingStore:
         self.max_contacts_per_user = max_contacts_per_user
         self._bindings: dict[str, list[Binding]] = {}
         self._heap: list[tuple[float, str]] = []
+        self._first: dict[str, float] = {}  # user: the earliest expiry of its bindings
 
     def get(self, user: str, now: float) -> list[Binding]:
         return [b for b in self._bindings.get(user, ()) if b.expires_at > now]
@@ -142,13 +143,15 @@ class MemoryBindingStore:
     def put(self, user: str, bindings: list[Binding]) -> None:
         if not bindings:
             self._bindings.pop(user, None)
+            self._first.pop(user, None)
             return
         if len(bindings) > self.max_contacts_per_user:
             raise BindingStoreFull(f"more than {self.max_contacts_per_user} contacts")
         if user not in self._bindings and len(self._bindings) >= self.max_users:
             raise BindingStoreFull(f"more than {self.max_users} users")
         self._bindings[user] = list(bindings)
-        heapq.heappush(self._heap, (min(b.expires_at for b in bindings), user))
+        first = self._first[user] = min(b.expires_at for b in bindings)
+        heapq.heappush(self._heap, (first, user))
         if len(self._heap) > 4 * len(self._bindings) + 64:
             self._rebuild_heap()
 
@@ -171,16 +174,17 @@ class MemoryBindingStore:
             removed += [(user, b) for b in bindings if b.expires_at <= now]
             if keep:
                 self._bindings[user] = keep
-                heapq.heappush(self._heap, (min(b.expires_at for b in keep), user))
+                first = self._first[user] = min(b.expires_at for b in keep)
+                heapq.heappush(self._heap, (first, user))
             else:
                 del self._bindings[user]
+                del self._first[user]
         return removed
 
     def next_expiry(self) -> float | None:
         while self._heap:
             expiry, user = self._heap[0]
-            bindings = self._bindings.get(user)
-            if bindings and min(b.expires_at for b in bindings) == expiry:
+            if self._first.get(user) == expiry:  # called per SIP message: no scan
                 return expiry
             heapq.heappop(self._heap)  # superseded by a later put
         return None

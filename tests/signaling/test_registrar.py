@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -515,3 +516,21 @@ def test_reachable_again_after_unreachable() -> None:
     reg.reap(T0 + 100)
     outcome = reg.register(register(f"<{A}>", cseq=2), "1001", SOURCE, T0 + 200)
     assert kinds(outcome) == [("registered", A), ("reachable", None)]
+
+
+def test_next_expiry_is_the_earliest_binding_after_any_puts_and_reaps() -> None:
+    rng = random.Random(5)
+    store = MemoryBindingStore()
+    now = 0.0
+    for step in range(2000):
+        user = f"u{rng.randrange(40)}"
+        if rng.random() < 0.85:
+            bindings = [Binding(f"sip:{user}@x", f"sip:{user}@10.0.0.{k}", now + rng.uniform(1, 60),
+                                1.0, "c", step, ("UDP", "10.0.0.1", 5060))
+                        for k in range(rng.choice([0, 1, 1, 2]))]
+            store.put(user, bindings)
+        else:
+            now += rng.uniform(0, 20)
+            store.reap(now)
+        held = [b.expires_at for bs in store._bindings.values() for b in bs]
+        assert store.next_expiry() == (min(held) if held else None)
