@@ -50,6 +50,11 @@
 #define JB_REANCHOR_LATE 40    /* sub-ticks (200 ms): later than this, the sender has moved on */
 
 enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
+/* Repeats of one telephone event are handed to Python at most this often. Python's
+   receiver (media/dtmf.py) takes the same event heard again within its window (1 s) of
+   the previous packet as the same key press: handing a repeat over every 0.25 s keeps a
+   long press one press, and a new press after a pause of 1 s or more still gets through. */
+#define DTMF_REPEAT_S 0.25
 enum { TAG_TIMER = 0xFFFFFFFEu, TAG_WAKE = 0xFFFFFFFFu };
 
 /* What a leg plays: a tuple of items, each a tuple of non-empty bytes (one RTP payload
@@ -99,6 +104,11 @@ typedef struct {
     unsigned long long jb_late, jb_overflow;
     /* what Python needs from the receive side */
     int inband;
+    /* RFC 4733: the last telephone-event packet handed over, so an event's repeats (each
+       20-50 ms, and the end packet sent 3 times) reach Python every DTMF_REPEAT_S only */
+    uint32_t dtmf_ts, dtmf_ssrc;
+    int dtmf_code, has_dtmf;
+    double dtmf_posted;
     Timeline *rec; /* the call's recording: what we hear on channel 0, what we send on 1 */
     /* counters */
     unsigned long long rx_packets, rx_bad, rx_foreign, rx_unknown_pt, tx_packets, tx_dropped;
@@ -376,7 +386,17 @@ static void on_packet(Engine *e, uint32_t idx, const unsigned char *d, size_t le
         if (leg->relay >= 0) send_relayed(e, idx, (uint32_t)leg->relay, d, len, e->legs[leg->relay].te_pt, 0);
         long off = payload_offset(d, len);
         if (off < 0 || (size_t)off + 4 > len) { leg->rx_bad++; return; }
-        post(e, idx, EV_DTMF, d + off, 4, be32(d + 4), be32(d + 8), e->now);
+        uint32_t ts = be32(d + 4), ssrc = be32(d + 8);
+        int code = d[off];
+        if (leg->has_dtmf && ts == leg->dtmf_ts && ssrc == leg->dtmf_ssrc && code == leg->dtmf_code
+            && e->now - leg->dtmf_posted < DTMF_REPEAT_S)
+            return; /* the same event again: Python has it, and heard of it just now */
+        leg->has_dtmf = 1;
+        leg->dtmf_ts = ts;
+        leg->dtmf_ssrc = ssrc;
+        leg->dtmf_code = code;
+        leg->dtmf_posted = e->now;
+        post(e, idx, EV_DTMF, d + off, 4, ts, ssrc, e->now);
     } else if (pt == leg->pt) {
         if (leg->relay >= 0) {
             send_relayed(e, idx, (uint32_t)leg->relay, d, len, e->legs[leg->relay].pt, 1);

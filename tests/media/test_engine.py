@@ -191,6 +191,46 @@ def test_rfc4733_digits_reach_python_and_the_socket_latches() -> None:
     _run(body)
 
 
+def test_rfc4733_repeats_reach_python_sparingly_and_a_long_press_stays_one() -> None:
+    """An event's repeats (every 20-50 ms, the end packet 3 times) go to Python at most
+    every 0.25 s; its receiver still hears one press per event, a long press as one, and
+    the same event again after a pause (a replayed capture) as a new press."""
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        session = media.bind(listener, "127.0.0.1", _free_port())
+        session.set_codec("PCMU", 0, 101)
+        target = ("127.0.0.1", session.local_port)
+        handed: list[int] = []
+        on_event = session.on_event
+
+        def counting(kind: int, *rest: Any) -> None:
+            handed.append(kind)
+            on_event(kind, *rest)
+
+        session.on_event = counting  # type: ignore[method-assign,assignment]
+
+        async def press(ts: int, packets: int, gap: float) -> None:
+            for n in range(packets):
+                end = n >= packets - 3
+                phone.sendto(_packet(n, ts, bytes([7, 0x80 if end else 0, 0, 160]), pt=101), target)
+                await asyncio.sleep(gap)
+
+        await press(8000, 15, 0.02)  # 0.3 s: 12 packets, then the end 3 times
+        await _until(lambda: len(listener.digits) == 1)
+        assert 1 <= len(handed) <= 3  # 15 packets, at most one per 0.25 s
+        await press(16000, 32, 0.05)  # a 1.6 s press
+        await asyncio.sleep(0.1)
+        assert listener.digits == [("7", "rfc4733")] * 2
+        assert len(handed) <= 3 + 9
+        await asyncio.sleep(1.2)
+        await press(16000, 4, 0.02)  # the same event once more, after a pause
+        await _until(lambda: len(listener.digits) == 3)
+        assert listener.digits == [("7", "rfc4733")] * 3
+        phone.close()
+    _run(body)
+
+
 def test_in_band_dtmf_without_telephone_event() -> None:
     async def body(media: engine.NativeMedia) -> None:
         phone = _udp()
