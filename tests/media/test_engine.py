@@ -62,6 +62,17 @@ def _packet(seq: int, ts: int, payload: bytes, pt: int = 0, ssrc: int = 0x1234,
     return RTP.pack(0x80, pt | (0x80 if marker else 0), seq, ts, ssrc) + payload
 
 
+def _pcmu_leg(media: engine.NativeMedia
+              ) -> tuple[socket.socket, Listener, engine.EngineSession, tuple[str, int]]:
+    """A phone socket and an engine leg for it (PCMU, telephone-event 101), its listener
+    and the address the phone sends to."""
+    phone = _udp()
+    listener = Listener()
+    session = media.bind(listener, "127.0.0.1", _free_port())
+    session.set_codec("PCMU", 0, 101)
+    return phone, listener, session, ("127.0.0.1", session.local_port)
+
+
 async def _recv_all(sock: socket.socket, seconds: float) -> list[tuple[float, bytes]]:
     out: list[tuple[float, bytes]] = []
     end = time.monotonic() + seconds
@@ -196,11 +207,7 @@ def test_rfc4733_repeats_reach_python_sparingly_and_a_long_press_stays_one() -> 
     every 0.25 s; its receiver still hears one press per event, a long press as one, and
     the same event again after a pause (a replayed capture) as a new press."""
     async def body(media: engine.NativeMedia) -> None:
-        phone = _udp()
-        listener = Listener()
-        session = media.bind(listener, "127.0.0.1", _free_port())
-        session.set_codec("PCMU", 0, 101)
-        target = ("127.0.0.1", session.local_port)
+        phone, listener, session, target = _pcmu_leg(media)
         handed: list[int] = []
         on_event = session.on_event
 
@@ -309,11 +316,7 @@ def test_bridged_legs_relay_re_headed_transcoded_and_recorded() -> None:
 
 def test_garbage_is_counted_and_nothing_stops() -> None:
     async def body(media: engine.NativeMedia) -> None:
-        phone = _udp()
-        listener = Listener()
-        session = media.bind(listener, "127.0.0.1", _free_port())
-        session.set_codec("PCMU", 0, 101)
-        target = ("127.0.0.1", session.local_port)
+        phone, listener, session, target = _pcmu_leg(media)
         for junk in (b"x", b"\x00" * 40, b"\x80" * 5):  # too short, RTP version 0, too short
             phone.sendto(junk, target)
         # sequence numbers that are multiples of 16 pass the kernel's thinning filter
