@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from .agents import AgentRuntime
@@ -31,17 +32,20 @@ class Roster:
         self.order = {agent_id: index for index, agent_id in enumerate(self.ids)}
         # required skill levels -> {position: why that member falls short}, filled by routing
         self.gaps: dict[tuple[tuple[str, int], ...], dict[int, str]] = {}
-        self.reasons: list[str | None] = [""] * len(self.agents)  # "": not set yet
-        self.counts: dict[str, int] = {}  # reason: members skipped for it
-        self.free: set[int] = set()  # positions of the members available now
+        self.reasons: list[str | None] = [agent.skip_reason() for agent in self.agents]
+        # reason: members skipped for it
+        self.counts: dict[str, int] = dict(Counter(r for r in self.reasons if r is not None))
+        # positions of the members available now, and of the others (sorted)
+        self.free = {i for i, reason in enumerate(self.reasons) if reason is None}
+        self.busy = [i for i, reason in enumerate(self.reasons) if reason is not None]
         # the available as `longest_idle` ranks them, (penalty, idle since, position) sorted,
         # None (no call yet) as -inf: an agent's idle time only changes while it is busy
-        self.ready: list[tuple[int, float, int]] = []
-        self.ranks: dict[int, tuple[int, float, int]] = {}  # position: its entry in `ready`
-        self.busy = list(range(len(self.agents)))  # positions of the others, sorted
-        self.counts[""] = len(self.agents)
-        for index, agent in enumerate(self.agents):
-            self.set(index, agent.skip_reason())
+        self.ranks = {index: self._rank(index) for index in self.free}  # position: its entry
+        self.ready = sorted(self.ranks.values())
+
+    def _rank(self, index: int) -> tuple[int, float, int]:
+        since = self.agents[index].idle_since
+        return (self.penalties[index], -math.inf if since is None else since, index)
 
     def set(self, index: int, reason: str | None) -> None:
         """Member `index` is now skipped for `reason` (None: available)."""
@@ -61,9 +65,7 @@ class Roster:
                 del self.counts[old]
         if reason is None:
             self.free.add(index)
-            since = self.agents[index].idle_since
-            rank = (self.penalties[index], -math.inf if since is None else since, index)
-            self.ranks[index] = rank
+            rank = self.ranks[index] = self._rank(index)
             insort(self.ready, rank)
             del self.busy[bisect_left(self.busy, index)]
         else:
