@@ -146,6 +146,11 @@ typedef struct {
     int realtime; /* 1 when the thread runs SCHED_FIFO */
     pid_t thread_tid; /* the media thread's id, for setpriority */
     int rt_error;
+    int want_priority, want_nice; /* what `start` asked for, applied by the thread itself */
+    long long want_slice_ns; /* EEVDF slice request (sched_attr.sched_runtime); 0: the default */
+    long long slice_ns; /* the slice the kernel took; 0: none asked or not taken */
+    int slice_error; /* errno of a refused slice request */
+    int sched_done; /* the thread has applied its nice value and slice */
 } Engine;
 
 static long long now_ns(void) {
@@ -496,12 +501,59 @@ static void on_timer(Engine *e) {
     arm_timer(e);
 }
 
+/* Linux >= 6.12 (EEVDF): a SCHED_OTHER thread may ask for a shorter slice than the
+ * default (sched_attr.sched_runtime, 0.1-100 ms). A thread with a shorter slice gets an
+ * earlier virtual deadline, and on waking it may preempt a thread with a longer one
+ * (the scheduler's PREEMPT_SHORT), so the media clock's thread gets the core promptly
+ * at each sub-tick without real-time priority or any privilege. Older kernels accept the
+ * call and ignore the field. Keeps the thread's nice value. Returns 0 or an errno. */
+struct sb_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+    uint32_t sched_util_min, sched_util_max;
+};
+
+static int set_slice(long long slice_ns) {
+#ifdef SYS_sched_setattr
+    struct sb_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.sched_policy = SCHED_OTHER;
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, 0);
+    if (nice_now == -1 && errno) return errno;
+    attr.sched_nice = nice_now;
+    attr.sched_runtime = (uint64_t)slice_ns;
+    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : errno;
+#else
+    (void)slice_ns;
+    return ENOSYS;
+#endif
+}
+
 static void *engine_main(void *arg) {
     Engine *e = arg;
-    pthread_mutex_lock(&e->mu);
-    e->thread_tid = (pid_t)syscall(SYS_gettid);
-    pthread_mutex_unlock(&e->mu);
+    pid_t tid = (pid_t)syscall(SYS_gettid);
     pthread_setname_np(pthread_self(), "sb-media"); /* as media/osthread.py names the others */
+    int nice_error = 0, slice_error = 0;
+    long long slice_ns = 0;
+    if (e->want_priority == 0) { /* SCHED_FIFO is set from outside; never undo it here */
+        if (e->want_nice != 0 && setpriority(PRIO_PROCESS, (id_t)tid, e->want_nice) != 0) nice_error = errno;
+        if (e->want_slice_ns > 0) {
+            slice_error = set_slice(e->want_slice_ns);
+            if (!slice_error) slice_ns = e->want_slice_ns;
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    e->thread_tid = tid;
+    if (nice_error) e->rt_error = nice_error;
+    e->slice_ns = slice_ns;
+    e->slice_error = slice_error;
+    e->sched_done = 1;
+    pthread_mutex_unlock(&e->mu);
     struct epoll_event evs[128];
     for (;;) {
         int n = epoll_wait(e->ep, evs, 128, -1);
@@ -688,32 +740,55 @@ static void Engine_dealloc(Engine *e) {
 
 static PyObject *Engine_start(Engine *e, PyObject *args) {
     int priority = 0, nice_value = 0;
-    if (!PyArg_ParseTuple(args, "|ii", &priority, &nice_value)) return NULL;
+    long long slice_us = 0;
+    if (!PyArg_ParseTuple(args, "|iiL", &priority, &nice_value, &slice_us)) return NULL;
+    if (slice_us < 0 || slice_us > 100000) {
+        PyErr_SetString(PyExc_ValueError, "the media thread's slice is 0 (default) to 100000 us");
+        return NULL;
+    }
     if (e->running) Py_RETURN_NONE;
     e->start_ns = now_ns();
     e->subticks = 0;
     e->stopping = 0;
+    e->realtime = 0;
+    e->rt_error = 0;
+    e->want_priority = priority;
+    e->want_nice = nice_value;
+    e->want_slice_ns = slice_us * 1000;
+    e->slice_ns = 0;
+    e->slice_error = 0;
+    e->sched_done = 0;
+    e->thread_tid = 0;
     arm_timer(e);
     int err = pthread_create(&e->thread, NULL, engine_main, e);
     if (err) { errno = err; return PyErr_SetFromErrno(PyExc_OSError); }
     e->running = 1;
-    e->realtime = 0;
-    e->rt_error = 0;
     if (priority > 0) {
         struct sched_param sp = {.sched_priority = priority};
-        e->rt_error = pthread_setschedparam(e->thread, SCHED_FIFO, &sp);
-        e->realtime = e->rt_error == 0;
-    } else if (nice_value != 0) {
-        pid_t tid = 0;
-        for (int i = 0; i < 1000 && tid == 0; i++) { /* the thread says who it is at once */
-            pthread_mutex_lock(&e->mu);
-            tid = e->thread_tid;
-            pthread_mutex_unlock(&e->mu);
-            if (tid == 0) usleep(100);
-        }
-        if (tid > 0 && setpriority(PRIO_PROCESS, (id_t)tid, nice_value) != 0) e->rt_error = errno;
+        int rte = pthread_setschedparam(e->thread, SCHED_FIFO, &sp);
+        lock(e);
+        e->rt_error = rte;
+        e->realtime = rte == 0;
+        unlock(e);
+    }
+    int done = 0;
+    for (int i = 0; i < 2000 && !done; i++) { /* the thread applies its nice value and slice at once */
+        lock(e);
+        done = e->sched_done;
+        unlock(e);
+        if (!done) usleep(100);
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *Engine_sched(Engine *e, PyObject *unused) {
+    /* (thread id, slice the kernel took in ns or 0, errno of a refused slice) */
+    lock(e);
+    pid_t tid = e->thread_tid;
+    long long slice = e->slice_ns;
+    int err = e->slice_error;
+    unlock(e);
+    return Py_BuildValue("iLi", (int)tid, slice, err);
 }
 
 static PyObject *Engine_set_relay_jitter(Engine *e, PyObject *args) {
@@ -1135,7 +1210,8 @@ static PyObject *Engine_clock(Engine *e, PyObject *unused) {
 }
 
 static PyMethodDef Engine_methods[] = {
-    {"start", (PyCFunction)Engine_start, METH_VARARGS, "start([priority]): the media thread (SCHED_FIFO when priority > 0 and allowed)"},
+    {"start", (PyCFunction)Engine_start, METH_VARARGS, "start([priority[, nice[, slice_us]]]): the media thread (SCHED_FIFO when priority > 0 and allowed; else the nice value and the EEVDF slice request)"},
+    {"sched", (PyCFunction)Engine_sched, METH_NOARGS, "sched() -> (thread id, slice taken in ns or 0, errno of a refused slice request)"},
     {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "stop the media thread"},
     {"set_relay_jitter", (PyCFunction)Engine_set_relay_jitter, METH_VARARGS, "set_relay_jitter(ms): relayed audio leaves on the clock, ms later (0: as it arrives)"},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS, "the eventfd that is readable when drain() has something"},

@@ -729,6 +729,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--realtime-priority", type=int, default=0,
                    help="SCHED_FIFO priority of the server's media thread "
                         "(media.realtime_priority, 1-99; needs CAP_SYS_NICE; default 0: normal)")
+    p.add_argument("--media-slice-us", type=int, default=None,
+                   help="the server's media thread's scheduler slice request (media.slice_us, "
+                        "0: the kernel's; default: the config's, 100)")
+    p.add_argument("--background-nice", type=int, default=None,
+                   help="nice value of the server's threads other than the media thread "
+                        "(media.background_nice, 0-19; default: the config's, 5)")
     p.add_argument("--analytics", default="",
                    help="comma-separated analyzers to run on every call, e.g. talk,stress")
     p.add_argument("--poll", type=float, default=5.0,
@@ -753,12 +759,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 "and clear of the server's 20000-29999")
     if args.agents < 0 or (benchconfig.needs_own(args) and args.server):
         p.error("--agents, --no-record, --analytics, --ivr quick, --media-engine, "
-                "--relay-jitter-ms and --realtime-priority need a server the bench starts "
-                "itself (it writes its config)")
+                "--relay-jitter-ms, --realtime-priority, --media-slice-us and "
+                "--background-nice need a server the bench starts itself (it writes its config)")
     if not 0 <= args.relay_jitter_ms <= 200:
         p.error("--relay-jitter-ms: 0 to 200")
     if not 0 <= args.realtime_priority <= 99:
         p.error("--realtime-priority: 0 (normal) to 99")
+    if args.media_slice_us is not None and not 0 <= args.media_slice_us <= 100000:
+        p.error("--media-slice-us: 0 (the kernel's) to 100000")
+    if args.background_nice is not None and not 0 <= args.background_nice <= 19:
+        p.error("--background-nice: 0 to 19")
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):

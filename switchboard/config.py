@@ -89,6 +89,8 @@ class ServerConfig:
     media_engine: str = "native"  # the C RTP plane when compiled (media.engine), else python
     realtime_priority: int = 0  # SCHED_FIFO priority of the native media thread; 0: none
     media_nice: int = 0  # the native media thread's nice value when not SCHED_FIFO
+    media_slice_us: int = 100  # the native media thread's EEVDF slice request; 0: the kernel's
+    background_nice: int = 5  # nice value of the server's other threads (native plane)
     relay_jitter_ms: int = 0  # native plane: relayed audio leaves on the clock this much later
     prompt_dir: Path = PACKAGE_ROOT / "prompts"
     flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
@@ -206,6 +208,8 @@ class _Builder:
         for key, attr, low, high, what in (
                 ("realtime_priority", "realtime_priority", 0, 99, "0 (off) to 99"),
                 ("nice", "media_nice", -20, 19, "-20 to 19"),
+                ("slice_us", "media_slice_us", 0, 100000, "0 (the kernel's) to 100000"),
+                ("background_nice", "background_nice", 0, 19, "0 to 19"),
                 ("relay_jitter_ms", "relay_jitter_ms", 0, 200, "0 (relay as received) to 200")):
             value = media.get(key, getattr(cfg, attr))
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -453,11 +453,15 @@ class Server:
             log.info("event=media_engine engine=python reason=ipv6")
             return
         self.native = NativeMedia(asyncio.get_running_loop(), priority=self.cfg.realtime_priority,
-                                  nice=self.cfg.media_nice, relay_jitter_ms=self.cfg.relay_jitter_ms)
+                                  nice=self.cfg.media_nice, slice_us=self.cfg.media_slice_us,
+                                  relay_jitter_ms=self.cfg.relay_jitter_ms)
         self.native.start()
+        self.native.yield_to_media(self.cfg.background_nice)
         clock = self.native.clock.refresh()
-        log.info("event=media_engine engine=native realtime=%s relay_jitter_ms=%d",
-                 "yes" if clock.realtime else "no", self.cfg.relay_jitter_ms)
+        log.info("event=media_engine engine=native realtime=%s slice_us=%d background_nice=%d "
+                 "relay_jitter_ms=%d", "yes" if clock.realtime else "no",
+                 self.native.slice_ns // 1000, self.native.background_nice,
+                 self.cfg.relay_jitter_ms)
 
     @property
     def media_clock(self) -> MediaClock | EngineClock | None:

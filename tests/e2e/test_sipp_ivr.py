@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -125,3 +126,31 @@ def test_server_state_returns_to_zero(srv: RunningServer) -> None:
     assert health["calls"] == 0 and health["rtp_ports_in_use"] == 0
     assert health["sip_dialogs"] == 0
     assert re.fullmatch(r"\d+", str(health["media_clock"]["ticks"]))
+
+
+def _thread_nice(pid: int) -> dict[str, list[int]]:
+    """{thread name: [nice value, ...]} of a process's threads, from /proc."""
+    out: dict[str, list[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out.setdefault(name, []).append(int(fields[16]))  # field 19 of stat(5): nice
+    return out
+
+
+def test_the_media_thread_gets_the_core_first(srv: RunningServer) -> None:
+    """The demo config: the media thread asks for a short slice and stays at the nice value
+    it was started with; every other thread of the server runs at nice 5 or more."""
+    clock = srv.health()["media_clock"]
+    assert clock["engine"] == "native" and clock["background_nice"] == 5, clock
+    assert clock["slice_us"] in (0, 100), clock  # 0: a kernel that refused the request
+    threads = _thread_nice(srv.proc.pid)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    (media,) = threads.pop("sb-media")
+    assert media == ours, threads
+    others = [n for values in threads.values() for n in values]
+    assert others and all(n >= max(5, ours) for n in others), threads

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
 import struct
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +27,8 @@ from media import engine
 from media.audio import silence_frame
 from media.g711 import decode, encode
 from media.session import TRANSCODE
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(engine._engine is None, reason="media._engine is not compiled")
 
@@ -464,3 +472,76 @@ def test_an_sdp_address_it_cannot_send_to_waits_for_latching() -> None:
         assert session.remote == phone.getsockname()
         phone.close()
     _run(body)
+
+
+def _sched_slice(tid: int) -> int | None:
+    """The thread's EEVDF slice in ns as /proc shows it (Linux >= 6.6), or None."""
+    try:
+        text = open(f"/proc/self/task/{tid}/sched").read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "se.slice":
+            return int(value.strip())
+    return None
+
+
+def test_the_media_thread_asks_for_a_short_slice_and_keeps_its_nice_value() -> None:
+    async def body(media: engine.NativeMedia) -> None:
+        tid, taken, error = media.engine.sched()
+        assert tid == media.thread_id and tid > 0 and tid != threading.get_native_id()
+        assert media.slice_ns == taken
+        # the kernel took it (or refused it with a reason); never a silent half
+        assert (taken == 300_000 and error == 0) or (taken == 0 and error != 0)
+        shown = _sched_slice(tid)
+        if taken and shown is not None:
+            assert shown == 300_000
+        assert os.getpriority(os.PRIO_PROCESS, tid) == os.getpriority(
+            os.PRIO_PROCESS, threading.get_native_id()) + 2
+        assert open(f"/proc/self/task/{tid}/comm").read().strip() == "sb-media"
+
+    _run(body, slice_us=300, nice=os.getpriority(os.PRIO_PROCESS, 0) + 2)
+
+
+def test_a_slice_out_of_range_is_refused() -> None:
+    for bad in (-1, 100_001):
+        with pytest.raises(ValueError, match="0 \\(default\\) to 100000 us"):
+            engine._engine.Engine().start(0, 0, bad)
+
+
+def test_yield_to_media_renices_every_other_thread_and_their_later_threads() -> None:
+    """In a process of its own: raising nice values cannot be undone without privilege."""
+    code = textwrap.dedent("""
+        import asyncio, os, threading
+        from media import engine
+
+        def nice(tid):
+            return os.getpriority(os.PRIO_PROCESS, tid)
+
+        async def main():
+            stop = threading.Event()
+            early = threading.Thread(target=stop.wait)
+            early.start()
+            media = engine.NativeMedia(asyncio.get_running_loop(), slice_us=100)
+            media.start()
+            media.yield_to_media(7)
+            print(nice(threading.get_native_id()), nice(early.native_id),
+                  nice(media.thread_id), media.background_nice)
+            later = []
+            t = threading.Thread(target=lambda: later.append(nice(0)))
+            t.start(); t.join()
+            print(later[0])
+            stop.set(); early.join()
+            media.stop()
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.splitlines()
+    main, early, media, reported = (int(x) for x in first.split())
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert (main, early, media, reported) == (max(7, base), max(7, base), base, 7)
+    assert int(second) == max(7, base)  # a thread started afterwards inherits it
