@@ -505,8 +505,9 @@ static void on_timer(Engine *e) {
  * default (sched_attr.sched_runtime, 0.1-100 ms). A thread with a shorter slice gets an
  * earlier virtual deadline, and on waking it may preempt a thread with a longer one
  * (the scheduler's PREEMPT_SHORT), so the media clock's thread gets the core promptly
- * at each sub-tick without real-time priority or any privilege. Older kernels accept the
- * call and ignore the field. Keeps the thread's nice value. Returns 0 or an errno. */
+ * at each sub-tick without real-time priority or any privilege. Keeps the thread's nice
+ * value. Older kernels accept the call and ignore the field, so the slice counts as taken
+ * only when sched_getattr reads it back. Returns 0 or an errno (ENOTSUP: ignored). */
 struct sb_sched_attr {
     uint32_t size, sched_policy;
     uint64_t sched_flags;
@@ -516,19 +517,24 @@ struct sb_sched_attr {
     uint32_t sched_util_min, sched_util_max;
 };
 
-static int set_slice(long long slice_ns) {
-#ifdef SYS_sched_setattr
+static int set_slice(pid_t tid, long long slice_ns) {
+#if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
     struct sb_sched_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.size = sizeof attr;
     attr.sched_policy = SCHED_OTHER;
     errno = 0;
-    int nice_now = getpriority(PRIO_PROCESS, 0);
+    int nice_now = getpriority(PRIO_PROCESS, (id_t)tid);
     if (nice_now == -1 && errno) return errno;
     attr.sched_nice = nice_now;
     attr.sched_runtime = (uint64_t)slice_ns;
-    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : errno;
+    if (syscall(SYS_sched_setattr, tid, &attr, 0) != 0) return errno;
+    struct sb_sched_attr back;
+    memset(&back, 0, sizeof back);
+    if (syscall(SYS_sched_getattr, tid, &back, sizeof back, 0) != 0) return errno;
+    return back.sched_runtime == (uint64_t)slice_ns ? 0 : ENOTSUP;
 #else
+    (void)tid;
     (void)slice_ns;
     return ENOSYS;
 #endif
@@ -543,7 +549,7 @@ static void *engine_main(void *arg) {
     if (e->want_priority == 0) { /* SCHED_FIFO is set from outside; never undo it here */
         if (e->want_nice != 0 && setpriority(PRIO_PROCESS, (id_t)tid, e->want_nice) != 0) nice_error = errno;
         if (e->want_slice_ns > 0) {
-            slice_error = set_slice(e->want_slice_ns);
+            slice_error = set_slice(tid, e->want_slice_ns);
             if (!slice_error) slice_ns = e->want_slice_ns;
         }
     }
@@ -777,6 +783,17 @@ static PyObject *Engine_start(Engine *e, PyObject *args) {
         done = e->sched_done;
         unlock(e);
         if (!done) usleep(100);
+    }
+    lock(e);
+    pid_t tid = e->thread_tid;
+    int fallback = done && priority > 0 && !e->realtime && e->want_slice_ns > 0;
+    unlock(e);
+    if (fallback) { /* SCHED_FIFO refused: the thread stays normal, so it asks for the slice */
+        int serr = set_slice(tid, e->want_slice_ns);
+        lock(e);
+        e->slice_error = serr;
+        e->slice_ns = serr ? 0 : e->want_slice_ns;
+        unlock(e);
     }
     Py_RETURN_NONE;
 }

@@ -545,3 +545,37 @@ def test_yield_to_media_renices_every_other_thread_and_their_later_threads() -> 
     base = os.getpriority(os.PRIO_PROCESS, 0)
     assert (main, early, media, reported) == (max(7, base), max(7, base), base, 7)
     assert int(second) == max(7, base)  # a thread started afterwards inherits it
+
+
+def test_a_refused_realtime_priority_falls_back_to_the_slice() -> None:
+    """Without CAP_SYS_NICE and with RLIMIT_RTPRIO 0 (a child that drops both) SCHED_FIFO
+    is refused; the thread stays normal and still asks for its short slice."""
+    code = textwrap.dedent("""
+        import asyncio, ctypes, resource
+        from media import engine
+
+        CAP_SYS_NICE = 23
+        libc = ctypes.CDLL(None, use_errno=True)
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+        data = (ctypes.c_uint32 * 6)()  # 2 x (effective, permitted, inheritable)
+        assert libc.capget(header, data) == 0
+        data[0] &= ~(1 << CAP_SYS_NICE)
+        data[1] &= ~(1 << CAP_SYS_NICE)
+        assert libc.capset(header, data) == 0, ctypes.get_errno()
+        resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+
+        async def main():
+            media = engine.NativeMedia(asyncio.get_running_loop(), priority=10, slice_us=200)
+            media.start()
+            clock = media.clock.refresh()
+            print(int(clock.realtime), media.slice_ns, *media.engine.sched()[1:])
+            media.stop()
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    realtime, taken, reported, error = (int(x) for x in done.stdout.split())
+    assert not realtime
+    assert taken == reported and ((taken == 200_000 and error == 0) or (taken == 0 and error))
