@@ -121,9 +121,9 @@ class NativeMedia:
     def yield_to_media(self, nice: int) -> None:
         """Give every other thread of the process (the event loop, and through it the
         threads it starts later: recorder I/O, analyzers) the nice value `nice`, so that the
-        media thread, at 0, wins the core when both want it: at 5 it gets three times
-        their share. Unprivileged, and one-way: a thread cannot lower its nice value back
-        without ``CAP_SYS_NICE``."""
+        media thread (at `media.nice`, 0 by default) wins the core when both want it:
+        against nice 5 it gets three times their share. Unprivileged, and one-way: a
+        thread cannot lower its nice value back without ``CAP_SYS_NICE``."""
         if nice <= 0 or not self.thread_id:
             return
         failed = renice_others({self.thread_id}, nice)
