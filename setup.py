@@ -7,8 +7,8 @@ setup(
     ext_modules=[
         Extension(
             "media._engine",
-            ["media/_engine.c", "media/_timeline.c"],
-            depends=["media/_timeline.h"],
+            ["media/_engine.c", "media/_timeline.c", "media/_analysis.c"],
+            depends=["media/_timeline.h", "media/_analysis.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                                 "-Wno-missing-field-initializers"],
             optional=True,

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_analysis.h"
 #include "_timeline.h"
 
 #define PHASES 4
@@ -1270,7 +1271,7 @@ PyMODINIT_FUNC PyInit__engine(void) {
     if (PyType_Ready(&EngineType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (timeline_module_init(m) < 0) {
+    if (timeline_module_init(m) < 0 || analysis_module_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -441,8 +441,16 @@ class Recordings:
         self.index[rec.id] = _summary(sidecar)
         self.stats["finished"] += 1
 
+    def recording_of(self, call_id: str) -> CallRecording | None:
+        """The call's recording, live or finishing (within HOOK_GRACE of its end)."""
+        rec = self.active.get(call_id)
+        if rec is None:
+            closing = self.closing.get(call_id)
+            rec = closing[0] if closing is not None else None
+        return rec
+
     def add_timeline(self, call_id: str, event: dict[str, Any]) -> None:
-        rec = self.active.get(call_id) or self.closing.get(call_id, (None, None))[0]
+        rec = self.recording_of(call_id)
         if rec is not None:
             event.setdefault("t", rec.t())
             rec.timeline.append(event)

@@ -195,7 +195,9 @@ class Server:
         """What an analyzer emitted (on the event loop): into the recording's timeline,
         the queue log, the agent's desktop and the supervisors' WebSocket."""
         self.recordings.add_timeline(call_id, event)
-        call = next((c for c in self.calls.values() if c.call_id == call_id), None)
+        rec = self.recordings.recording_of(call_id)  # analytics come from recorded calls
+        call = rec.call if rec is not None else next(
+            (c for c in self.calls.values() if c.call_id == call_id), None)
         agent = call.agent if call else None
         if self.center is not None:
             self.center.log_line(time.time(), call_id, call.queue if call else None, agent,

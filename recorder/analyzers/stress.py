@@ -34,7 +34,13 @@ from recorder.analyzers import (
 )
 from recorder.hooks import Analyzer, Emit
 
-__all__ = ["StressAnalyzer", "yin"]
+__all__ = ["StressAnalyzer", "native_yin", "yin"]
+
+try:  # framing, levels and the VAD in one C call per chunk; YIN per frame in C
+    from media._engine import FrameVad as _NativeFrameVad  # type: ignore[import-not-found]
+    from media._engine import yin as _c_yin
+except ImportError:  # not compiled: `Framer`, `frame_levels`, `EnergyVad` and `yin`
+    _NativeFrameVad = _c_yin = None
 
 FloatArray = npt.NDArray[np.float64]
 # One F0 estimate (a 30 ms window) every 80 ms: a report window's median pitch and
@@ -97,6 +103,20 @@ def yin(frames: FloatArray, threshold: float = 0.2) -> tuple[FloatArray, FloatAr
     aperiodicity[rows] = cmnd[rows, tau[rows]]
     f0[rows] = RATE / _refine(cmnd[rows], tau[rows])
     return f0, aperiodicity
+
+
+def native_yin(frames: npt.NDArray[np.int16], threshold: float = 0.2
+               ) -> tuple[FloatArray, FloatArray]:
+    """`yin` of int16 rows of SPAN samples in C (media/_analysis.c): the difference function
+    summed directly (exact for int16 samples, where the FFT rounds), lags only as far as
+    the dip; the same F0 to within rounding."""
+    if _c_yin is None:
+        raise RuntimeError("media._engine is not compiled")
+    rows = np.ascontiguousarray(frames, dtype=np.int16)
+    if rows.ndim != 2 or rows.shape[1] != SPAN:
+        raise ValueError(f"frames must be rows of {SPAN} samples")
+    f0, aperiodicity = _c_yin(rows, WINDOW, TAU_MIN, TAU_MAX, threshold)
+    return np.frombuffer(f0), np.frombuffer(aperiodicity)
 
 
 def _dips(cmnd: FloatArray, threshold: float) -> npt.NDArray[np.intp]:
@@ -175,8 +195,11 @@ class StressAnalyzer(Analyzer):
         self.opts = parse_options(DEFAULTS, options)
         self.framer = Framer(HOP, SPAN)
         self.vad = EnergyVad(self.opts["threshold_db"], self.opts["margin_db"])
+        self.native = None if _NativeFrameVad is None else _NativeFrameVad(
+            HOP, SPAN, WINDOW, self.opts["threshold_db"], self.opts["margin_db"])
         self.pauses = Pauses()
         self.chunks: list[tuple[float, npt.NDArray[np.int16]]] = []  # not framed yet
+        self.framed: list[tuple[bytes, bytes, bytes, bytes]] = []  # framed by `native`
         self.chunk_samples = 0
         self.baseline: _Baseline | None = None
         self.window = _Window()  # the baseline's frames first, then each report window's
@@ -195,8 +218,7 @@ class StressAnalyzer(Analyzer):
     def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
         if leg != self.opts["leg"]:
             return
-        self.chunks.append((t, pcm))
-        self.chunk_samples += len(pcm)
+        self._take(t, pcm)
         if self.chunk_samples >= BATCH * HOP:
             self._analyze()
 
@@ -204,38 +226,120 @@ class StressAnalyzer(Analyzer):
         mine = self.opts["leg"]
         for leg, t, pcm in chunks:
             if leg == mine:
-                self.chunks.append((t, pcm))
-                self.chunk_samples += len(pcm)
+                self._take(t, pcm)
         if self.chunk_samples >= BATCH * HOP:
             self._analyze()
+
+    def _take(self, t: float, pcm: npt.NDArray[np.int16]) -> None:
+        """Hold a chunk for the next batch: in C it is framed at once, and only its frames'
+        starts, levels, VAD flags and speech frames are held (not the audio)."""
+        if self.native is not None:
+            framed = self.native.push(t, np.ascontiguousarray(pcm, dtype=np.int16))
+            if framed[0]:
+                self.framed.append(framed)
+        else:
+            self.chunks.append((t, pcm))
+        self.chunk_samples += len(pcm)
 
     def _analyze(self) -> None:
         """The chunks gathered so far, framed and analyzed in one batch: numpy's per-call
         cost is paid once per BATCH frames (2.56 s) instead of once per chunk. Frames are judged by
         their own time (pauses), so holding them back changes no result."""
         chunks, self.chunks, self.chunk_samples = self.chunks, [], 0
+        pushed, self.framed = self.framed, []
+        framed = self._native_frames(pushed) if self.native is not None else self._frames(chunks)
+        if framed is None:
+            return
+        starts, levels, active, frames = framed
+        heard = ~self.pauses.mask(starts)
+        speech = active & heard
+        f0 = np.zeros(len(starts))
+        if speech.any():
+            # the C path holds the speech frames alone: keep those heard
+            f0[speech] = self._yin(frames[heard[active]] if self.native is not None
+                                   else frames[speech])
+        voiced = f0 > 0
+        pitch = semitones(np.where(voiced, f0, 100.0))
+        self._windows(starts, voiced, pitch, levels)
+
+    def _windows(self, starts: FloatArray, voiced: npt.NDArray[np.bool_], pitch: FloatArray,
+                 levels: FloatArray) -> None:
+        """`_frame` for a batch of frames, a window at a time: the frames up to where the
+        baseline fills or the report window ends are added in one go, then that frame's
+        step (baseline, score) is taken, as `_frame` would at it."""
+        i, n = 0, len(starts)
+        while i < n:
+            window = self.window
+            if window.start is None:
+                window.start = float(starts[i])
+            if self.baseline is None:  # at the voiced frame that fills the baseline
+                wanted = self._baseline_frames() - len(window.pitch)
+                ahead = np.flatnonzero(voiced[i:])
+                j = i if wanted <= 0 else (i + int(ahead[wanted - 1]) if len(ahead) >= wanted
+                                           else None)
+            else:  # at the frame that ends the report window
+                ended = np.flatnonzero(starts[i:] + FRAME_S - window.start >= self.opts["report_s"])
+                j = i + int(ended[0]) if len(ended) else None
+            stop = n if j is None else j + 1
+            heard = np.flatnonzero(voiced[i:stop]) + i
+            self.voiced_s += len(heard) * FRAME_S
+            window.pitch.extend(pitch[heard].tolist())
+            window.level.extend(levels[heard].tolist())
+            if j is None:
+                return
+            if self.baseline is None:
+                self.baseline = _Baseline.of(window.pitch, window.level)
+            elif len(window.pitch) * FRAME_S >= self.opts["min_voiced_s"]:
+                self._score(self.baseline, window, float(starts[j]) + FRAME_S)
+            self.window = _Window()
+            i = stop
+
+    def _baseline_frames(self) -> int:
+        """How many voiced frames fill the baseline: the fewest k with k * FRAME_S at least
+        `baseline_s`, as `_frame` tests it."""
+        k = max(math.ceil(self.opts["baseline_s"] / FRAME_S) - 1, 1)
+        while k * FRAME_S < self.opts["baseline_s"]:
+            k += 1
+        return k
+
+    def _yin(self, frames: npt.NDArray[Any]) -> FloatArray:
+        """F0 of the speech frames: `native_yin` on the C path's int16 rows, else `yin`."""
+        if self.native is not None:
+            return native_yin(frames, self.opts["yin_threshold"])[0]
+        return yin(frames, self.opts["yin_threshold"])[0]
+
+    def _frames(self, chunks: list[tuple[float, npt.NDArray[np.int16]]]
+                ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_], FloatArray] | None:
+        """The chunks' complete frames: starts, levels, the VAD's speech flags and the
+        frames (float rows of SPAN samples); None when they complete none."""
         pushed = [self.framer.push(t, pcm) for t, pcm in join_runs(chunks)]
         pushed = [(s, f) for s, f in pushed if len(s)]
         if not pushed:
-            return
+            return None
         if len(pushed) == 1:
             starts, frames = pushed[0]
         else:
             starts = np.concatenate([s for s, _ in pushed])
             frames = np.concatenate([f for _, f in pushed])
         levels = frame_levels(frames[:, :WINDOW])
-        heard = ~self.pauses.mask(starts)
-        speech = self.vad.active(levels, FRAME_S) & heard
-        f0 = np.zeros(len(starts))
-        if speech.any():
-            f0[speech] = yin(frames[speech], self.opts["yin_threshold"])[0]
-        voiced = f0 > 0
-        pitch = semitones(np.where(voiced, f0, 100.0))
-        for start, is_voiced, st, db in zip(starts.tolist(), voiced.tolist(), pitch.tolist(),
-                                            levels.tolist(), strict=True):
-            self._frame(start, is_voiced, st, db)
+        return starts, levels, self.vad.active(levels, FRAME_S), frames
+
+    def _native_frames(self, pushed: list[tuple[bytes, bytes, bytes, bytes]]
+                       ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_],
+                                  npt.NDArray[np.int16]] | None:
+        """`_frames` from media/_analysis.c's FrameVad pushes, except that the frames are
+        the speech frames alone (int16 rows)."""
+        if not pushed:
+            return None
+        parts = pushed[0] if len(pushed) == 1 else [b"".join(p[i] for p in pushed)
+                                                     for i in range(4)]
+        starts, levels = np.frombuffer(parts[0]), np.frombuffer(parts[1])
+        active = np.frombuffer(parts[2], dtype=np.bool_)
+        frames = np.frombuffer(parts[3], dtype=np.int16).reshape(-1, SPAN)
+        return starts, levels, active, frames
 
     def _frame(self, start: float, voiced: bool, pitch: float, level: float) -> None:
+        """One frame: the definition `_windows` follows a batch at a time."""
         window = self.window
         if window.start is None:
             window.start = start

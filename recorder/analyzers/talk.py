@@ -42,6 +42,11 @@ from recorder.hooks import Analyzer, Emit
 
 __all__ = ["TalkAnalyzer", "overlaps"]
 
+try:  # the leg's framing, VAD and frame loop in one C call per chunk
+    from media._engine import TalkLeg as _NativeLeg  # type: ignore[import-not-found]
+except ImportError:  # not compiled: `_Leg` and the batching below
+    _NativeLeg = None
+
 FRAME = 160  # 20 ms
 FRAME_S = FRAME / RATE
 VECTOR_MIN = 16  # frames from which numpy beats the frame loop
@@ -182,6 +187,10 @@ class _Leg:
     def talk_s(self) -> float:
         return sum((end - start for start, end in self.segments), 0.0)
 
+    @property
+    def last_segment(self) -> Segment | None:
+        return self.segments[-1] if self.segments else None
+
 
 class TalkAnalyzer(Analyzer):
     """Talk time, silence, over-talk per leg; dead-air alerts. Options: see `DEFAULTS`."""
@@ -206,8 +215,13 @@ class TalkAnalyzer(Analyzer):
         opts = parse_options(DEFAULTS, options)
         self.dead_air_s = float(opts["dead_air_s"])
         self.scope = opts["scope"]
-        self.legs = {
-            leg: _Leg(EnergyVad(opts["threshold_db"], opts["margin_db"]), opts["hangover_ms"] / 1000)
+        # Compiled, each chunk is judged as it comes (media/_analysis.c's TalkLeg: the
+        # framing, VAD and frame loop of `_Leg` in one call); else chunks are batched.
+        self.native = _NativeLeg is not None
+        self.legs: dict[str, Any] = {
+            leg: _NativeLeg(opts["hangover_ms"] / 1000, opts["threshold_db"], opts["margin_db"])
+            if self.native else
+            _Leg(EnergyVad(opts["threshold_db"], opts["margin_db"]), opts["hangover_ms"] / 1000)
             for leg in ("caller", "other")
         }
         self.bridged_at: float | None = None
@@ -248,6 +262,9 @@ class TalkAnalyzer(Analyzer):
     def on_audio(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
         if leg not in self.legs:
             return
+        if self.native:
+            self._judge(leg, t, pcm)
+            return
         self.pending.append((leg, t, pcm))
         self.pending_samples += len(pcm)
         self.pending_until = max(self.pending_until, t + len(pcm) / RATE)
@@ -255,6 +272,11 @@ class TalkAnalyzer(Analyzer):
             self._flush()
 
     def on_audio_chunks(self, chunks: list[tuple[str, float, npt.NDArray[np.int16]]]) -> None:
+        if self.native:
+            for leg, t, pcm in chunks:
+                if leg in self.legs:
+                    self._judge(leg, t, pcm)
+            return
         for leg, t, pcm in chunks:
             if leg in self.legs:
                 self.pending.append((leg, t, pcm))
@@ -262,6 +284,17 @@ class TalkAnalyzer(Analyzer):
                 self.pending_until = max(self.pending_until, t + len(pcm) / RATE)
         if self.pending_samples >= BATCH or self._may_alert(self.pending_until):
             self._flush()
+
+    def _judge(self, leg: str, t: float, pcm: npt.NDArray[np.int16]) -> None:
+        """One chunk through the native leg, then the dead-air watch: every chunk on its
+        own, the definition the batching below reproduces."""
+        if self.scope == "call":
+            counts_from = float("-inf")
+        else:
+            counts_from = float("inf") if self.bridged_at is None else self.bridged_at
+        self.legs[leg].push(t, np.ascontiguousarray(pcm, dtype=np.int16), counts_from,
+                            self.pauses.spans)
+        self._watch_dead_air()
 
     def _flush(self) -> None:
         """The pending chunks: VAD per leg in one go, then the frame state and the dead-air
@@ -358,7 +391,7 @@ class TalkAnalyzer(Analyzer):
     def _speech_since(self, since: float) -> float | None:
         """Start of the first talk segment that began after `since`, if any."""
         starts = [leg.opened for leg in self.legs.values() if leg.opened is not None]
-        starts += [leg.segments[-1][0] for leg in self.legs.values() if leg.segments]
+        starts += [last[0] for leg in self.legs.values() if (last := leg.last_segment)]
         return min((s for s in starts if s >= since), default=None)
 
     def _end_dead_air(self, end: float) -> None:

@@ -420,10 +420,15 @@ def test_talk_batches_chunks_without_changing_a_result(monkeypatch: pytest.Monke
         return live_talk({"dead_air_s": 4}, caller, other, events, lost=(17.0, 17.3),
                          other_chunk=720)
 
+    native = talk._NativeLeg
+    monkeypatch.setattr(talk, "_NativeLeg", None)  # the batching is the Python path's
     one_by_one = live(1)
     assert len(only(one_by_one, "alert")) >= 2
     assert live(talk.BATCH) == one_by_one
     assert live(10 * RATE) == one_by_one
+    if native is not None:  # the C leg judges every chunk on its own: the same events
+        monkeypatch.setattr(talk, "_NativeLeg", native)
+        assert live(talk.BATCH) == one_by_one
 
 
 def test_talk_leg_shortcut_for_uniform_chunks_matches_the_frame_loop() -> None:
@@ -569,10 +574,16 @@ def test_talk_handles_a_legs_chunks_in_a_row_as_one_chunk_by_chunk(
         host.end_call("c1", total)
         return out
 
+    native = talk._NativeLeg
+    monkeypatch.setattr(talk, "_NativeLeg", None)  # the batching is the Python path's
     one_by_one = emitted(1, False)
     assert only(one_by_one, "summary")
     assert emitted(talk.BATCH, True) == one_by_one
     assert emitted(20 * RATE, True) == one_by_one
+    if native is not None:  # the C leg, chunk by chunk or handed over together
+        monkeypatch.setattr(talk, "_NativeLeg", native)
+        assert emitted(talk.BATCH, False) == one_by_one
+        assert emitted(talk.BATCH, True) == one_by_one
 
 
 def test_talk_leg_vector_path_matches_the_frame_loop() -> None:
@@ -613,6 +624,7 @@ def test_talk_holds_audio_back_but_not_a_dead_air_alert(monkeypatch: pytest.Monk
     from recorder.analyzers import talk
 
     monkeypatch.setattr(talk, "BATCH", 10 * RATE)  # a batch of several hand-overs
+    monkeypatch.setattr(talk, "_NativeLeg", None)  # the C leg holds nothing back
     total, step = 40.0, round(1.4 * RATE)
     caller = track(total, [(0.5, 3.0, {}), (19.0, 21.0, {}), (22.0, 26.0, {})])
     other = track(total, [(3.5, 5.0, {"f0": 210.0}), (21.5, 23.0, {"f0": 210.0})], seed=2)
