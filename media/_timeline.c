@@ -65,6 +65,7 @@ struct Timeline {
     uint8_t *code[CHANNELS];
     uint64_t *filled[CHANNELS]; /* bit per frame: a packet (or a pause) set it */
     uint64_t *alaw[CHANNELS];   /* bit per frame: the code is A-law (else mu-law) */
+    int any_alaw[CHANNELS];     /* 0 while the channel never had A-law: its bits stay 0 */
     int64_t hw[CHANNELS];
     int64_t len, cap;
     Stream st[CHANNELS];
@@ -112,10 +113,12 @@ static int bit(const uint64_t *bits, int64_t i) { return (int)((bits[i >> 6] >> 
     } while (0)
 
 static void set_frames(Timeline *tl, int ch, int64_t from, int64_t to, int filled, int alaw) {
+    if (alaw) tl->any_alaw[ch] = 1;
+    int law = tl->any_alaw[ch]; /* an all-mu-law channel (the usual) leaves its zero bits be */
     RING_SEGMENTS(tl, from, to, {
         (void)done;
         bits_range(tl->filled[ch], at, at + count, filled);
-        bits_range(tl->alaw[ch], at, at + count, alaw);
+        if (law) bits_range(tl->alaw[ch], at, at + count, alaw);
     });
 }
 
@@ -249,8 +252,12 @@ void timeline_place(Timeline *tl, int ch, const unsigned char *p, size_t n, uint
         if (bit(tl->filled[ch], r)) continue; /* the first packet wins */
         tl->code[ch][r] = p[f - pos];
         tl->filled[ch][r >> 6] |= 1ULL << (r & 63);
-        if (codec == TL_PCMA) tl->alaw[ch][r >> 6] |= 1ULL << (r & 63);
-        else tl->alaw[ch][r >> 6] &= ~(1ULL << (r & 63));
+        if (codec == TL_PCMA) {
+            tl->any_alaw[ch] = 1;
+            tl->alaw[ch][r >> 6] |= 1ULL << (r & 63);
+        } else if (tl->any_alaw[ch]) {
+            tl->alaw[ch][r >> 6] &= ~(1ULL << (r & 63));
+        }
     }
 }
 

@@ -241,9 +241,10 @@ class RecordingWriter:
         if create:
             self.create()
 
-    def create(self) -> None:
+    def create(self, durable: bool = True) -> None:
         """The ``.part`` directory, the WAV's provisional header and the journal header
-        (I/O)."""
+        (I/O); fsynced, with the directory entry, unless `durable` is false (the server's
+        live recordings: a crash of the process keeps them, see switchboard.recording)."""
         self.part.mkdir(parents=True)
         fd = os.open(self.part / AUDIO, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
@@ -252,8 +253,9 @@ class RecordingWriter:
             os.close(fd)
         header = {"t": "header", "v": 2, "layout": "wav", "id": self.recording_id,
                   "rate": self.rate, "started": self.started}
-        _append_journal(self.part, header)
-        _fsync_dir(self.directory)
+        _append_journal(self.part, header, durable)
+        if durable:
+            _fsync_dir(self.directory)
 
     @property
     def dropped(self) -> int:

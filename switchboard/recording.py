@@ -75,8 +75,11 @@ DEFAULT_LIVE_INTERVAL = 0.2
 # Jobs for the I/O thread (disk writes, sidecars, finishing) go to it together every
 # IO_EVERY sub-ticks (100 ms), in order: one wake-up of the thread instead of one per job.
 IO_EVERY = 20
-FSYNC_EVERY = 21  # disk writes between fsyncs of one recording (29.4 s): a crash of the
-# process loses nothing written; fsync bounds what an OS crash or power loss can take
+# No fsync while a call is up: a crash of the process loses nothing written (the page
+# cache survives it), and the kernel writes dirty pages back within
+# vm.dirty_expire_centisecs (30 s by default), which bounds what a power loss can take,
+# as an fsync every ~30 s would, without the writeback's CPU in the server's I/O thread.
+# Finishing fsyncs the WAV and the sidecar before they are renamed into place.
 RETENTION_CHECK = 3600.0
 HOOK_GRACE = 0.5  # seconds the sidecar waits for analyzers' end-of-call summaries
 _ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{12}")
@@ -188,7 +191,6 @@ class CallRecording:
         self.consumers: list[AudioConsumer] = []
         self.live = False  # a consumer wants audio more often than the flushes
         self.meta_dirty = False  # events since the meta sidecar was last written
-        self.flushes = 0
         self.phase = 0  # which of the SLOTS sub-ticks this recording writes on
         self.stopped: str | None = None
 
@@ -345,7 +347,7 @@ class Recordings:
         if rec is not None:
             if store and not rec.store:  # a queue that records: from now on, to disk
                 rec.store = rec.meta_dirty = True
-                self._submit(rec.writer.create)
+                self._submit(lambda: rec.writer.create(durable=False))
                 self._start_storing(call, rec)
             return rec
         rec = CallRecording(self, call, new_id(time.time()), self.loop.time(), store)
@@ -354,7 +356,7 @@ class Recordings:
         self._buckets[rec.phase][rec] = None
         self.active[call.call_id] = rec
         if store:
-            self._submit(rec.writer.create)
+            self._submit(lambda: rec.writer.create(durable=False))
             self._start_storing(call, rec)
         for factory in self.consumer_factories:
             try:
@@ -478,8 +480,7 @@ class Recordings:
         for rec in list(self._buckets[slot]):
             try:
                 self._deliver(rec, *rec.writer.advance(now))
-                rec.flushes += 1
-                batch = rec.writer.take_io(now, durable=rec.flushes % FSYNC_EVERY == 0)
+                batch = rec.writer.take_io(now, durable=False)
                 if rec.store:
                     self._submit(lambda b=batch: write_batch(b, self.files))  # type: ignore[misc]
                 if rec.meta_dirty:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from switchboard.config import RecordingConfig
 from switchboard.recording import Recordings, _summary, new_id, valid_id
@@ -215,3 +218,73 @@ def test_call_events_within_one_flush_cost_one_meta_sidecar_write(tmp_path: Path
         recs.on_subtick(subtick)
     run_jobs()
     assert len(writes) == metas + 1  # the audio flush only
+
+
+def test_a_live_recording_never_fsyncs_until_it_is_finished(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a live recording and 30 flushes of it (42 s) write audio and journal but
+    never fsync: a process crash keeps what was written and the kernel's writeback bounds
+    a power loss. Finishing fsyncs the WAV before its rename, the directory and the
+    sidecar."""
+    import os
+    import types
+
+    from recorder.writer import AUDIO
+    from switchboard.recording import SLOTS
+
+    class Clock:
+        now = 100.0
+
+        def time(self) -> float:
+            return self.now
+
+        def call_later(self, delay: float, callback: Any, *args: Any) -> None:
+            callback(*args)
+
+        def call_soon_threadsafe(self, callback: Any, *args: Any) -> None:
+            callback(*args)
+
+    synced: list[str] = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    recs = recordings(tmp_path, days=0)
+    recs.loop = Clock()  # type: ignore[assignment]
+
+    def run_jobs() -> None:  # the I/O thread's work, here
+        while not recs._jobs.empty():
+            for job in recs._jobs.get() or ():
+                job()
+
+    call = types.SimpleNamespace(
+        call_id="c1", did="100", caller="alice", flow=None, recording=None, recording_id=None,
+        session=types.SimpleNamespace(tap_in=None, tap_out=None), collected_vars=lambda: {},
+        cdr=lambda: {"flow": "main", "vars": {}}, queue="support", agent="1001",
+        answered_at=time.time(), bridged_at=None, ended_at=None, end_reason="hangup")
+    rec = recs.begin(call)  # type: ignore[arg-type]
+    for subtick in range(1, 30 * SLOTS + 1):
+        recs.loop.now += 0.005  # type: ignore[attr-defined]
+        if subtick % 4 == 0:
+            call.session.tap_in(b"\x7f" * 160, "PCMU", subtick * 40, 1)
+        recs.on_subtick(subtick)
+        if subtick % 200 == 0:
+            run_jobs()
+    run_jobs()
+    assert synced == []
+    assert (recs.directory / f"{rec.id}.part" / AUDIO).stat().st_size > 40 * 8000 * 4
+    recs.end(call)  # type: ignore[arg-type]
+    run_jobs()
+    wav = recs.directory / f"{rec.id}.wav"
+    assert wav.exists() and (recs.directory / f"{rec.id}.json").exists()
+    assert synced[0].endswith(f"{rec.id}.part/{AUDIO}")  # the WAV, before its rename
+    assert str(recs.directory) in synced and any(p.endswith(".json.tmp") for p in synced)
+    assert len(synced) == 3
