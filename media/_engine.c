@@ -436,8 +436,16 @@ static void on_readable(Engine *e, uint32_t idx) {
             msgs[i].msg_hdr.msg_name = &addrs[i];
             msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
         }
+        /* The recordings this leg's packets land on, fetched while the kernel copies them:
+         * its own (what the caller says) and, bridged, the other leg's (what it hears);
+         * then the lines the packets will be written to. */
+        Timeline *own = leg->rec, *heard = leg->relay >= 0 ? e->legs[leg->relay].rec : NULL;
+        if (own) timeline_prefetch(own);
+        if (heard) timeline_prefetch(heard);
         int n = recvmmsg(leg->fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
         e->now = now_s();
+        if (own) timeline_prefetch_ring(own, 0);
+        if (heard) timeline_prefetch_ring(heard, 1);
         if (n <= 0) {
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) leg->rx_bad++;
             return; /* ECONNREFUSED and friends: an ICMP error, reported once */

@@ -261,6 +261,18 @@ void timeline_place(Timeline *tl, int ch, const unsigned char *p, size_t n, uint
     }
 }
 
+void timeline_prefetch(const Timeline *tl) {
+    for (size_t at = 0; at < sizeof *tl; at += 64) __builtin_prefetch((const char *)tl + at, 1, 3);
+}
+
+void timeline_prefetch_ring(const Timeline *tl, int ch) {
+    int64_t r = tl->hw[ch] & (tl->cap - 1);
+    __builtin_prefetch(tl->code[ch] + r, 1, 3);
+    __builtin_prefetch(tl->code[ch] + ((r + 64) & (tl->cap - 1)), 1, 3);
+    __builtin_prefetch(tl->code[ch] + ((r + 128) & (tl->cap - 1)), 1, 3);
+    __builtin_prefetch(tl->filled[ch] + (r >> 6), 1, 3);
+}
+
 void timeline_bind(Timeline *tl, pthread_mutex_t *mu) { tl->mu = mu; }
 
 pthread_mutex_t *timeline_mutex(const Timeline *tl) { return tl->mu; }
