@@ -369,6 +369,7 @@ class Bench:
                 result.update(desks.summary())
             return result
         finally:
+            self._stop_callers()  # stopped early (Ctrl-C, SIGTERM, an error): theirs too
             sinks.close()
             if desks is not None:
                 desks.stop()
@@ -418,10 +419,7 @@ class Bench:
             if now - last_print >= 5:
                 last_print = now
                 self._progress(steps[-1], now - t0, row)
-        for caller in self.callers:
-            if caller.proc is not None and caller.proc.poll() is None:
-                os.killpg(caller.proc.pid, signal.SIGKILL)
-                caller.proc.wait(5)
+        self._stop_callers()
         elapsed = time.monotonic() - t0
         self._sample_sipp()  # the agents' SIPp; the callers' last reading is at most 0.25 s old
         self.steal = self._steal(stat0, proc_stat())
@@ -434,6 +432,12 @@ class Bench:
         cpu = sum(n.cpu_used for n in self.nodes)
         redis_cpu = self.redis.cpu_s() - redis_cpu0 if self.redis else None
         return self.figures(cpu, elapsed, redis_cpu, capture, steps)
+
+    def _stop_callers(self) -> None:
+        for caller in self.callers:
+            if caller.proc is not None and caller.proc.poll() is None:
+                os.killpg(caller.proc.pid, signal.SIGKILL)
+                caller.proc.wait(5)
 
     # -- steps and samples -----------------------------------------------------------------
 
@@ -778,8 +782,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main_bench(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    # A SIGTERM (a CI timeout, `kill PID`) stops the bench the way Ctrl-C does: through
+    # `Bench.run`'s cleanup, which ends the server, SIPp and tcpdump it started.
+    signal.signal(signal.SIGTERM, _terminated)
     result = Bench(args).run()
     print(markdown(result), end="", flush=True)
     print(json.dumps(result, separators=(",", ":")))

@@ -115,3 +115,70 @@ def test_quick_ivr_takes_callers_to_agents_in_seconds(tmp_path: Path) -> None:
     cdrs = [json.loads(x) for x in (report / "var" / "cdr.jsonl").read_text().splitlines()]
     calls = [c for c in cdrs if c["did"] == "200"]
     assert len(calls) == 6 and all(c["flow"] == "quick" and c["agent"] for c in calls)
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process under `pid`, with its start time (to tell a reused PID)."""
+    parent: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        started[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == current and child not in found:
+                found[child] = started[child]
+                frontier.append(child)
+    return found
+
+
+def still_running(pid: int, started: str) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+def test_sigterm_ends_what_the_bench_started(tmp_path: Path) -> None:
+    """`kill PID` of a running bench stops it through its cleanup: the server and the
+    SIPp agents and callers it started end too, none is left behind."""
+    import time
+
+    cmd = [sys.executable, "-m", "switchboard", "bench", "--calls", "20", "--concurrency", "4",
+           "--cps", "2", "--talk", "60", "--agents", "4", "--no-capture",
+           "--report", str(tmp_path / "report")]
+    log = tmp_path / "bench.log"
+    with log.open("wb") as out:
+        bench = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        children: dict[int, str] = {}
+        while time.monotonic() < deadline and bench.poll() is None:
+            children = descendants(bench.pid)
+            comms = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in children
+                     if Path(f"/proc/{pid}/comm").exists()]
+            if comms.count("sipp") >= 2:  # the agents' SIPp and the callers'
+                break
+            time.sleep(0.5)
+        assert bench.poll() is None, log.read_text()[-3000:]
+        time.sleep(2.0)  # calls up
+        children = descendants(bench.pid)
+        assert len(children) >= 3, children
+        bench.terminate()
+        assert bench.wait(60) == 128 + 15, log.read_text()[-3000:]
+        left = [pid for pid, started in children.items() if still_running(pid, started)]
+        assert left == [], (left, log.read_text()[-3000:])
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(10)
