@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import partial
 import os
 import queue
 import re
@@ -347,7 +348,7 @@ class Recordings:
         if rec is not None:
             if store and not rec.store:  # a queue that records: from now on, to disk
                 rec.store = rec.meta_dirty = True
-                self._submit(lambda: rec.writer.create(durable=False))
+                self._submit(partial(rec.writer.create, durable=False))
                 self._start_storing(call, rec)
             return rec
         rec = CallRecording(self, call, new_id(time.time()), self.loop.time(), store)
@@ -356,7 +357,7 @@ class Recordings:
         self._buckets[rec.phase][rec] = None
         self.active[call.call_id] = rec
         if store:
-            self._submit(lambda: rec.writer.create(durable=False))
+            self._submit(partial(rec.writer.create, durable=False))
             self._start_storing(call, rec)
         for factory in self.consumer_factories:
             try:
