@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from functools import partial
 import os
 import queue
 import re
@@ -36,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
