@@ -112,8 +112,9 @@ static double framing_start(const Framing *f, Py_ssize_t i) {
     return f->t0 + (double)(f->next + (int64_t)i * f->hop) / RATE;
 }
 
-/* The `count` frames found are taken: what comes after them (less than a window) is kept
- * for the next chunk. */
+/* The `count` frames found are taken: what comes after them is kept for the next chunk.
+ * `count` must be what `framing_push` returned: then what is kept is less than a window,
+ * which is what `buf` holds. */
 static void framing_consume(Framing *f, Py_ssize_t count) {
     Py_ssize_t used = count * f->hop, total = f->nbuf + f->nin;
     if (used >= total) {
@@ -439,7 +440,7 @@ static PyObject *TalkLeg_push(TalkLeg *self, PyObject *args) {
         unsigned char *active = level == NULL ? NULL : PyMem_Realloc(self->active, (size_t)count);
         if (active != NULL) self->active = active;
         if (level == NULL || active == NULL) {
-            framing_consume(&self->f, 0); /* keep what came, judge it with the next chunk */
+            framing_consume(&self->f, count); /* out of memory: these frames are lost */
             PyBuffer_Release(&view);
             PyMem_Free(spans);
             return PyErr_NoMemory();

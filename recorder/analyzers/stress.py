@@ -11,6 +11,10 @@ spread of F0 in semitones and of the level in dB. After that, every `report_s` s
 with at least `min_voiced_s` of voiced speech, the window's median F0 and level become
 z-scores against that baseline, and their mean is the ``score`` emitted. A score of
 `alert_z` or more raises an ``alert`` (at most one per `cooldown_s`).
+
+Compiled, the framing, levels and VAD run in C as chunks arrive (media/_analysis.c's
+`FrameVad`, which keeps the speech frames only) and YIN runs in C per frame
+(`native_yin`); the numpy code below is the fallback and the reference.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ Dead air: while bridged and not paused, once neither leg has spoken for `dead_ai
 an ``alert`` (``state: "started"``) is emitted, and another (``state: "ended"``) when
 someone speaks again.
 
-Chunks are held until `BATCH` samples of both legs are pending, an event arrives, or
-the dead-air watch could change state in what is pending: framing, levels and the VAD
+Compiled (the usual case), each chunk goes through media/_analysis.c's `TalkLeg` as it
+arrives, one call for the leg's framing, levels, VAD and frame loop, and the dead-air
+watch looks after every chunk. Without the native module, chunks are held until
+`BATCH` samples of both legs are pending, an event arrives, or the dead-air watch could
+change state in what is pending: framing, levels and the VAD
 then run once per leg over all of them, and the per-frame state is replayed chunk by
 chunk in arrival order where the watch could change state (each leg in one go where it
 cannot), so the results are those of handling every chunk on its own, for a fraction of
