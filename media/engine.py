@@ -87,7 +87,8 @@ class NativeMedia:
     """One engine per server: its event fd on the loop, its sessions, its timers."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, priority: int = 0,
-                 nice: int = 0, slice_us: int = 0, relay_jitter_ms: int = 0) -> None:
+                 nice: int = 0, slice_us: int = 0, relay_jitter_ms: int = 0,
+                 coalesce_us: int = 0) -> None:
         if _engine is None:
             raise RuntimeError("media._engine is not compiled")
         self.loop = loop or asyncio.get_running_loop()
@@ -98,6 +99,7 @@ class NativeMedia:
         self.thread_id = 0
         self.background_nice = 0  # what `yield_to_media` set
         self.relay_jitter_ms = relay_jitter_ms
+        self.coalesce_us = coalesce_us
         self.engine: Any = _engine.Engine()
         self.sessions: dict[int, EngineSession] = {}
         self.errors = 0
@@ -107,6 +109,8 @@ class NativeMedia:
     def start(self) -> None:
         if self.relay_jitter_ms:
             self.engine.set_relay_jitter(self.relay_jitter_ms)
+        if self.coalesce_us:
+            self.engine.set_coalesce(self.coalesce_us)
         self.engine.start(self.priority, self.nice, self.slice_us)
         self.loop.add_reader(self.engine.fileno(), self.pump)
         self._timers = [self.loop.call_later(HOUSEKEEPING, self._housekeeping)]

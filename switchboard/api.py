@@ -64,6 +64,7 @@ def _media_clock(server: Server) -> dict[str, Any]:
         "engine": "native" if server.native is not None else "python",
         "realtime": bool(getattr(clock, "realtime", False)),
         "slice_us": server.native.slice_ns // 1000 if server.native is not None else 0,
+        "coalesce_us": server.native.coalesce_us if server.native is not None else 0,
         "background_nice": server.native.background_nice if server.native is not None else 0,
         "ticks": clock.ticks,
         "late_p50_ms": clock.lateness.percentile(50),

@@ -736,6 +736,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--media-slice-us", type=int, default=None,
                    help="the server's media thread's scheduler slice request (media.slice_us, "
                         "0: the kernel's; default: the config's, 100)")
+    p.add_argument("--media-coalesce-us", type=int, default=None,
+                   help="after packets wake the server's media thread, it waits this long for "
+                        "more (media.coalesce_us, 0-4000; default: the config's, 0)")
     p.add_argument("--background-nice", type=int, default=None,
                    help="nice value of the server's threads other than the media thread "
                         "(media.background_nice, 0-19; default: the config's, 5)")
@@ -771,6 +774,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--realtime-priority: 0 (normal) to 99")
     if args.media_slice_us is not None and not 0 <= args.media_slice_us <= 100000:
         p.error("--media-slice-us: 0 (the kernel's) to 100000")
+    if args.media_coalesce_us is not None and not 0 <= args.media_coalesce_us <= 4000:
+        p.error("--media-coalesce-us: 0 (look at once) to 4000")
     if args.background_nice is not None and not 0 <= args.background_nice <= 19:
         p.error("--background-nice: 0 to 19")
     if args.server and not (args.http and args.server_pid and args.data_dir):

@@ -24,14 +24,15 @@ def needs_own(args: argparse.Namespace) -> bool:
     """Whether the options need a config of the bench's own (else the demo's)."""
     return bool(args.agents or args.no_record or args.analytics or args.ivr == "quick"
                 or args.media_engine or args.relay_jitter_ms or args.realtime_priority
-                or args.media_slice_us is not None or args.background_nice is not None)
+                or args.media_slice_us is not None or args.background_nice is not None
+                or args.media_coalesce_us is not None)
 
 
 def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
     """The demo config, with `--agents` agents (2001...) serving both queues (wrap-up
     2 s), recording off with `--no-record`, the `--analytics` analyzers, and the media
     plane options (`--media-engine`, `--relay-jitter-ms`, `--realtime-priority`,
-    `--media-slice-us`, `--background-nice`)."""
+    `--media-slice-us`, `--media-coalesce-us`, `--background-nice`)."""
     cfg = (REPO / "config/switchboard.yaml").read_text()
     for old, new in (("prompts: ../prompts", f"prompts: {REPO / 'prompts'}"),
                      ("flows: flows", f"flows: {REPO / 'config/flows'}"),
@@ -58,6 +59,8 @@ def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
         media.append(f"  slice_us: {args.media_slice_us}")
     if args.background_nice is not None:
         media.append(f"  background_nice: {args.background_nice}")
+    if args.media_coalesce_us is not None:
+        media.append(f"  coalesce_us: {args.media_coalesce_us}")
     if media:
         cfg = cfg.replace("media:\n", "media:\n" + "\n".join(media) + "\n", 1)
     out.path.write_text(cfg)

@@ -92,6 +92,8 @@ class ServerConfig:
     media_slice_us: int = 100  # the native media thread's EEVDF slice request; 0: the kernel's
     background_nice: int = 5  # nice value of the server's other threads (native plane)
     relay_jitter_ms: int = 0  # native plane: relayed audio leaves on the clock this much later
+    media_coalesce_us: int = 0  # native plane: packets that woke the media thread wait this
+    # long for more before it looks again (never across a sub-tick); 0: look at once
     prompt_dir: Path = PACKAGE_ROOT / "prompts"
     flow_dir: Path = PACKAGE_ROOT / "config" / "flows"
     data_dir: Path = Path("var")
@@ -210,7 +212,8 @@ class _Builder:
                 ("nice", "media_nice", -20, 19, "-20 to 19"),
                 ("slice_us", "media_slice_us", 0, 100000, "0 (the kernel's) to 100000"),
                 ("background_nice", "background_nice", 0, 19, "0 to 19"),
-                ("relay_jitter_ms", "relay_jitter_ms", 0, 200, "0 (relay as received) to 200")):
+                ("relay_jitter_ms", "relay_jitter_ms", 0, 200, "0 (relay as received) to 200"),
+                ("coalesce_us", "media_coalesce_us", 0, 4000, "0 (look at once) to 4000")):
             value = media.get(key, getattr(cfg, attr))
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 self.error(("media", key), f"media.{key} must be an integer from {what}")

@@ -456,7 +456,8 @@ class Server:
             return
         self.native = NativeMedia(asyncio.get_running_loop(), priority=self.cfg.realtime_priority,
                                   nice=self.cfg.media_nice, slice_us=self.cfg.media_slice_us,
-                                  relay_jitter_ms=self.cfg.relay_jitter_ms)
+                                  relay_jitter_ms=self.cfg.relay_jitter_ms,
+                                  coalesce_us=self.cfg.media_coalesce_us)
         self.native.start()
         self.native.yield_to_media(self.cfg.background_nice)
         clock = self.native.clock.refresh()

@@ -19,22 +19,25 @@ BASE = ["--calls", "2", "--concurrency", "2", "--cps", "1", "--talk", "1"]
 
 
 def test_scheduling_options_reach_the_server_config(tmp_path: Path) -> None:
-    args = parse_args([*BASE, "--media-slice-us", "0", "--background-nice", "9"])
+    args = parse_args([*BASE, "--media-slice-us", "0", "--background-nice", "9",
+                       "--media-coalesce-us", "1000"])
     assert benchconfig.needs_own(args)
     written = benchconfig.write(args, tmp_path)
     cfg = load_config(written.path)
-    assert (cfg.media_slice_us, cfg.background_nice) == (0, 9)
+    assert (cfg.media_slice_us, cfg.background_nice, cfg.media_coalesce_us) == (0, 9, 1000)
 
 
 def test_without_them_the_config_defaults_hold(tmp_path: Path) -> None:
     args = parse_args([*BASE, "--no-record"])
     cfg = load_config(benchconfig.write(args, tmp_path).path)
-    assert (cfg.media_slice_us, cfg.background_nice) == (100, 5)
+    assert (cfg.media_slice_us, cfg.background_nice, cfg.media_coalesce_us) == (100, 5, 0)
     assert not benchconfig.needs_own(parse_args(BASE))
 
 
 @pytest.mark.parametrize("flag,value", [("--media-slice-us", "-1"), ("--media-slice-us", "100001"),
-                                        ("--background-nice", "20"), ("--background-nice", "-1")])
+                                        ("--background-nice", "20"), ("--background-nice", "-1"),
+                                        ("--media-coalesce-us", "4001"),
+                                        ("--media-coalesce-us", "-1")])
 def test_out_of_range_values_are_refused(flag: str, value: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):

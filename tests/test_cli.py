@@ -47,13 +47,14 @@ def test_run_refuses_bad_config_with_position(tmp_path: Path) -> None:
 def test_bad_media_engine_settings_are_refused_with_position(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("media:\n  engine: turbo\n  realtime_priority: 100\n  slice_us: 100001\n"
-                   "  background_nice: -1\n")
+                   "  background_nice: -1\n  coalesce_us: 5000\n")
     result = sb("run", "--config", str(cfg))
     assert result.returncode == 2
     assert f"{cfg}:2:" in result.stderr and "native or python" in result.stderr
     assert f"{cfg}:3:" in result.stderr and "0 (off) to 99" in result.stderr
     assert f"{cfg}:4:" in result.stderr and "0 (the kernel's) to 100000" in result.stderr
     assert f"{cfg}:5:" in result.stderr and "media.background_nice must be an integer from 0 to 19" in result.stderr
+    assert f"{cfg}:6:" in result.stderr and "0 (look at once) to 4000" in result.stderr
 
 
 def test_bad_flag_values_are_refused() -> None:

@@ -148,6 +148,7 @@ def test_the_media_thread_gets_the_core_first(srv: RunningServer) -> None:
     clock = srv.health()["media_clock"]
     assert clock["engine"] == "native" and clock["background_nice"] == 5, clock
     assert clock["slice_us"] in (0, 100), clock  # 0: a kernel that refused the request
+    assert clock["coalesce_us"] == 0, clock  # off unless configured
     threads = _thread_nice(srv.proc.pid)
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     (media,) = threads.pop("sb-media")

@@ -579,3 +579,54 @@ def test_a_refused_realtime_priority_falls_back_to_the_slice() -> None:
     realtime, taken, reported, error = (int(x) for x in done.stdout.split())
     assert not realtime
     assert taken == reported and ((taken == 200_000 and error == 0) or (taken == 0 and error))
+
+
+def _voluntary_switches(tid: int) -> int:
+    for line in open(f"/proc/self/task/{tid}/status"):
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
+def _wakes_relaying(coalesce_us: int) -> tuple[int, int]:
+    """(media thread wake-ups, packets relayed) for 200 packets sent 200 us apart (fewer
+    than the agent's socket buffers unread)."""
+    got: dict[str, int] = {}
+
+    async def body(media: engine.NativeMedia) -> None:
+        caller, agent, a, _ = _bridged(media)
+        mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
+        caller.sendto(_packet(1, 0, mu), ("127.0.0.1", a.local_port))  # latch
+        await _recv_all(agent, 0.05)
+        before = _voluntary_switches(media.thread_id)
+        due = time.perf_counter()
+        for n in range(200):
+            while time.perf_counter() < due:
+                pass
+            caller.sendto(_packet(2 + n, 160 * (n + 1), mu), ("127.0.0.1", a.local_port))
+            due += 0.0002
+        await asyncio.sleep(0.02)
+        got["wakes"] = _voluntary_switches(media.thread_id) - before
+        got["relayed"] = len(await _recv_all(agent, 0.05))
+        for s in (caller, agent):
+            s.close()
+
+    _run(body, coalesce_us=coalesce_us)
+    return got["wakes"], got["relayed"]
+
+
+def test_coalescing_lets_one_wake_up_take_several_packets() -> None:
+    """Packets 200 us apart wake the media thread about once each; with a 1 ms coalescing
+    pause, one wake-up takes several of them (and the 5 ms sub-ticks still come), and
+    every packet is still relayed."""
+    at_once, relayed = _wakes_relaying(0)
+    assert relayed == 200
+    coalesced, relayed = _wakes_relaying(1000)
+    assert relayed == 200
+    assert at_once > 120 and coalesced < at_once / 2, (at_once, coalesced)
+
+
+def test_a_coalescing_pause_out_of_range_is_refused() -> None:
+    for bad in (-1, 4001):
+        with pytest.raises(ValueError, match="0 to 4000 us"):
+            engine._engine.Engine().set_coalesce(bad)
