@@ -82,6 +82,7 @@ from .benchnodes import (
     proc_stat,
     rss_kib,
     stop,
+    stop_on_sigterm,
 )
 from .benchreport import (
     CallTimes,
@@ -787,15 +788,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main_bench(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    # A SIGTERM (a CI timeout, `kill PID`) stops the bench the way Ctrl-C does: through
-    # `Bench.run`'s cleanup, which ends the server, SIPp and tcpdump it started.
-    signal.signal(signal.SIGTERM, _terminated)
+    stop_on_sigterm()
     result = Bench(args).run()
     print(markdown(result), end="", flush=True)
     print(json.dumps(result, separators=(",", ":")))

@@ -148,6 +148,15 @@ def stop(proc: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM, wait: fl
         proc.wait(5)
 
 
+def stop_on_sigterm() -> None:
+    """A SIGTERM (a CI timeout, `kill PID`) stops the bench the way Ctrl-C does: through
+    its cleanup, which ends the server, SIPp and tcpdump it started (exit status 143)."""
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminated)
+
+
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

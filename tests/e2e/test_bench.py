@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -163,15 +164,21 @@ def test_sigterm_ends_what_the_bench_started(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 90
         children: dict[int, str] = {}
+
+        def callers_up() -> bool:  # the callers' SIPp runs: server, agents, callers all up
+            for pid in children:
+                with contextlib.suppress(OSError):
+                    if b"ivr_load" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        return True
+            return False
+
         while time.monotonic() < deadline and bench.poll() is None:
             children = descendants(bench.pid)
-            comms = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in children
-                     if Path(f"/proc/{pid}/comm").exists()]
-            if comms.count("sipp") >= 2:  # the agents' SIPp and the callers'
+            if callers_up():
                 break
             time.sleep(0.5)
-        assert bench.poll() is None, log.read_text()[-3000:]
-        time.sleep(2.0)  # calls up
+        assert bench.poll() is None and callers_up(), log.read_text()[-3000:]
+        time.sleep(1.0)  # calls up
         children = descendants(bench.pid)
         assert len(children) >= 3, children
         bench.terminate()
@@ -179,6 +186,10 @@ def test_sigterm_ends_what_the_bench_started(tmp_path: Path) -> None:
         left = [pid for pid, started in children.items() if still_running(pid, started)]
         assert left == [], (left, log.read_text()[-3000:])
     finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait(10)
+        if bench.poll() is None:  # a failed check above: still stop it through its cleanup
+            bench.terminate()
+            try:
+                bench.wait(60)
+            except subprocess.TimeoutExpired:
+                bench.kill()
+                bench.wait(10)
