@@ -113,6 +113,7 @@ typedef struct {
     int dtmf_code, has_dtmf;
     double dtmf_posted;
     Timeline *rec; /* the call's recording: what we hear on channel 0, what we send on 1 */
+    int drained; /* read on its own sub-tick, not woken for (see update_wake) */
     /* counters */
     unsigned long long rx_packets, rx_bad, rx_foreign, rx_unknown_pt, tx_packets, tx_dropped;
 } Leg;
@@ -240,6 +241,8 @@ static long payload_offset(const unsigned char *d, size_t len) {
     return off > len ? -1 : (long)off;
 }
 
+static void on_readable(Engine *e, uint32_t idx);
+
 static void next_item(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
     if (leg->loop.n) {
@@ -267,15 +270,18 @@ static void leg_tick(Engine *e, uint32_t idx) {
             if (++leg->item >= s->n) next_item(e, idx);
         }
     }
-    if (!leg->has_remote || !leg->sending) return;
-    if (leg->rec) timeline_place(leg->rec, 1, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec, e->now);
-    unsigned char pkt[12 + PKT_MAX];
-    put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
-    leg->marker = 0;
-    memcpy(pkt + 12, payload, (size_t)n);
-    leg_send(leg, pkt, 12 + (size_t)n);
-    leg->seq++;
-    leg->ts += 160;
+    if (leg->has_remote && leg->sending) {
+        if (leg->rec) timeline_place(leg->rec, 1, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec, e->now);
+        unsigned char pkt[12 + PKT_MAX];
+        put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
+        leg->marker = 0;
+        memcpy(pkt + 12, payload, (size_t)n);
+        leg_send(leg, pkt, 12 + (size_t)n);
+        leg->seq++;
+        leg->ts += 160;
+    }
+    /* after the send, so that reading never delays what this sub-tick sends */
+    if (leg->drained) on_readable(e, idx);
 }
 
 /* -- the relay playout buffer ---------------------------------------------------------------
@@ -708,6 +714,23 @@ static int phase_add(Engine *e, uint32_t idx) {
     return 0;
 }
 
+/* A leg that relays nothing (the IVR, the queue: the server is its far end) and must hear
+ * every packet only for its recording or in-band DTMF is read on its own sub-tick, every
+ * 20 ms, instead of waking the thread for each packet: none of that needs the packet
+ * sooner, and at a few hundred such legs their packets were most of the thread's
+ * wake-ups. RFC 4733 events then reach Python up to 20 ms later. A bridged leg, or one
+ * whose socket filter passes few packets (nothing records it), stays woken for. The fd
+ * stays in the epoll set with no events asked (errors still wake it). Called with the
+ * mutex held whenever `relay`, `rec` or `inband` change. */
+static void update_wake(Engine *e, uint32_t idx) {
+    Leg *leg = &e->legs[idx];
+    int want = leg->relay < 0 && (leg->rec != NULL || leg->inband);
+    if (want == leg->drained) return;
+    struct epoll_event ev = {.events = want ? 0 : EPOLLIN};
+    ev.data.u64 = ((uint64_t)leg->gen << 32) | idx;
+    if (epoll_ctl(e->ep, EPOLL_CTL_MOD, leg->fd, &ev) == 0) leg->drained = want;
+}
+
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     Engine *e = (Engine *)type->tp_alloc(type, 0);
     if (e == NULL) return NULL;
@@ -933,7 +956,11 @@ static PyObject *Engine_remove(Engine *e, PyObject *args) {
     epoll_ctl(e->ep, EPOLL_CTL_DEL, leg->fd, NULL);
     phase_remove(e, idx);
     for (uint32_t i = 0; i < e->nlegs; i++)
-        if (e->legs[i].used && e->legs[i].relay == (int)idx) { e->legs[i].relay = -1; jb_drop(&e->legs[i]); }
+        if (e->legs[i].used && e->legs[i].relay == (int)idx) {
+            e->legs[i].relay = -1;
+            jb_drop(&e->legs[i]);
+            update_wake(e, i);
+        }
     PyObject *a = NULL, *b = NULL;
     seq_release(&leg->main, &a);
     seq_release(&leg->loop, &b);
@@ -964,6 +991,7 @@ static PyObject *Engine_configure(Engine *e, PyObject *args) {
         leg->te_pt = te_pt;
         leg->codec = codec;
         leg->inband = inband;
+        update_wake(e, idx);
         memset(leg->silence, 0xFF, sizeof leg->silence);
         memcpy(leg->silence, silence.buf, silence.len < 160 ? (size_t)silence.len : 160);
     }
@@ -1053,6 +1081,7 @@ static PyObject *Engine_record(Engine *e, PyObject *args) {
         timeline_bind(tl, &e->mu);
     }
     leg->rec = tl;
+    update_wake(e, idx);
     unlock(e);
     if (old != NULL) {
         timeline_bind(old, NULL);
@@ -1153,6 +1182,8 @@ static PyObject *Engine_bridge(Engine *e, PyObject *args) {
             pair[i]->has_xlate = tables[i] != Py_None;
             if (pair[i]->has_xlate) memcpy(pair[i]->xlate, PyBytes_AS_STRING(tables[i]), 256);
         }
+        update_wake(e, a);
+        update_wake(e, b);
     }
     unlock(e);
     for (int i = 0; i < 4; i++) Py_XDECREF(old[i]);
@@ -1168,9 +1199,11 @@ static PyObject *Engine_unbridge(Engine *e, PyObject *args) {
     Leg *leg = get_leg(e, idx);
     if (leg && leg->relay >= 0) {
         Leg *other = &e->legs[leg->relay];
-        if (other->used && other->relay == (int)idx) { other->relay = -1; jb_drop(other); }
+        uint32_t o = (uint32_t)leg->relay;
+        if (other->used && other->relay == (int)idx) { other->relay = -1; jb_drop(other); update_wake(e, o); }
         leg->relay = -1;
         jb_drop(leg);
+        update_wake(e, idx);
     }
     unlock(e);
     if (leg == NULL) return NULL;
@@ -1185,9 +1218,9 @@ static PyObject *Engine_stats(Engine *e, PyObject *args) {
     if (leg == NULL) { unlock(e); return NULL; }
     Leg c = *leg;
     unlock(e);
-    return Py_BuildValue("KKKKKKIIKK", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
+    return Py_BuildValue("KKKKKKIIKKi", c.rx_packets, c.rx_bad, c.rx_foreign, c.rx_unknown_pt,
                          c.tx_packets, c.tx_dropped, (unsigned)c.seq, (unsigned)c.ts, c.jb_late,
-                         c.jb_overflow);
+                         c.jb_overflow, c.drained);
 }
 
 static PyObject *Engine_rx_counts(Engine *e, PyObject *unused) {
@@ -1285,7 +1318,7 @@ static PyMethodDef Engine_methods[] = {
     {"playing", (PyCFunction)Engine_playing, METH_VARARGS, "playing(leg) -> bool"},
     {"bridge", (PyCFunction)Engine_bridge, METH_VARARGS, "bridge(a, b, table a->b or None, table b->a or None)"},
     {"unbridge", (PyCFunction)Engine_unbridge, METH_VARARGS, "unbridge(leg)"},
-    {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, playout buffer late and overflow"},
+    {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "stats(leg) -> counters, seq, ts, playout buffer late and overflow, read on the sub-tick"},
     {"rx_counts", (PyCFunction)Engine_rx_counts, METH_NOARGS, "{leg: packets received}"},
     {"drain", (PyCFunction)Engine_drain, METH_NOARGS, "drain() -> events"},
     {"clock", (PyCFunction)Engine_clock, METH_NOARGS, "the media clock's figures"},

@@ -381,6 +381,13 @@ class EngineSession:
         return {"jb_late": stats[8], "jb_overflow": stats[9]}
 
     @property
+    def drained(self) -> bool:
+        """Read on its own sub-tick rather than woken for (not bridged, and every packet
+        goes to the recording or the in-band DTMF detector): see `update_wake` in the
+        engine."""
+        return bool(self._stats()[10])
+
+    @property
     def seq(self) -> int:
         return self._stats()[6]
 

@@ -631,3 +631,54 @@ def test_a_coalescing_pause_out_of_range_is_refused() -> None:
     for bad in (-1, 4001):
         with pytest.raises(ValueError, match="0 to 4000 us"):
             engine._engine.Engine().set_coalesce(bad)
+
+
+def test_a_recorded_leg_in_the_ivr_is_read_on_its_sub_tick_not_woken_for() -> None:
+    """The server is the far end of an IVR leg: with a recording on it, every packet it
+    hears goes to the recording only, so the thread reads it on the leg's own sub-tick
+    (every 20 ms) instead of waking for each packet. 80 packets 200 us apart (1.6 s of audio) then cost
+    about as many wake-ups as the sub-ticks alone, all of them land on the recording, and
+    RFC 4733 digits still reach Python. Bridged, the leg is woken for again."""
+    async def body(media: engine.NativeMedia) -> None:
+        phone = _udp()
+        listener = Listener()
+        a = media.bind(listener, "127.0.0.1", _free_port())
+        a.set_codec("PCMU", 0, 101)
+        a.set_remote("127.0.0.1", phone.getsockname()[1])
+        assert not a.drained  # nothing records it: its socket filter thins what it hears
+        timeline = engine._engine.Timeline(time.monotonic())
+        a.record(timeline)
+        assert a.drained
+        mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
+        phone.sendto(_packet(1, 0, mu), ("127.0.0.1", a.local_port))
+        await asyncio.sleep(0.05)
+        before = _voluntary_switches(media.thread_id)
+        started = time.perf_counter()
+        due = started
+        for n in range(80):
+            while time.perf_counter() < due:
+                pass
+            phone.sendto(_packet(2 + n, 160 * (n + 1), mu), ("127.0.0.1", a.local_port))
+            due += 0.0002
+        phone.sendto(_packet(300, 16000, bytes([7, 0x80, 0, 160]), pt=101), ("127.0.0.1", a.local_port))
+        await _until(lambda: ("7", "rfc4733") in listener.digits, 1.0)
+        wakes = _voluntary_switches(media.thread_id) - before
+        subticks = (time.perf_counter() - started) / 0.005
+        assert wakes < subticks * 1.5 + 10, (wakes, subticks)
+        assert a.rx_packets == 82
+        a.record(None)
+        _, frames = timeline.take(time.monotonic(), final=True)
+        pcm = np.frombuffer(frames, dtype="<i2").reshape(-1, 2)
+        placed = np.count_nonzero(pcm[:, 0] == decode("PCMU", mu)[0])
+        assert placed == 81 * 160 and timeline.dropped == 0, (placed, timeline.dropped)
+        assert not a.drained
+        b = media.bind(Listener(), "127.0.0.1", _free_port())
+        b.set_codec("PCMU", 0, 101)
+        a.record(timeline)
+        a.bridge(b)
+        assert not a.drained and not b.drained
+        a.unbridge()
+        assert a.drained and not b.drained
+        b.close()
+        phone.close()
+    _run(body)
