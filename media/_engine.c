@@ -50,6 +50,7 @@
 #define SAMPLES_PER_SUBTICK 40 /* 5 ms at 8 kHz */
 #define COALESCE_MARGIN_NS 300000LL /* a coalescing pause ends this long before a sub-tick */
 #define COALESCE_MIN_NS 50000LL     /* shorter than this, no pause */
+#define JB_TICK_READ 8 /* sub-ticks (40 ms): with a playout delay this deep, bridged legs are read on the clock */
 #define JB_REANCHOR_LATE 40    /* sub-ticks (200 ms): later than this, the sender has moved on */
 
 enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
@@ -242,6 +243,7 @@ static long payload_offset(const unsigned char *d, size_t len) {
 }
 
 static void on_readable(Engine *e, uint32_t idx);
+static int read_socket(Engine *e, uint32_t idx);
 
 static void next_item(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
@@ -256,7 +258,10 @@ static void next_item(Engine *e, uint32_t idx) {
 
 static void leg_tick(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
-    if (leg->relay >= 0) return; /* bridged: the other leg's packets are our audio */
+    if (leg->relay >= 0) { /* bridged: the other leg's packets are our audio */
+        if (leg->drained) on_readable(e, idx); /* what we hear, into the playout buffer */
+        return;
+    }
     const unsigned char *payload = leg->silence;
     Py_ssize_t n = 160;
     if (leg->playing) {
@@ -430,11 +435,13 @@ static void on_packet(Engine *e, uint32_t idx, const unsigned char *d, size_t le
     }
 }
 
-static void on_readable(Engine *e, uint32_t idx) {
+/* Reads what the leg's socket holds (up to 4 batches); returns how many packets. */
+static int read_socket(Engine *e, uint32_t idx) {
     static unsigned char bufs[RECV_BATCH][PKT_MAX + 12];
     static struct mmsghdr msgs[RECV_BATCH];
     static struct iovec iovs[RECV_BATCH];
     static struct sockaddr_in addrs[RECV_BATCH];
+    int got = 0;
     for (int round = 0; round < 4; round++) {
         Leg *leg = &e->legs[idx];
         for (int i = 0; i < RECV_BATCH; i++) {
@@ -458,16 +465,20 @@ static void on_readable(Engine *e, uint32_t idx) {
         if (heard) timeline_prefetch_ring(heard, 1);
         if (n <= 0) {
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) leg->rx_bad++;
-            return; /* ECONNREFUSED and friends: an ICMP error, reported once */
+            return got; /* ECONNREFUSED and friends: an ICMP error, reported once */
         }
+        got += n;
         for (int i = 0; i < n && e->legs[idx].used; i++) {
             if (msgs[i].msg_hdr.msg_namelen < sizeof(struct sockaddr_in) ||
                 addrs[i].sin_family != AF_INET) { e->legs[idx].rx_foreign++; continue; }
             on_packet(e, idx, bufs[i], msgs[i].msg_len, &addrs[i]);
         }
-        if (n < RECV_BATCH) return;
+        if (n < RECV_BATCH) return got;
     }
+    return got;
 }
+
+static void on_readable(Engine *e, uint32_t idx) { (void)read_socket(e, idx); }
 
 /* -- the media clock ---------------------------------------------------------------------- */
 
@@ -714,17 +725,21 @@ static int phase_add(Engine *e, uint32_t idx) {
     return 0;
 }
 
-/* A leg that relays nothing (the IVR, the queue: the server is its far end) and must hear
- * every packet only for its recording or in-band DTMF is read on its own sub-tick, every
- * 20 ms, instead of waking the thread for each packet: none of that needs the packet
- * sooner, and at a few hundred such legs their packets were most of the thread's
- * wake-ups. RFC 4733 events then reach Python up to 20 ms later. A bridged leg, or one
- * whose socket filter passes few packets (nothing records it), stays woken for. The fd
- * stays in the epoll set with no events asked (errors still wake it). Called with the
- * mutex held whenever `relay`, `rec` or `inband` change. */
+/* Which legs the thread reads on their own sub-tick (every 20 ms, after the leg's send)
+ * instead of waking for each packet. Called with the mutex held whenever `relay`, `rec`,
+ * `inband` or the playout delay change.
+ * - A leg that relays nothing (the IVR, the queue: the server is its far end) and must
+ *   hear every packet only for its recording or in-band DTMF: none of that needs a packet
+ *   sooner, and at a few hundred such legs their packets were most of the thread's
+ *   wake-ups. RFC 4733 events then reach Python up to 20 ms later. One whose socket
+ *   filter passes few packets (nothing records it) stays woken for.
+ * - A bridged leg when the relay playout delay is JB_TICK_READ or deeper: what it hears
+ *   leaves on the playout schedule anyway, and a packet read up to 20 ms after it came
+ *   is still early for it. With a shallower delay (or none) relaying stays immediate.
+ * The fd stays in the epoll set with no events asked (errors still wake it). */
 static void update_wake(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
-    int want = leg->relay < 0 && (leg->rec != NULL || leg->inband);
+    int want = leg->relay < 0 ? leg->rec != NULL || leg->inband : e->jb_depth >= JB_TICK_READ;
     if (want == leg->drained) return;
     struct epoll_event ev = {.events = want ? 0 : EPOLLIN};
     ev.data.u64 = ((uint64_t)leg->gen << 32) | idx;
@@ -886,6 +901,8 @@ static PyObject *Engine_set_relay_jitter(Engine *e, PyObject *args) {
             jb_send_due(e, &e->legs[i], LLONG_MAX); /* what was held goes now */
             jb_drop(&e->legs[i]);
         }
+    for (uint32_t i = 0; i < e->nlegs; i++)
+        if (e->legs[i].used) update_wake(e, i);
     unlock(e);
     Py_RETURN_NONE;
 }

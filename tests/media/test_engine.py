@@ -398,6 +398,7 @@ def test_relay_playout_buffer_sends_jittery_audio_on_the_clock() -> None:
     sequence order kept for a telephone-event in between."""
     async def body(media: engine.NativeMedia) -> None:
         caller, agent, a, b = _bridged(media)
+        assert a.drained and b.drained  # read on the clock: the buffer absorbs the wait
         await _recv_all(agent, 0.05)
         sent: list[float] = []
 
@@ -588,7 +589,7 @@ def _voluntary_switches(tid: int) -> int:
     raise AssertionError("no voluntary_ctxt_switches")
 
 
-def _wakes_relaying(coalesce_us: int) -> tuple[int, int]:
+def _wakes_relaying(coalesce_us: int, **options: Any) -> tuple[int, int]:
     """(media thread wake-ups, packets relayed) for 200 packets sent 200 us apart (fewer
     than the agent's socket buffers unread)."""
     got: dict[str, int] = {}
@@ -597,7 +598,7 @@ def _wakes_relaying(coalesce_us: int) -> tuple[int, int]:
         caller, agent, a, _ = _bridged(media)
         mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
         caller.sendto(_packet(1, 0, mu), ("127.0.0.1", a.local_port))  # latch
-        await _recv_all(agent, 0.05)
+        await _recv_all(agent, 0.15 if options else 0.05)  # the latching packet
         before = _voluntary_switches(media.thread_id)
         due = time.perf_counter()
         for n in range(200):
@@ -607,11 +608,11 @@ def _wakes_relaying(coalesce_us: int) -> tuple[int, int]:
             due += 0.0002
         await asyncio.sleep(0.02)
         got["wakes"] = _voluntary_switches(media.thread_id) - before
-        got["relayed"] = len(await _recv_all(agent, 0.05))
+        got["relayed"] = len(await _recv_all(agent, 0.5 if options else 0.05))
         for s in (caller, agent):
             s.close()
 
-    _run(body, coalesce_us=coalesce_us)
+    _run(body, coalesce_us=coalesce_us, **options)
     return got["wakes"], got["relayed"]
 
 
@@ -625,6 +626,17 @@ def test_coalescing_lets_one_wake_up_take_several_packets() -> None:
     coalesced, relayed = _wakes_relaying(3000)
     assert relayed == 200
     assert at_once > 80 and coalesced < at_once / 2, (at_once, coalesced)
+
+
+def test_with_a_playout_delay_bridged_legs_are_read_on_the_clock() -> None:
+    """With a relay playout delay of 40 ms or more, what a bridged leg hears leaves on the
+    playout schedule anyway, so the thread reads it on the leg's sub-tick: the same 200
+    packets cost a fraction of the wake-ups, and every one is still relayed."""
+    at_once, relayed = _wakes_relaying(0)
+    assert relayed == 200
+    clocked, relayed = _wakes_relaying(0, relay_jitter_ms=60)
+    assert relayed == 200
+    assert at_once > 80 and clocked < at_once / 3, (at_once, clocked)
 
 
 def test_a_coalescing_pause_out_of_range_is_refused() -> None:
@@ -676,6 +688,10 @@ def test_a_recorded_leg_in_the_ivr_is_read_on_its_sub_tick_not_woken_for() -> No
         b.set_codec("PCMU", 0, 101)
         a.record(timeline)
         a.bridge(b)
+        assert not a.drained and not b.drained
+        media.engine.set_relay_jitter(40)
+        assert a.drained and b.drained
+        media.engine.set_relay_jitter(35)  # too shallow to absorb a 20 ms wait
         assert not a.drained and not b.drained
         a.unbridge()
         assert a.drained and not b.drained
