@@ -648,9 +648,10 @@ def test_a_coalescing_pause_out_of_range_is_refused() -> None:
 def test_a_recorded_leg_in_the_ivr_is_read_on_its_sub_tick_not_woken_for() -> None:
     """The server is the far end of an IVR leg: with a recording on it, every packet it
     hears goes to the recording only, so the thread reads it on the leg's own sub-tick
-    (every 20 ms) instead of waking for each packet. 80 packets 200 us apart (1.6 s of audio) then cost
-    about as many wake-ups as the sub-ticks alone, all of them land on the recording, and
-    RFC 4733 digits still reach Python. Bridged, the leg is woken for again."""
+    (every 20 ms) instead of waking for each packet. 80 packets 200 us apart (1.6 s of
+    audio) then cost about as many wake-ups as the sub-ticks alone, all of them land on
+    the recording, and RFC 4733 digits still reach Python. Bridged, the leg is woken for
+    again, unless a playout delay of 40 ms or more takes the wait."""
     async def body(media: engine.NativeMedia) -> None:
         phone = _udp()
         listener = Listener()
