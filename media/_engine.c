@@ -258,10 +258,7 @@ static void next_item(Engine *e, uint32_t idx) {
 
 static void leg_tick(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
-    if (leg->relay >= 0) { /* bridged: the other leg's packets are our audio */
-        if (leg->drained) on_readable(e, idx); /* what we hear, into the playout buffer */
-        return;
-    }
+    if (leg->relay >= 0) return; /* bridged: the other leg's packets are our audio */
     const unsigned char *payload = leg->silence;
     Py_ssize_t n = 160;
     if (leg->playing) {
@@ -285,8 +282,6 @@ static void leg_tick(Engine *e, uint32_t idx) {
         leg->seq++;
         leg->ts += 160;
     }
-    /* after the send, so that reading never delays what this sub-tick sends */
-    if (leg->drained) on_readable(e, idx);
 }
 
 /* -- the relay playout buffer ---------------------------------------------------------------
@@ -492,9 +487,19 @@ static void arm_timer(Engine *e) {
 }
 
 static void run_phase(Engine *e, int phase) {
+    int drained = 0;
     for (uint32_t i = 0; i < e->phase_n[phase]; i++) {
         int idx = e->phase_members[phase][i];
-        if (idx >= 0 && e->legs[idx].used) leg_tick(e, (uint32_t)idx);
+        if (idx >= 0 && e->legs[idx].used) {
+            leg_tick(e, (uint32_t)idx);
+            drained |= e->legs[idx].drained;
+        }
+    }
+    /* then what the phase's drained legs heard (update_wake): after every send, so that
+     * reading never delays what this sub-tick sends */
+    for (uint32_t i = 0; drained && i < e->phase_n[phase]; i++) {
+        int idx = e->phase_members[phase][i];
+        if (idx >= 0 && e->legs[idx].used && e->legs[idx].drained) on_readable(e, (uint32_t)idx);
     }
 }
 
@@ -725,21 +730,18 @@ static int phase_add(Engine *e, uint32_t idx) {
     return 0;
 }
 
-/* Which legs the thread reads on their own sub-tick (every 20 ms, after the leg's send)
- * instead of waking for each packet. Called with the mutex held whenever `relay`, `rec`,
- * `inband` or the playout delay change.
- * - A leg that relays nothing (the IVR, the queue: the server is its far end) and must
- *   hear every packet only for its recording or in-band DTMF: none of that needs a packet
- *   sooner, and at a few hundred such legs their packets were most of the thread's
- *   wake-ups. RFC 4733 events then reach Python up to 20 ms later. One whose socket
- *   filter passes few packets (nothing records it) stays woken for.
- * - A bridged leg when the relay playout delay is JB_TICK_READ or deeper: what it hears
- *   leaves on the playout schedule anyway, and a packet read up to 20 ms after it came
- *   is still early for it. With a shallower delay (or none) relaying stays immediate.
- * The fd stays in the epoll set with no events asked (errors still wake it). */
+/* Which legs the thread reads on their own sub-tick (every 20 ms, after the phase's
+ * sends) instead of waking for each packet: bridged legs when the relay playout delay is
+ * JB_TICK_READ or deeper. What such a leg hears leaves on the playout schedule anyway, and
+ * a packet read up to 20 ms after it came is still early for its slot. With a shallower
+ * delay (or none) relaying stays immediate. The fd stays in the epoll set with no events
+ * asked (errors still wake it). Called with the mutex held whenever `relay` or the
+ * playout delay change. Reading recorded IVR legs on the clock too was tried: it saved
+ * a fifth of the thread's time at 400 calls, but at 1,000 the longer sub-ticks made the
+ * clock late and calls fail (BENCHMARKS.md). */
 static void update_wake(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
-    int want = leg->relay < 0 ? leg->rec != NULL || leg->inband : e->jb_depth >= JB_TICK_READ;
+    int want = leg->relay >= 0 && e->jb_depth >= JB_TICK_READ;
     if (want == leg->drained) return;
     struct epoll_event ev = {.events = want ? 0 : EPOLLIN};
     ev.data.u64 = ((uint64_t)leg->gen << 32) | idx;
@@ -1008,7 +1010,6 @@ static PyObject *Engine_configure(Engine *e, PyObject *args) {
         leg->te_pt = te_pt;
         leg->codec = codec;
         leg->inband = inband;
-        update_wake(e, idx);
         memset(leg->silence, 0xFF, sizeof leg->silence);
         memcpy(leg->silence, silence.buf, silence.len < 160 ? (size_t)silence.len : 160);
     }
@@ -1098,7 +1099,6 @@ static PyObject *Engine_record(Engine *e, PyObject *args) {
         timeline_bind(tl, &e->mu);
     }
     leg->rec = tl;
-    update_wake(e, idx);
     unlock(e);
     if (old != NULL) {
         timeline_bind(old, NULL);

@@ -382,9 +382,8 @@ class EngineSession:
 
     @property
     def drained(self) -> bool:
-        """Read on its own sub-tick rather than woken for: not bridged, with every packet
-        going to the recording or the in-band DTMF detector; or bridged, with a relay
-        playout delay of 40 ms or more (`update_wake` in the engine)."""
+        """Read on its own sub-tick rather than woken for: bridged, with a relay playout
+        delay of 40 ms or more (`update_wake` in the engine)."""
         return bool(self._stats()[10])
 
     @property
