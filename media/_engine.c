@@ -242,9 +242,6 @@ static long payload_offset(const unsigned char *d, size_t len) {
     return off > len ? -1 : (long)off;
 }
 
-static void on_readable(Engine *e, uint32_t idx);
-static int read_socket(Engine *e, uint32_t idx);
-
 static void next_item(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
     if (leg->loop.n) {
@@ -272,16 +269,15 @@ static void leg_tick(Engine *e, uint32_t idx) {
             if (++leg->item >= s->n) next_item(e, idx);
         }
     }
-    if (leg->has_remote && leg->sending) {
-        if (leg->rec) timeline_place(leg->rec, 1, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec, e->now);
-        unsigned char pkt[12 + PKT_MAX];
-        put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
-        leg->marker = 0;
-        memcpy(pkt + 12, payload, (size_t)n);
-        leg_send(leg, pkt, 12 + (size_t)n);
-        leg->seq++;
-        leg->ts += 160;
-    }
+    if (!leg->has_remote || !leg->sending) return;
+    if (leg->rec) timeline_place(leg->rec, 1, payload, (size_t)n, leg->ts, leg->ssrc, leg->codec, e->now);
+    unsigned char pkt[12 + PKT_MAX];
+    put_header(pkt, leg->pt | (leg->marker ? 0x80 : 0), leg->seq, leg->ts, leg->ssrc);
+    leg->marker = 0;
+    memcpy(pkt + 12, payload, (size_t)n);
+    leg_send(leg, pkt, 12 + (size_t)n);
+    leg->seq++;
+    leg->ts += 160;
 }
 
 /* -- the relay playout buffer ---------------------------------------------------------------
@@ -430,13 +426,11 @@ static void on_packet(Engine *e, uint32_t idx, const unsigned char *d, size_t le
     }
 }
 
-/* Reads what the leg's socket holds (up to 4 batches); returns how many packets. */
-static int read_socket(Engine *e, uint32_t idx) {
+static void on_readable(Engine *e, uint32_t idx) {
     static unsigned char bufs[RECV_BATCH][PKT_MAX + 12];
     static struct mmsghdr msgs[RECV_BATCH];
     static struct iovec iovs[RECV_BATCH];
     static struct sockaddr_in addrs[RECV_BATCH];
-    int got = 0;
     for (int round = 0; round < 4; round++) {
         Leg *leg = &e->legs[idx];
         for (int i = 0; i < RECV_BATCH; i++) {
@@ -460,20 +454,16 @@ static int read_socket(Engine *e, uint32_t idx) {
         if (heard) timeline_prefetch_ring(heard, 1);
         if (n <= 0) {
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) leg->rx_bad++;
-            return got; /* ECONNREFUSED and friends: an ICMP error, reported once */
+            return; /* ECONNREFUSED and friends: an ICMP error, reported once */
         }
-        got += n;
         for (int i = 0; i < n && e->legs[idx].used; i++) {
             if (msgs[i].msg_hdr.msg_namelen < sizeof(struct sockaddr_in) ||
                 addrs[i].sin_family != AF_INET) { e->legs[idx].rx_foreign++; continue; }
             on_packet(e, idx, bufs[i], msgs[i].msg_len, &addrs[i]);
         }
-        if (n < RECV_BATCH) return got;
+        if (n < RECV_BATCH) return;
     }
-    return got;
 }
-
-static void on_readable(Engine *e, uint32_t idx) { (void)read_socket(e, idx); }
 
 /* -- the media clock ---------------------------------------------------------------------- */
 
