@@ -649,20 +649,17 @@ def test_which_legs_are_read_on_the_clock() -> None:
     """Only a bridged leg with a playout delay of 40 ms or more is read on its sub-tick. A
     recorded IVR leg is woken for per packet (reading it on the clock was tried and made
     the clock late at 1,000 calls): every packet lands on the recording and a digit
-    reaches Python at once."""
+    reaches Python."""
     async def body(media: engine.NativeMedia) -> None:
-        phone = _udp()
-        listener = Listener()
-        a = media.bind(listener, "127.0.0.1", _free_port())
-        a.set_codec("PCMU", 0, 101)
+        phone, listener, a, to = _pcmu_leg(media)
         a.set_remote("127.0.0.1", phone.getsockname()[1])
         timeline = engine._engine.Timeline(time.monotonic())
         a.record(timeline)
         assert not a.drained
         mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
         for n in range(20):
-            phone.sendto(_packet(1 + n, 160 * n, mu), ("127.0.0.1", a.local_port))
-        phone.sendto(_packet(30, 4000, bytes([7, 0x80, 0, 160]), pt=101), ("127.0.0.1", a.local_port))
+            phone.sendto(_packet(1 + n, 160 * n, mu), to)
+        phone.sendto(_packet(30, 4000, bytes([7, 0x80, 0, 160]), pt=101), to)
         await _until(lambda: ("7", "rfc4733") in listener.digits, 1.0)
         assert a.rx_packets == 21
         b = media.bind(Listener(), "127.0.0.1", _free_port())
