@@ -288,3 +288,63 @@ def test_a_live_recording_never_fsyncs_until_it_is_finished(
     assert synced[0].endswith(f"{rec.id}.part/{AUDIO}")  # the WAV, before its rename
     assert str(recs.directory) in synced and any(p.endswith(".json.tmp") for p in synced)
     assert len(synced) == 3
+
+
+def test_flushes_of_one_hand_over_are_written_in_one_group(tmp_path: Path) -> None:
+    """Recordings flushing between two hand-overs to the I/O thread become one job (the C
+    writer's one call); the backlog counts each flush and returns to zero, and a flush
+    that fails is counted as an I/O error without losing the others."""
+    import types
+
+    from recorder.writer import AUDIO
+    from switchboard.recording import IO_EVERY, SLOTS, _WriteGroup
+
+    class Clock:
+        now = 100.0
+
+        def time(self) -> float:
+            return self.now
+
+    recs = recordings(tmp_path, days=0)
+    recs.loop = Clock()  # type: ignore[assignment]
+    calls = [types.SimpleNamespace(
+        call_id=f"c{i}", did="100", caller="alice", flow=None, recording=None,
+        recording_id=None, session=types.SimpleNamespace(tap_in=None, tap_out=None),
+        collected_vars=lambda: {}, cdr=lambda: {"flow": "main", "vars": {}}, queue="q",
+        agent="1001", answered_at=time.time(), bridged_at=None, ended_at=None,
+        end_reason="hangup") for i in range(40)]
+    recs._batching = True  # as with a media clock driving it
+    started = [recs.begin(call) for call in calls]  # type: ignore[arg-type]
+    recs._hand_over()
+    while not recs._jobs.empty():  # the journals' headers
+        for job in recs._jobs.get() or ():
+            job()
+            recs._done += 1
+    gone = started[7]
+    (recs.directory / f"{gone.id}.part" / AUDIO).unlink()
+    (recs.directory / f"{gone.id}.part" / AUDIO).mkdir()  # its audio cannot be opened again
+    groups: list[_WriteGroup] = []
+    for subtick in range(1, 2 * SLOTS + 1):  # the first flushes also rewrite the meta sidecar
+        recs.loop.now += 0.005  # type: ignore[attr-defined]
+        if subtick % 4 == 0:
+            for call in calls:
+                call.session.tap_in(b"\x7f" * 160, "PCMU", subtick * 40, 1)
+        recs.on_subtick(subtick)
+        if subtick % IO_EVERY == 0:
+            jobs = []
+            while not recs._jobs.empty():
+                jobs.extend(recs._jobs.get() or ())
+            assert recs.io_backlog == sum(getattr(job, "count", 1) for job in jobs)
+            for job in jobs:  # the I/O thread's work, here
+                try:
+                    job()
+                except Exception:
+                    recs.stats["io_errors"] += 1
+                recs._done += getattr(job, "count", 1)
+            groups += [job for job in jobs if isinstance(job, _WriteGroup)]
+    assert sum(g.count for g in groups) == 80 and len(groups) <= 40 + 2 * SLOTS // IO_EVERY
+    assert max(g.count for g in groups) > 1 and recs.io_backlog == 0
+    assert recs.stats["io_errors"] == 1  # its second flush (the first had no final audio yet)
+    for rec in started:
+        if rec is not gone:
+            assert (recs.directory / f"{rec.id}.part" / AUDIO).stat().st_size > 44
