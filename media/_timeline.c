@@ -17,11 +17,9 @@
  */
 #include "_timeline.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CHANNELS 2
 #define FRAME_BYTES (2 * CHANNELS)
@@ -563,89 +561,6 @@ static PyObject *deinterleave(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(NN)", left, right);
 }
 
-/* write_batches(items) -> [(index, errno), ...]: the recorder I/O thread's writes of one
- * hand-over, with the GIL released once instead of twice per recording. Each item is
- * ``(audio_fd, offset, frames, journal_fd, line)``: `frames` go to `audio_fd` at `offset`
- * (none when the fd is -1), then `line` is appended to `journal_fd` (audio first: the
- * journal never vouches for audio that is not in the file). A failed item is reported and
- * its journal line left out; the others are still written. */
-typedef struct {
-    int audio_fd, journal_fd, err;
-    long long offset;
-    Py_buffer frames, line;
-} WriteItem;
-
-static int write_fully(int fd, const char *p, Py_ssize_t len, long long offset) {
-    while (len > 0) {
-        ssize_t n = offset < 0 ? write(fd, p, (size_t)len) : pwrite(fd, p, (size_t)len, (off_t)offset);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        if (n == 0) return EIO;
-        p += n;
-        len -= n;
-        if (offset >= 0) offset += n;
-    }
-    return 0;
-}
-
-static void release_items(WriteItem *w, Py_ssize_t parsed) {
-    for (Py_ssize_t i = 0; i < parsed; i++) {
-        PyBuffer_Release(&w[i].frames);
-        PyBuffer_Release(&w[i].line);
-    }
-    PyMem_Free(w);
-}
-
-static PyObject *write_batches(PyObject *self, PyObject *arg) {
-    PyObject *seq = PySequence_Fast(arg, "write_batches takes a sequence of tuples");
-    if (seq == NULL) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), parsed = 0;
-    WriteItem *w = PyMem_Calloc(n > 0 ? (size_t)n : 1, sizeof *w);
-    if (w == NULL) {
-        Py_DECREF(seq);
-        return PyErr_NoMemory();
-    }
-    for (; parsed < n; parsed++) {
-        WriteItem *it = &w[parsed];
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, parsed), "iLy*iy*;write_batches item",
-                              &it->audio_fd, &it->offset, &it->frames, &it->journal_fd,
-                              &it->line))
-            break;
-        if (it->offset < 0) {
-            PyBuffer_Release(&it->frames);
-            PyBuffer_Release(&it->line);
-            PyErr_SetString(PyExc_ValueError, "write_batches: negative offset");
-            break;
-        }
-    }
-    if (parsed < n) {
-        release_items(w, parsed);
-        Py_DECREF(seq);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        WriteItem *it = &w[i];
-        if (it->audio_fd >= 0 && it->frames.len > 0)
-            it->err = write_fully(it->audio_fd, it->frames.buf, it->frames.len, it->offset);
-        if (it->err == 0 && it->line.len > 0)
-            it->err = write_fully(it->journal_fd, it->line.buf, it->line.len, -1);
-    }
-    Py_END_ALLOW_THREADS
-    PyObject *failed = PyList_New(0);
-    for (Py_ssize_t i = 0; failed != NULL && i < n; i++) {
-        if (w[i].err == 0) continue;
-        PyObject *pair = Py_BuildValue("(ni)", i, w[i].err);
-        if (pair == NULL || PyList_Append(failed, pair) < 0) Py_CLEAR(failed);
-        Py_XDECREF(pair);
-    }
-    release_items(w, n);
-    Py_DECREF(seq);
-    return failed;
-}
-
 /* frame_levels(pcm, frame) -> bytes: the RMS level in dBFS (a full-scale square wave is
  * 0 dB, digital silence -100 dB) of each whole `frame` samples of native int16 `pcm`, as
  * native float64 values: recorder.analyzers.frame_levels without the float copies. The
@@ -682,9 +597,6 @@ static PyObject *frame_levels(PyObject *self, PyObject *args) {
 static PyMethodDef timeline_functions[] = {
     {"frame_levels", frame_levels, METH_VARARGS,
      "frame_levels(pcm, frame) -> bytes: float64 RMS level (dBFS) of each whole frame of int16 pcm"},
-    {"write_batches", write_batches, METH_O,
-     "write_batches(items) -> [(index, errno)]: (audio_fd, offset, frames, journal_fd, line) "
-     "writes with the GIL released once"},
     {"deinterleave", deinterleave, METH_O,
      "deinterleave(frames) -> (left, right): stereo int16 frames as one bytes object per channel"},
     {NULL, NULL, 0, NULL},

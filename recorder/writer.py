@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -52,7 +52,7 @@ from recorder.timeline import (
 from recorder.wavfile import read_wav, wav_header, write_stereo_wav_chunks
 
 __all__ = ["LEFT", "RIGHT", "FinishJob", "OpenFiles", "RecordingWriter", "WriteBatch", "recover",
-           "write_batch", "write_batches"]
+           "write_batch"]
 
 log = logging.getLogger("switchboard.recorder")
 
@@ -67,11 +67,6 @@ PART_SUFFIX = ".part"
 _BLOCK = 8000 * 30  # samples per leg read at once when building a WAV
 
 Int16Array = npt.NDArray[np.int16]
-
-try:  # the C writer: one GIL release for all the batches of a hand-over
-    from media._engine import write_batches as _write_many  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - the build without a C compiler
-    _write_many = None
 
 
 def _segment_path(part: Path, leg: str) -> Path:
@@ -91,12 +86,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _journal_line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
-
-
 def _append_journal(part: Path, record: dict[str, Any], durable: bool = True) -> None:
-    line = _journal_line(record)
+    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
     with open(part / JOURNAL, "ab") as journal:
         journal.write(line)
         journal.flush()
@@ -162,41 +153,9 @@ def write_batch(batch: WriteBatch, files: OpenFiles | None = None) -> None:
         if batch.durable:
             os.fdatasync(audio)
     journal = files.fd(batch.part, JOURNAL, append=True)
-    os.write(journal, _journal_line(batch.record))
+    os.write(journal, (json.dumps(batch.record, separators=(",", ":")) + "\n").encode())
     if batch.durable:
         os.fdatasync(journal)
-
-
-def write_batches(batches: Sequence[WriteBatch], files: OpenFiles
-                  ) -> list[tuple[WriteBatch, OSError]]:
-    """Several recordings' batches, each as `write_batch` writes it; returns the ones that
-    failed with their error (the others are written all the same). Batches that need no
-    fsync go to the C writer in one call: the I/O thread then takes the GIL back once per
-    hand-over instead of twice per batch, which matters while the event loop is busy."""
-    failed: list[tuple[WriteBatch, OSError]] = []
-    if _write_many is None or any(batch.durable for batch in batches):
-        for batch in batches:
-            try:
-                write_batch(batch, files)
-            except OSError as exc:
-                failed.append((batch, exc))
-        return failed
-    items: list[tuple[int, int, bytes, int, bytes]] = []
-    native: list[WriteBatch] = []
-    for batch in batches:
-        try:
-            audio = files.fd(batch.part, AUDIO) if batch.data else -1
-            journal = files.fd(batch.part, JOURNAL, append=True)
-        except OSError as exc:
-            failed.append((batch, exc))
-            continue
-        items.append((audio, WAV_HEADER + batch.offset * FRAME_BYTES, batch.data, journal,
-                      _journal_line(batch.record)))
-        native.append(batch)
-    if items:
-        for index, err in _write_many(items):
-            failed.append((native[index], OSError(err, os.strerror(err))))
-    return failed
 
 
 def _seal(fd: int, vouched: int, frames: int, rate: int) -> None:

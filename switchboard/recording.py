@@ -48,10 +48,9 @@ from recorder.writer import (
     PART_SUFFIX,
     OpenFiles,
     RecordingWriter,
-    WriteBatch,
     by_leg,
     recover,
-    write_batches,
+    write_batch,
 )
 
 from .cdr import iso
@@ -170,24 +169,6 @@ def _write_json(path: Path, data: dict[str, Any], durable: bool = True) -> None:
             out.flush()
             os.fsync(out.fileno())
     os.replace(tmp, path)
-
-
-class _WriteGroup:
-    """Flushes of several recordings, in order, for the I/O thread to write in one go;
-    a failed one is counted and logged, the others are written."""
-
-    def __init__(self, owner: Recordings, batches: list[WriteBatch]) -> None:
-        self.owner = owner
-        self.batches = batches
-
-    @property
-    def count(self) -> int:  # jobs, as `Recordings.io_backlog` counts them
-        return len(self.batches)
-
-    def __call__(self) -> None:
-        for batch, exc in write_batches(self.batches, self.owner.files):
-            self.owner.stats["io_errors"] += 1
-            log.error("event=recording_io_failed part=%s error=%r", batch.part.name, exc)
 
 
 class CallRecording:
@@ -502,7 +483,7 @@ class Recordings:
                 self._deliver(rec, *rec.writer.advance(now))
                 batch = rec.writer.take_io(now, durable=False)
                 if rec.store:
-                    self._submit_write(batch)
+                    self._submit(lambda b=batch: write_batch(b, self.files))  # type: ignore[misc]
                 if rec.meta_dirty:
                     self._write_meta(rec)
             except Exception:  # keep recording the other calls
@@ -552,16 +533,6 @@ class Recordings:
         if not self._batching:
             self._hand_over()
 
-    def _submit_write(self, batch: WriteBatch) -> None:
-        """A flush's batch: joins the pending job if that is a group of flushes (they all
-        go to the C writer in one call), else starts one; the order of jobs is kept."""
-        last = self._pending[-1] if self._pending else None
-        if isinstance(last, _WriteGroup):
-            last.batches.append(batch)
-            self._submitted += 1
-        else:
-            self._submit(_WriteGroup(self, [batch]))
-
     def _hand_over(self) -> None:
         if self._pending:
             jobs, self._pending = self._pending, []
@@ -580,7 +551,7 @@ class Recordings:
                 except Exception as exc:
                     self.stats["io_errors"] += 1
                     log.error("event=recording_io_failed error=%r", exc)
-                self._done += getattr(job, "count", 1)
+                self._done += 1
 
     @property
     def io_backlog(self) -> int:
