@@ -548,11 +548,12 @@ def test_yield_to_media_renices_every_other_thread_and_their_later_threads() -> 
     assert int(second) == max(7, base)  # a thread started afterwards inherits it
 
 
-def test_a_refused_realtime_priority_falls_back_to_the_slice() -> None:
-    """Without CAP_SYS_NICE and with RLIMIT_RTPRIO 0 (a child that drops both) SCHED_FIFO
-    is refused; the thread stays normal and still asks for its short slice."""
-    code = textwrap.dedent("""
-        import asyncio, ctypes, resource
+def _sched_without_cap_sys_nice(rtprio_limit: int) -> tuple[int, int, int, int, int, int]:
+    """A child that drops CAP_SYS_NICE and sets RLIMIT_RTPRIO, then starts the engine
+    with `realtime_priority` 10 and a 200 us slice: (realtime as reported, slice taken,
+    slice the thread reports, its errno, the thread's policy and priority)."""
+    code = textwrap.dedent(f"""
+        import asyncio, ctypes, os, resource
         from media import engine
 
         CAP_SYS_NICE = 23
@@ -563,23 +564,45 @@ def test_a_refused_realtime_priority_falls_back_to_the_slice() -> None:
         data[0] &= ~(1 << CAP_SYS_NICE)
         data[1] &= ~(1 << CAP_SYS_NICE)
         assert libc.capset(header, data) == 0, ctypes.get_errno()
-        resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+        try:
+            resource.setrlimit(resource.RLIMIT_RTPRIO, ({rtprio_limit}, {rtprio_limit}))
+        except ValueError:  # a hard limit below it, and no CAP_SYS_RESOURCE to raise it
+            raise SystemExit("skip")
 
         async def main():
             media = engine.NativeMedia(asyncio.get_running_loop(), priority=10, slice_us=200)
             media.start()
             clock = media.clock.refresh()
-            print(int(clock.realtime), media.slice_ns, *media.engine.sched()[1:])
+            tid, *slice = media.engine.sched()
+            print(int(clock.realtime), media.slice_ns, *slice, os.sched_getscheduler(tid),
+                  os.sched_getparam(tid).sched_priority)
             media.stop()
 
         asyncio.run(main())
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=30, check=False, cwd=REPO)
+    if done.returncode == 1 and done.stderr.strip() == "skip":
+        pytest.skip(f"RLIMIT_RTPRIO cannot be raised to {rtprio_limit} here")
     assert done.returncode == 0, done.stderr
-    realtime, taken, reported, error = (int(x) for x in done.stdout.split())
-    assert not realtime
+    realtime, taken, reported, error, policy, priority = (int(x) for x in done.stdout.split())
+    return realtime, taken, reported, error, policy, priority
+
+
+def test_a_refused_realtime_priority_falls_back_to_the_slice() -> None:
+    """Without CAP_SYS_NICE and with RLIMIT_RTPRIO 0 (a child that drops both) SCHED_FIFO
+    is refused; the thread stays normal and still asks for its short slice."""
+    realtime, taken, reported, error, policy, _ = _sched_without_cap_sys_nice(0)
+    assert not realtime and policy == os.SCHED_OTHER
     assert taken == reported and ((taken == 200_000 and error == 0) or (taken == 0 and error))
+
+
+def test_rlimit_rtprio_grants_the_realtime_priority_without_privileges() -> None:
+    """The service's way (systemd ``LimitRTPRIO=10``, examples/switchboard.service): no
+    CAP_SYS_NICE, but RLIMIT_RTPRIO 10 lets the media thread take SCHED_FIFO 10."""
+    realtime, taken, _, _, policy, priority = _sched_without_cap_sys_nice(10)
+    assert realtime and (policy, priority) == (os.SCHED_FIFO, 10)
+    assert taken == 0  # SCHED_FIFO: no slice asked for
 
 
 def _voluntary_switches(tid: int) -> int:
