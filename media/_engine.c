@@ -51,7 +51,6 @@
 #define COALESCE_MARGIN_NS 300000LL /* a coalescing pause ends this long before a sub-tick */
 #define COALESCE_MIN_NS 50000LL     /* shorter than this, no pause */
 #define JB_TICK_READ 8 /* sub-ticks (40 ms): with a playout delay this deep, bridged legs are read on the clock */
-#define MAX_TICK_READS 32 /* unbridged legs read on the clock per phase (update_wake) */
 #define JB_REANCHOR_LATE 40    /* sub-ticks (200 ms): later than this, the sender has moved on */
 
 enum { EV_DTMF = 1, EV_AUDIO = 2, EV_DONE = 3 };
@@ -116,7 +115,6 @@ typedef struct {
     double dtmf_posted;
     Timeline *rec; /* the call's recording: what we hear on channel 0, what we send on 1 */
     int drained; /* read on its own sub-tick, not woken for (see update_wake) */
-    int tick_read; /* holds one of its phase's MAX_TICK_READS places for unbridged legs */
     /* counters */
     unsigned long long rx_packets, rx_bad, rx_foreign, rx_unknown_pt, tx_packets, tx_dropped;
 } Leg;
@@ -140,7 +138,6 @@ typedef struct {
     uint32_t nfree;
     int *phase_members[PHASES];
     uint32_t phase_n[PHASES], phase_cap[PHASES];
-    uint32_t tick_reads[PHASES]; /* unbridged legs of each phase read on the clock */
     Event *events;
     uint32_t ev_head, ev_count;
     unsigned long long ev_dropped;
@@ -724,40 +721,21 @@ static int phase_add(Engine *e, uint32_t idx) {
 }
 
 /* Which legs the thread reads on their own sub-tick (every 20 ms, after the phase's
- * sends) instead of waking for each packet. The fd stays in the epoll set with no events
- * asked (errors still wake it). Called with the mutex held whenever `relay`, `rec`,
- * `inband` or the playout delay change, and when a leg goes.
- * - A bridged leg when the relay playout delay is JB_TICK_READ or deeper: what it hears
- *   leaves on the playout schedule anyway, and a packet read up to 20 ms after it came is
- *   still early for its slot. With a shallower delay (or none) relaying stays immediate.
- * - A leg that relays nothing (the IVR, the queue: the server is its far end) and hears
- *   every packet only for its recording or in-band DTMF: none of that needs a packet
- *   sooner, and recorded IVR legs' packets were most of the thread's wake-ups (RFC 4733
- *   events then reach Python up to 20 ms later). At most MAX_TICK_READS such legs per
- *   phase, the first to ask; the others are woken for as before. Unbounded, 250 more
- *   reads per sub-tick at 1,000 recorded IVR calls made each sub-tick one long run that
- *   the busy event loop preempted: the clock ran late and calls failed (BENCHMARKS.md).
- *   A leg whose socket filter passes few packets (nothing records it) stays woken for. */
+ * sends) instead of waking for each packet: bridged legs when the relay playout delay is
+ * JB_TICK_READ or deeper. What such a leg hears leaves on the playout schedule anyway, and
+ * a packet read up to 20 ms after it came is still early for its slot. With a shallower
+ * delay (or none) relaying stays immediate. The fd stays in the epoll set with no events
+ * asked (errors still wake it). Called with the mutex held whenever `relay` or the
+ * playout delay change. Reading recorded IVR legs on the clock too was tried: it saved
+ * a fifth of the thread's time at 400 calls, but at 1,000 the longer sub-ticks made the
+ * clock late and calls fail (BENCHMARKS.md). */
 static void update_wake(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
-    int unbridged = leg->used && leg->relay < 0 && (leg->rec != NULL || leg->inband);
-    if (!unbridged && leg->tick_read) {
-        e->tick_reads[leg->phase]--;
-        leg->tick_read = 0;
-    } else if (unbridged && !leg->tick_read && e->tick_reads[leg->phase] < MAX_TICK_READS) {
-        e->tick_reads[leg->phase]++;
-        leg->tick_read = 1;
-    }
-    int want = leg->relay >= 0 ? e->jb_depth >= JB_TICK_READ : leg->tick_read;
-    if (!leg->used || want == leg->drained) return;
+    int want = leg->relay >= 0 && e->jb_depth >= JB_TICK_READ;
+    if (want == leg->drained) return;
     struct epoll_event ev = {.events = want ? 0 : EPOLLIN};
     ev.data.u64 = ((uint64_t)leg->gen << 32) | idx;
-    if (epoll_ctl(e->ep, EPOLL_CTL_MOD, leg->fd, &ev) == 0) {
-        leg->drained = want;
-    } else if (leg->tick_read && want) { /* stays woken for: give the place back */
-        e->tick_reads[leg->phase]--;
-        leg->tick_read = 0;
-    }
+    if (epoll_ctl(e->ep, EPOLL_CTL_MOD, leg->fd, &ev) == 0) leg->drained = want;
 }
 
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
@@ -986,10 +964,6 @@ static PyObject *Engine_remove(Engine *e, PyObject *args) {
     if (leg == NULL) { unlock(e); return NULL; }
     epoll_ctl(e->ep, EPOLL_CTL_DEL, leg->fd, NULL);
     phase_remove(e, idx);
-    if (leg->tick_read) { /* its place goes to the next leg that asks */
-        e->tick_reads[leg->phase]--;
-        leg->tick_read = 0;
-    }
     for (uint32_t i = 0; i < e->nlegs; i++)
         if (e->legs[i].used && e->legs[i].relay == (int)idx) {
             e->legs[i].relay = -1;
@@ -1026,7 +1000,6 @@ static PyObject *Engine_configure(Engine *e, PyObject *args) {
         leg->te_pt = te_pt;
         leg->codec = codec;
         leg->inband = inband;
-        update_wake(e, idx);
         memset(leg->silence, 0xFF, sizeof leg->silence);
         memcpy(leg->silence, silence.buf, silence.len < 160 ? (size_t)silence.len : 160);
     }
@@ -1116,7 +1089,6 @@ static PyObject *Engine_record(Engine *e, PyObject *args) {
         timeline_bind(tl, &e->mu);
     }
     leg->rec = tl;
-    update_wake(e, idx);
     unlock(e);
     if (old != NULL) {
         timeline_bind(old, NULL);
@@ -1393,6 +1365,5 @@ PyMODINIT_FUNC PyInit__engine(void) {
     PyModule_AddIntConstant(m, "EV_AUDIO", EV_AUDIO);
     PyModule_AddIntConstant(m, "EV_DONE", EV_DONE);
     PyModule_AddIntConstant(m, "PHASES", PHASES);
-    PyModule_AddIntConstant(m, "MAX_TICK_READS", MAX_TICK_READS);
     return m;
 }

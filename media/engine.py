@@ -383,8 +383,7 @@ class EngineSession:
     @property
     def drained(self) -> bool:
         """Read on its own sub-tick rather than woken for: bridged, with a relay playout
-        delay of 40 ms or more; or unbridged and recorded (or with in-band DTMF), while its
-        phase has one of its MAX_TICK_READS places free (`update_wake` in the engine)."""
+        delay of 40 ms or more (`update_wake` in the engine)."""
         return bool(self._stats()[10])
 
     @property

@@ -669,33 +669,22 @@ def test_a_coalescing_pause_out_of_range_is_refused() -> None:
 
 
 def test_which_legs_are_read_on_the_clock() -> None:
-    """A recorded IVR leg is read on its sub-tick: 80 packets 200 us apart cost about as
-    many wake-ups as the sub-ticks alone, every packet lands on the recording and a digit
-    reaches Python. A bridged leg is read on the clock only with a playout delay of 40 ms
-    or more; unbridged and recorded again, it is read on the clock again."""
+    """Only a bridged leg with a playout delay of 40 ms or more is read on its sub-tick. A
+    recorded IVR leg is woken for per packet (reading it on the clock was tried and made
+    the clock late at 1,000 calls): every packet lands on the recording and a digit
+    reaches Python."""
     async def body(media: engine.NativeMedia) -> None:
         phone, listener, a, to = _pcmu_leg(media)
         a.set_remote("127.0.0.1", phone.getsockname()[1])
-        assert not a.drained  # nothing records it: its socket filter thins what it hears
         timeline = engine._engine.Timeline(time.monotonic())
         a.record(timeline)
-        assert a.drained
+        assert not a.drained
         mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
-        phone.sendto(_packet(1, 0, mu), to)
-        await asyncio.sleep(0.05)
-        before = _voluntary_switches(media.thread_id)
-        started = due = time.perf_counter()
-        for n in range(80):
-            while time.perf_counter() < due:
-                pass
-            phone.sendto(_packet(2 + n, 160 * (n + 1), mu), to)
-            due += 0.0002
-        phone.sendto(_packet(300, 16000, bytes([7, 0x80, 0, 160]), pt=101), to)
+        for n in range(20):
+            phone.sendto(_packet(1 + n, 160 * n, mu), to)
+        phone.sendto(_packet(30, 4000, bytes([7, 0x80, 0, 160]), pt=101), to)
         await _until(lambda: ("7", "rfc4733") in listener.digits, 1.0)
-        wakes = _voluntary_switches(media.thread_id) - before
-        subticks = (time.perf_counter() - started) / 0.005
-        assert wakes < subticks * 1.5 + 10, (wakes, subticks)
-        assert a.rx_packets == 82
+        assert a.rx_packets == 21
         b = media.bind(Listener(), "127.0.0.1", _free_port())
         b.set_codec("PCMU", 0, 101)
         a.bridge(b)
@@ -706,51 +695,14 @@ def test_which_legs_are_read_on_the_clock() -> None:
         assert not a.drained and not b.drained
         media.engine.set_relay_jitter(40)
         a.unbridge()
-        assert a.drained and not b.drained  # a: recorded; b: nothing records it
+        assert not a.drained and not b.drained
         a.bridge(b)
         assert a.drained and b.drained
-        media.engine.set_relay_jitter(0)
-        b.close()  # the leg it relayed to is gone: back to the IVR rule
-        assert a.drained
-        a.record(None)
+        b.close()  # the leg it relayed to is gone: woken for again
         assert not a.drained
+        a.record(None)
         _, frames = timeline.take(time.monotonic(), final=True)
         pcm = np.frombuffer(frames, dtype="<i2").reshape(-1, 2)
-        assert np.count_nonzero(pcm[:, 0] == decode("PCMU", mu)[0]) == 81 * 160
-        assert timeline.dropped == 0
-        phone.close()
-    _run(body)
-
-
-def test_at_most_max_tick_reads_unbridged_legs_per_phase_are_read_on_the_clock() -> None:
-    """More recorded IVR legs than the phases' places: the first to ask are read on the
-    clock, the rest are woken for (and still hear everything). A leg that goes frees its
-    place for the next leg of its phase that asks, and the count returns to zero."""
-    places = engine._engine.PHASES * engine._engine.MAX_TICK_READS
-
-    def recorded(media: engine.NativeMedia) -> engine.EngineSession:
-        leg = media.bind(Listener(), "127.0.0.1", _free_port())
-        leg.set_codec("PCMU", 0, 101)
-        leg.record(engine._engine.Timeline(time.monotonic()))
-        return leg
-
-    async def body(media: engine.NativeMedia) -> None:
-        legs = [recorded(media) for _ in range(places + 8)]  # legs are spread evenly on phases
-        assert [leg.drained for leg in legs] == [True] * places + [False] * 8
-        phone = _udp()
-        mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
-        for n, leg in enumerate(legs[-3:]):
-            phone.sendto(_packet(1, 0, mu, ssrc=n + 1), ("127.0.0.1", leg.local_port))
-        await _until(lambda: all(leg.rx_packets == 1 for leg in legs[-3:]), 1.0)
-        legs.pop(5).close()
-        newcomer = recorded(media)  # lands on the phase with a member less: legs[5]'s
-        assert newcomer.drained
-        legs.append(newcomer)
-        for leg in legs:
-            leg.record(None)
-        assert not any(leg.drained for leg in legs)
-        for leg in legs:
-            leg.record(engine._engine.Timeline(time.monotonic()))
-        assert sum(leg.drained for leg in legs) == places
+        assert np.count_nonzero(pcm[:, 0] == decode("PCMU", mu)[0]) == 20 * 160
         phone.close()
     _run(body)
