@@ -275,6 +275,25 @@ def timing(calls: Iterable[CallTimes]) -> dict[str, float | None]:
             "tta_p50_ms": _ms(percentile(tta, 50)), "tta_p99_ms": _ms(percentile(tta, 99))}
 
 
+def placing(calls: Iterable[CallTimes]) -> dict[str, float | None]:
+    """The rate SIPp sent INVITEs at, from its own stamps: `cps_placed`, INVITEs per
+    second between the first and the last (the mean); `cps_placed_min`, the fewest sent
+    in any whole second of that span (what "sustained" means: 0 when SIPp stalled for a
+    second). None for fewer than two INVITEs, the minimum also for a span under 2 s."""
+    stamps = sorted(c.invite for c in calls)
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+        return {"cps_placed": None, "cps_placed_min": None}
+    first, span = stamps[0], stamps[-1] - stamps[0]
+    whole = int(span)  # seconds [first + k, first + k + 1) for k < whole
+    per_second = [0] * whole
+    for t in stamps:
+        k = int(t - first)
+        if k < whole:
+            per_second[k] += 1
+    return {"cps_placed": round((len(stamps) - 1) / span, 2),
+            "cps_placed_min": float(min(per_second)) if whole >= 2 else None}
+
+
 def split_by_step(steps: Sequence[Step], calls: Iterable[CallTimes]) -> list[list[CallTimes]]:
     """Each call goes to the step its INVITE was sent in (before the first step: the
     first; after the last step's end: the last)."""
@@ -313,6 +332,7 @@ def step_rows(steps: Sequence[Step], calls: Iterable[CallTimes], outcomes: dict[
             "failed": sum(reasons.values()),
             "failed_by_reason": reasons,
             **timing(mine),
+            **placing(mine),
             "cpu_pct_of_core": round(100.0 * step.cpu_s / duration, 1) if duration else None,
             "rss_kib_peak": step.rss_kib_peak,
             "media_clock_late_p99_ms": step.clock_late_p99_ms,
@@ -331,6 +351,8 @@ COLUMNS = (  # (row key, markdown header)
     ("step", "step"),
     ("offered_concurrency", "offered calls"),
     ("offered_cps", "offered cps"),
+    ("cps_placed", "placed cps"),
+    ("cps_placed_min", "placed cps, worst second"),
     ("duration_s", "s"),
     ("calls_up_peak", "calls up"),
     ("attempted", "attempted"),
@@ -361,7 +383,8 @@ def totals_row(result: dict[str, Any]) -> dict[str, Any]:
     """The whole run in the shape of a step row."""
     return {
         "step": "total", "offered_concurrency": result.get("concurrency"),
-        "offered_cps": result.get("cps_target"), "duration_s": result.get("elapsed_s"),
+        "offered_cps": result.get("cps_target"), "cps_placed": result.get("cps_placed"),
+        "cps_placed_min": result.get("cps_placed_min"), "duration_s": result.get("elapsed_s"),
         "calls_up_peak": result.get("max_concurrent"), "attempted": result.get("attempted"),
         "completed": result.get("completed"), "failed": result.get("failed"),
         "pdd_p50_ms": result.get("pdd_p50_ms"), "pdd_p99_ms": result.get("pdd_p99_ms"),

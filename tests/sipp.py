@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import random
 import re
 import shutil
 import signal
@@ -91,10 +92,38 @@ def free_sip_port() -> int:
     raise OSError("no port free for both UDP and TCP")
 
 
-def free_port_pair() -> int:
-    """An even UDP port p with p+1 free too (RTP and RTCP).
+SLOT = 512  # media ports per SIPp: base + 4 (n - 1) for call n with auto_media_port, 128 calls
+_next_slot: list[int] = []  # the slot free_port_pair tries first
 
-    SIPp also opens p+2 for video, so p+2 and p+3 are checked as well."""
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port_pair() -> int:
+    """An even UDP port p with p+1 free too (RTP and RTCP); SIPp also opens p+2 for video,
+    so p+2 and p+3 are checked as well.
+
+    Taken above the kernel's ephemeral range, in slots of SLOT ports used in turn: a port
+    in that range can go to any socket bound to port 0 between this check and SIPp's own
+    bind, which made SIPp exit with EADDRINUSE ("Unable to bind audio RTP socket"); above
+    it only an explicit bind takes a port. Where the range leaves no room above it, an
+    ephemeral port as before."""
+    first = -(-(_ephemeral_range()[1] + 1) // SLOT) * SLOT
+    slots = (65536 - first) // SLOT
+    if slots >= 2:
+        if not _next_slot:
+            _next_slot.append(random.randrange(slots))
+        for i in range(slots):
+            k = (_next_slot[0] + i) % slots
+            base = first + k * SLOT
+            if all(_port_free(base + j, socket.SOCK_DGRAM) for j in range(4)):
+                _next_slot[0] = k + 1
+                return base
     for _ in range(200):
         base = free_udp_port() & ~1
         if base < 1024 or base + 3 > 65535:

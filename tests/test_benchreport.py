@@ -16,6 +16,7 @@ from switchboard.benchreport import (
     parse_proc_stat,
     parse_setup_log,
     percentile,
+    placing,
     plan_steps,
     steal_pct,
     step_rows,
@@ -136,6 +137,24 @@ def _result(rows: list[dict[str, object]]) -> dict[str, object]:
             "media_clock_late_p99_ms": 1.5, "rtp_late_pct": None, "steps": rows}
 
 
+@pytest.mark.parametrize(("invites", "expected"), [
+    ([], (None, None)),
+    ([5.0], (None, None)),
+    ([5.0, 5.0], (None, None)),
+    # 100 a second for 3 s: 301 INVITEs over 3 s, every whole second has 100
+    ([100.0 + i / 100 for i in range(301)], (100.0, 100.0)),
+    # the same with SIPp silent for 1.5 s in the middle: a whole second with none
+    ([100.0 + i / 100 for i in range(100)] + [102.5 + i / 100 for i in range(150)],
+     (62.41, 0.0)),
+    # a span under 2 s: the mean only
+    ([0.0, 0.5, 1.0, 1.5], (2.0, None)),
+])
+def test_placing_rate_from_the_invites(invites: list[float],
+                                       expected: tuple[float | None, float | None]) -> None:
+    got = placing(reversed(_calls(invites)))  # in any order
+    assert (got["cps_placed"], got["cps_placed_min"]) == expected
+
+
 def test_markdown_has_one_row_per_step_and_a_totals_row() -> None:
     calls = _calls([100.0, 101.0, 111.0])
     rows = step_rows(_steps(), calls, {c.call_id: "completed" for c in calls})
@@ -146,6 +165,7 @@ def test_markdown_has_one_row_per_step_and_a_totals_row() -> None:
     assert header[:3] == ["step", "offered calls", "offered cps"] and "PDD p99 ms" in header
     step1 = [c.strip() for c in table[2].strip("|").split("|")]
     assert step1[0] == "1" and step1[header.index("attempted")] == "2"
+    assert step1[header.index("placed cps")] == "1"  # INVITEs at 100.0 and 101.0
     assert step1[header.index("RTP late %")] == "n/a"
     total = [c.strip() for c in table[-1].strip("|").split("|")]
     assert total[0] == "**total**" and total[header.index("failed")] == "**2**"

@@ -50,6 +50,21 @@ def test_free_port_pair_is_even_and_both_free() -> None:
             s.bind(("127.0.0.1", port))
 
 
+def test_media_ports_come_from_above_the_ephemeral_range_in_turn() -> None:
+    """No socket bound to port 0 can take them before SIPp binds; a slot whose base is
+    held is skipped; each slot has room for 128 calls' auto_media_port ports."""
+    high = sipp._ephemeral_range()[1]
+    if 65536 - high < 2 * sipp.SLOT:
+        pytest.skip(f"the ephemeral range ends at {high}: no room above it")
+    first = sipp.free_port_pair()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", first))
+        bases = [sipp.free_port_pair() for _ in range(3)]
+    for base in (first, *bases):
+        assert base > high and base % sipp.SLOT == 0 and base + 4 * 127 + 3 <= 65535
+    assert first not in bases and len(set(bases)) == 3
+
+
 def test_options_ping_and_wait_for_sip(tmp_path: Path) -> None:
     dead = sipp.free_udp_port()
     assert not sipp.sip_options_ping("127.0.0.1", dead, timeout=0.3)
