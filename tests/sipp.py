@@ -276,12 +276,35 @@ def run_sipp(scenario: str, target: str, *, calls: int = 1, rate: float = 10,
     """
     if sipp_path() is None:
         raise FileNotFoundError("sipp is not installed")
-    logdir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="sipp-"))
-    logdir.mkdir(parents=True, exist_ok=True)
-    cmd = sipp_command(scenario, target, calls=calls, rate=rate, concurrency=concurrency,
-                       service=service, inject=inject, transport=transport,
-                       local_port=local_port, media_port=media_port, extra=extra,
-                       timeout=timeout, logdir=logdir, trace=trace)
+    for attempt in range(BIND_RETRIES + 1):
+        run_dir = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="sipp-"))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("stat.csv", "errors.log", "messages.log"):  # not the failed try's
+            (run_dir / name).unlink(missing_ok=True)
+        cmd = sipp_command(scenario, target, calls=calls, rate=rate, concurrency=concurrency,
+                           service=service, inject=inject, transport=transport,
+                           local_port=local_port, media_port=media_port, extra=extra,
+                           timeout=timeout, logdir=run_dir, trace=trace)
+        result = _run(cmd, cwd, timeout, run_dir)
+        # Ports this harness picked were free when checked, but another socket may take
+        # one before SIPp binds it; SIPp then exits before its first call. Only then, and
+        # only with ports of our choosing, it runs again with new ones.
+        chosen = local_port == 0 and media_port is None
+        if not (chosen and attempt < BIND_RETRIES and _bind_failed(result)):
+            return result
+    raise AssertionError("unreachable")
+
+
+BIND_RETRIES = 2
+
+
+def _bind_failed(result: SippResult) -> bool:
+    text = f"{result.errors}\n{result.stderr}\n{result.stdout[-4000:]}"
+    return (result.returncode != 0 and result.successful == 0 and result.failed == 0
+            and "errno = 98" in text)
+
+
+def _run(cmd: list[str], cwd: Path | None, timeout: float, logdir: Path) -> SippResult:
     proc = subprocess.Popen(cmd, cwd=str(cwd or SCENARIOS), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             errors="replace", start_new_session=True)
@@ -333,18 +356,29 @@ def sipp_uas(scenario: str = "uas", *, port: int = 0, transport: str = "u1",
     by its PID when the block exits."""
     if sipp_path() is None:
         raise FileNotFoundError("sipp is not installed")
-    port = port or free_sip_port()
-    media_port = media_port or free_port_pair()
-    logdir = Path(tempfile.mkdtemp(prefix="sipp-uas-"))
-    cmd = [sipp_path() or "sipp", *_scenario_args(scenario), "-t", transport,
-           "-i", LOCALHOST, "-p", str(port), "-mi", LOCALHOST, "-mp", str(media_port),
-           "-nostdin", "-trace_err", "-error_file", str(logdir / "errors.log"), *extra]
-    proc = subprocess.Popen(cmd, cwd=str(cwd or SCENARIOS), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    chosen = not port and not media_port
+    for attempt in range(BIND_RETRIES + 1):
+        sip_port, rtp_port = port or free_sip_port(), media_port or free_port_pair()
+        logdir = Path(tempfile.mkdtemp(prefix="sipp-uas-"))
+        cmd = [sipp_path() or "sipp", *_scenario_args(scenario), "-t", transport,
+               "-i", LOCALHOST, "-p", str(sip_port), "-mi", LOCALHOST, "-mp", str(rtp_port),
+               "-nostdin", "-trace_err", "-error_file", str(logdir / "errors.log"), *extra]
+        proc = subprocess.Popen(cmd, cwd=str(cwd or SCENARIOS), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                text=True, start_new_session=True)
+        try:
+            _wait_bound(sip_port, transport, proc)
+        except RuntimeError:  # exited early: a port taken since we checked it (as run_sipp)
+            _kill_group(proc)
+            if chosen and attempt < BIND_RETRIES and "errno = 98" in _read(logdir / "errors.log"):
+                continue
+            raise
+        except BaseException:
+            _kill_group(proc)
+            raise
+        break
     try:
-        _wait_bound(port, transport, proc)
-        yield SippServer(proc, port, media_port, logdir)
+        yield SippServer(proc, sip_port, rtp_port, logdir)
     finally:
         _kill_group(proc)
 
@@ -359,6 +393,8 @@ def _wait_bound(port: int, transport: str, proc: subprocess.Popen[str],
             raise RuntimeError(f"sipp UAS exited early with code {proc.returncode}")
         if not _port_free(port, kind):
             time.sleep(0.05)  # bound; give it a moment to enter its loop
+            if proc.poll() is not None:  # it was another socket that held the port
+                raise RuntimeError(f"sipp UAS exited early with code {proc.returncode}")
             return
         time.sleep(0.05)
     raise TimeoutError(f"sipp UAS did not bind port {port}")

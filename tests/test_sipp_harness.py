@@ -195,3 +195,40 @@ def _sipp_running_from(logdir: Path) -> bool:
         if "sipp" in cmdline and str(logdir) in cmdline:
             return True
     return False
+
+
+def _taken_first(monkeypatch: pytest.MonkeyPatch, held: socket.socket) -> list[int]:
+    """free_port_pair hands out the held socket's port once (as if another socket took it
+    after the check), then real ones; returns what it handed out."""
+    real, given = sipp.free_port_pair, []
+
+    def pair() -> int:
+        port = held.getsockname()[1] if not given else real()
+        given.append(port)
+        return port
+    monkeypatch.setattr(sipp, "free_port_pair", pair)
+    return given
+
+
+def test_a_port_taken_before_sipp_binds_it_gets_a_new_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIPp exits with EADDRINUSE before its first call: the UAS and the UAC are started
+    again on ports of the harness's choosing, and the calls go through."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        given = _taken_first(monkeypatch, held)
+        with sipp.sipp_uas("uas") as uas:
+            assert len(given) == 2 and uas.media_port == given[1]
+            given.clear()
+            result = sipp.run_sipp("caller_hangs_up.xml", uas.target, timeout=15,
+                                   logdir=tmp_path)
+    _assert_ok(result)
+    assert len(given) == 2 and "errno = 98" not in result.errors
+
+
+def test_a_port_the_caller_chose_is_not_replaced(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        result = sipp.run_sipp("caller_hangs_up.xml", "127.0.0.1:9", timeout=5,
+                               media_port=held.getsockname()[1], logdir=tmp_path)
+    assert result.returncode != 0 and "errno = 98" in result.errors
