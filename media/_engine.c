@@ -728,7 +728,8 @@ static int phase_add(Engine *e, uint32_t idx) {
  * asked (errors still wake it). Called with the mutex held whenever `relay` or the
  * playout delay change. Reading recorded IVR legs on the clock too was tried: it saved
  * a fifth of the thread's time at 400 calls, but at 1,000 the longer sub-ticks made the
- * clock late and calls fail (BENCHMARKS.md). */
+ * clock late and calls fail; capped at 32 per phase, it cost more than it saved at 200
+ * bridged calls, whose legs wake the thread anyway (BENCHMARKS.md). */
 static void update_wake(Engine *e, uint32_t idx) {
     Leg *leg = &e->legs[idx];
     int want = leg->relay >= 0 && e->jb_depth >= JB_TICK_READ;

@@ -259,6 +259,21 @@ def sipp_command(scenario: str, target: str, *, calls: int = 1, rate: float = 10
     return cmd + list(extra)
 
 
+# SIPp runs started again when a port the harness chose was taken before SIPp bound it
+BIND_RETRIES = 2
+
+
+def _says_port_taken(text: str) -> bool:
+    """SIPp's message for EADDRINUSE on its main or media socket."""
+    return "errno = 98" in text
+
+
+def _bind_failed(result: SippResult) -> bool:
+    """SIPp exited on a taken port before its first call."""
+    return (result.returncode != 0 and result.successful == 0 and result.failed == 0
+            and _says_port_taken(f"{result.errors}\n{result.stderr}\n{result.stdout[-4000:]}"))
+
+
 def run_sipp(scenario: str, target: str, *, calls: int = 1, rate: float = 10,
              concurrency: int | None = None, service: str = "100",
              inject: Path | None = None, transport: str = "u1", local_port: int = 0,
@@ -293,15 +308,6 @@ def run_sipp(scenario: str, target: str, *, calls: int = 1, rate: float = 10,
         if not (chosen and attempt < BIND_RETRIES and _bind_failed(result)):
             return result
     raise AssertionError("unreachable")
-
-
-BIND_RETRIES = 2
-
-
-def _bind_failed(result: SippResult) -> bool:
-    text = f"{result.errors}\n{result.stderr}\n{result.stdout[-4000:]}"
-    return (result.returncode != 0 and result.successful == 0 and result.failed == 0
-            and "errno = 98" in text)
 
 
 def _run(cmd: list[str], cwd: Path | None, timeout: float, logdir: Path) -> SippResult:
@@ -370,7 +376,7 @@ def sipp_uas(scenario: str = "uas", *, port: int = 0, transport: str = "u1",
             _wait_bound(sip_port, transport, proc)
         except RuntimeError:  # exited early: a port taken since we checked it (as run_sipp)
             _kill_group(proc)
-            if chosen and attempt < BIND_RETRIES and "errno = 98" in _read(logdir / "errors.log"):
+            if chosen and attempt < BIND_RETRIES and _says_port_taken(_read(logdir / "errors.log")):
                 continue
             raise
         except BaseException:

@@ -612,7 +612,7 @@ def _voluntary_switches(tid: int) -> int:
     raise AssertionError("no voluntary_ctxt_switches")
 
 
-def _wakes_relaying(coalesce_us: int, **options: Any) -> tuple[int, int]:
+def _wakes_relaying(coalesce_us: int, relay_jitter_ms: int = 0) -> tuple[int, int]:
     """(media thread wake-ups, packets relayed) for 200 packets sent 200 us apart (fewer
     than the agent's socket buffers unread)."""
     got: dict[str, int] = {}
@@ -621,7 +621,7 @@ def _wakes_relaying(coalesce_us: int, **options: Any) -> tuple[int, int]:
         caller, agent, a, _ = _bridged(media)
         mu = encode("PCMU", np.full(160, 1000, dtype=np.int16))
         caller.sendto(_packet(1, 0, mu), ("127.0.0.1", a.local_port))  # latch
-        await _recv_all(agent, 0.15 if options else 0.05)  # the latching packet
+        await _recv_all(agent, 0.15 if relay_jitter_ms else 0.05)  # the latching packet
         before = _voluntary_switches(media.thread_id)
         due = time.perf_counter()
         for n in range(200):
@@ -631,11 +631,11 @@ def _wakes_relaying(coalesce_us: int, **options: Any) -> tuple[int, int]:
             due += 0.0002
         await asyncio.sleep(0.02)
         got["wakes"] = _voluntary_switches(media.thread_id) - before
-        got["relayed"] = len(await _recv_all(agent, 0.5 if options else 0.05))
+        got["relayed"] = len(await _recv_all(agent, 0.5 if relay_jitter_ms else 0.05))
         for s in (caller, agent):
             s.close()
 
-    _run(body, coalesce_us=coalesce_us, **options)
+    _run(body, coalesce_us=coalesce_us, relay_jitter_ms=relay_jitter_ms)
     return got["wakes"], got["relayed"]
 
 
