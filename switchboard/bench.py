@@ -84,6 +84,7 @@ from .benchnodes import (
     stop,
     stop_on_sigterm,
 )
+from .benchplateau import Plateau
 from .benchreport import (
     CallTimes,
     Step,
@@ -161,6 +162,7 @@ class Bench:
         self.sipp_cost = SippCost()
         self.uas: subprocess.Popen[bytes] | None = None  # the agents' answering SIPp
         self.loadavg_peak = 0.0
+        self.plateau = Plateau("bridged" if args.agents else "calls")
 
     def _nodes(self) -> list[Node]:
         """node1 (the only one by default) keeps its files in the report directory itself;
@@ -517,6 +519,8 @@ class Bench:
         # the server's histogram since it started: the step keeps the worst it saw
         step.clock_late_p99_ms = max(step.clock_late_p99_ms or 0.0, late)
         self.lag = max(self.lag, late)
+        self.plateau.add(time.monotonic(), int(health.get(self.plateau.of, 0)),
+                         *(n.thread_cpu_s() for n in self.nodes))
         step.health_rtt_ms_max = max(step.health_rtt_ms_max or 0.0, self.health_rtt_ms)
 
     def _progress(self, step: Step, t: float, row: dict[str, float]) -> None:
@@ -609,6 +613,7 @@ class Bench:
             "cpu_s_per_call": round(cpu / max(1, len(completed)), 4),
             "cpu_pct_of_core": round(100.0 * cpu / elapsed, 1) if elapsed else 0.0,
             "cpu_s_by_thread": by_thread(self.nodes),
+            **self.plateau.figures(),
             "cpu_steal_pct_server": self.steal.get("cpu_steal_pct_server"),
             "cpu_steal_pct_sipp": self.steal.get("cpu_steal_pct_sipp"),
             "cpu_cores_server": self.cores[0],
@@ -771,16 +776,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--agents, --no-record, --analytics, --ivr quick, --media-engine, "
                 "--relay-jitter-ms, --realtime-priority, --media-slice-us and "
                 "--background-nice need a server the bench starts itself (it writes its config)")
-    if not 0 <= args.relay_jitter_ms <= 200:
-        p.error("--relay-jitter-ms: 0 to 200")
-    if not 0 <= args.realtime_priority <= 99:
-        p.error("--realtime-priority: 0 (normal) to 99")
-    if args.media_slice_us is not None and not 0 <= args.media_slice_us <= 100000:
-        p.error("--media-slice-us: 0 (the kernel's) to 100000")
-    if args.media_coalesce_us is not None and not 0 <= args.media_coalesce_us <= 4000:
-        p.error("--media-coalesce-us: 0 (look at once) to 4000")
-    if args.background_nice is not None and not 0 <= args.background_nice <= 19:
-        p.error("--background-nice: 0 to 19")
+    if benchconfig.media_error(args):
+        p.error(str(benchconfig.media_error(args)))
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):

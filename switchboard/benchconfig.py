@@ -28,6 +28,25 @@ def needs_own(args: argparse.Namespace) -> bool:
                 or args.media_coalesce_us is not None)
 
 
+# (option attribute, lowest, highest, what --help-style error says): checked by `media_error`
+MEDIA_RANGES = (
+    ("relay_jitter_ms", 0, 200, "--relay-jitter-ms: 0 to 200"),
+    ("realtime_priority", 0, 99, "--realtime-priority: 0 (normal) to 99"),
+    ("media_slice_us", 0, 100000, "--media-slice-us: 0 (the kernel's) to 100000"),
+    ("media_coalesce_us", 0, 4000, "--media-coalesce-us: 0 (look at once) to 4000"),
+    ("background_nice", 0, 19, "--background-nice: 0 to 19"),
+)
+
+
+def media_error(args: argparse.Namespace) -> str | None:
+    """The first media option out of its range (an option left unset is fine), or None."""
+    for name, low, high, message in MEDIA_RANGES:
+        value = getattr(args, name)
+        if value is not None and not low <= value <= high:
+            return message
+    return None
+
+
 def write(args: argparse.Namespace, report_dir: Path) -> BenchConfig:
     """The demo config, with `--agents` agents (2001...) serving both queues (wrap-up
     2 s), recording off with `--no-record`, the `--analytics` analyzers, and the media

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .benchplateau import plateau_line
+
 _TIME = r"([0-9.]*)/([0-9.]*)"
 _LINE = re.compile(r"^bench (invite|answer|done) (\S+)(.*)$")
 _STAMP = re.compile(r"(p180|p183|ok|at)=" + _TIME)
@@ -424,6 +426,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{_cell(result.get('rtp_late_frames'))} late frames "
                      f"({_cell(result.get('rtp_late_pct'))} %).")
     lines.append(steal_line(result))
+    if "plateau_of" in result:
+        lines.append(plateau_line(result))
     if result.get("sipp_cpu_s") is not None:
         lines.append(f"SIPp: {_cell(result.get('sipp_cpu_s'))} CPU s "
                      f"({_cell(result.get('sipp_cpu_pct_of_core'))} % of a core), up to "

@@ -37,9 +37,19 @@ def test_without_them_the_config_defaults_hold(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flag,value", [("--media-slice-us", "-1"), ("--media-slice-us", "100001"),
                                         ("--background-nice", "20"), ("--background-nice", "-1"),
                                         ("--media-coalesce-us", "4001"),
-                                        ("--media-coalesce-us", "-1")])
+                                        ("--media-coalesce-us", "-1"),
+                                        ("--relay-jitter-ms", "201"), ("--relay-jitter-ms", "-1"),
+                                        ("--realtime-priority", "100"),
+                                        ("--realtime-priority", "-1")])
 def test_out_of_range_values_are_refused(flag: str, value: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args([*BASE, flag, value])
     assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,value", [("--media-slice-us", "100000"), ("--background-nice", "0"),
+                                        ("--media-coalesce-us", "4000"), ("--relay-jitter-ms", "200"),
+                                        ("--realtime-priority", "99")])
+def test_the_ends_of_each_range_are_taken(flag: str, value: str) -> None:
+    assert benchconfig.media_error(parse_args([*BASE, flag, value])) is None
