@@ -776,8 +776,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--agents, --no-record, --analytics, --ivr quick, --media-engine, "
                 "--relay-jitter-ms, --realtime-priority, --media-slice-us and "
                 "--background-nice need a server the bench starts itself (it writes its config)")
-    if benchconfig.media_error(args):
-        p.error(str(benchconfig.media_error(args)))
+    if (why := benchconfig.media_error(args)) is not None:
+        p.error(why)
     if args.server and not (args.http and args.server_pid and args.data_dir):
         p.error("--server needs --http, --server-pid and --data-dir to measure it")
     if not shutil.which("sipp"):

@@ -28,7 +28,7 @@ def needs_own(args: argparse.Namespace) -> bool:
                 or args.media_coalesce_us is not None)
 
 
-# (option attribute, lowest, highest, what --help-style error says): checked by `media_error`
+# (option attribute, lowest, highest, the error message): checked by `media_error`
 MEDIA_RANGES = (
     ("relay_jitter_ms", 0, 200, "--relay-jitter-ms: 0 to 200"),
     ("realtime_priority", 0, 99, "--realtime-priority: 0 (normal) to 99"),

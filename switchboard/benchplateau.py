@@ -37,7 +37,10 @@ class Plateau:
         self.samples: list[Sample] = []
 
     def add(self, t: float, level: int, *cpus: dict[str, float]) -> None:
-        """One poll: the level and each node's CPU seconds by thread (added up by name)."""
+        """One poll: the level and each node's CPU seconds by thread (added up by name).
+        A poll with a node unread (its /proc gone) is left out rather than undercounted."""
+        if not all(cpus):
+            return
         total: dict[str, float] = {}
         for cpu in cpus:
             for name, used in cpu.items():

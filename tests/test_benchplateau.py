@@ -62,6 +62,7 @@ def test_nodes_add_up_by_thread_name() -> None:
     plateau = Plateau("bridged")
     plateau.add(0.0, 100, {"main": 1.0, "sb-media": 2.0}, {"main": 1.0, "sb-media": 1.0})
     plateau.add(10.0, 100, {"main": 2.0, "sb-media": 4.0}, {"main": 2.0, "sb-media": 3.0})
+    plateau.add(12.0, 100, {"main": 9.0, "sb-media": 9.0}, {})  # node 2 unread: left out
     got = plateau.figures()
     assert got["plateau_cpu_pct_by_thread"] == {"sb-media": 40.0, "main": 20.0}
     assert got["plateau_cpu_pct_of_core"] == 60.0
