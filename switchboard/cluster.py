@@ -50,6 +50,15 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then " \
 Handler = Callable[[str, dict[str, Any]], None]  # (origin node, body)
 
 
+
+def _raise_if_cancelled(exc: Exception) -> None:
+    """A cancelled task whose Redis call ended in an error of the client's own instead of
+    CancelledError (a cancellation racing a read) stops all the same, rather than looping
+    on as if the call had merely failed (Task.cancelling, Python 3.11)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
 class ClusterError(Exception):
     """The store cannot be used (bad URL, Redis unreachable)."""
 
@@ -224,6 +233,7 @@ class Cluster:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _raise_if_cancelled(exc)
                 self.errors += 1
                 log.warning("event=cluster_read_failed error=%s", exc)
                 await asyncio.sleep(0.5)
@@ -281,6 +291,7 @@ class Cluster:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _raise_if_cancelled(exc)
                 self.errors += 1
                 log.warning("event=cluster_keeper_failed error=%s", exc)
             await asyncio.sleep(HEARTBEAT)

@@ -45,10 +45,14 @@ async def until(check: Callable[[], Any], timeout: float = 3.0) -> Any:
 
 
 async def crash(node: Cluster) -> None:
-    """What kill -9 leaves: no lease release, no goodbye."""
+    """What kill -9 leaves: no lease release, no goodbye. The loops are also told to stop
+    (which releases nothing), so that a cancellation the Redis client turns into an error
+    of its own cannot leave one running; a task still up after 5 s fails the test."""
+    node._stopping = True
     for task in node._tasks:
         task.cancel()
-    await asyncio.gather(*node._tasks, return_exceptions=True)
+    _, pending = await asyncio.wait(node._tasks, timeout=5.0)
+    assert not pending, f"{node.node}: tasks still running after cancel: {pending}"
     await node.redis.aclose()
 
 
@@ -289,3 +293,37 @@ def test_remote_engine_fences_stale_orders_and_hands_calls_to_a_new_router() -> 
     assert engine.take_actions() == []
     engine.call_abandoned("c2", 11.0)
     assert ("HDEL", "sb:calls", "c2") in fake.commands
+
+
+class _SwallowingRedis:
+    """A client whose blocked read answers a cancellation with an error of its own, as a
+    cancellation racing a read can come out of a real client."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def xread(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed while reading") from None
+
+    async def set(self, *args: Any, **kwargs: Any) -> Any:
+        return await self.xread()
+
+
+@pytest.mark.parametrize("loop", ["_reader", "_keeper"])
+def test_a_cancelled_loop_stops_when_the_client_turns_the_cancel_into_an_error(loop: str) -> None:
+    async def main() -> None:
+        node = Cluster("redis://127.0.0.1:1/0", "a")
+        fake = _SwallowingRedis()
+        node.redis = fake  # type: ignore[assignment]
+        task = asyncio.get_running_loop().create_task(getattr(node, loop)())
+        await until(lambda: fake.calls == 1)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2.0)
+        node._stopping = True  # without the fix the loop ends only here, so the test fails
+        await asyncio.wait([task], timeout=5.0)  # rather than hanging
+        assert done and task.cancelled() and fake.calls == 1
+    run(main)
