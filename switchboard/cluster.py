@@ -50,7 +50,6 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then " \
 Handler = Callable[[str, dict[str, Any]], None]  # (origin node, body)
 
 
-
 def _raise_if_cancelled(exc: Exception) -> None:
     """A cancelled task whose Redis call ended in an error of the client's own instead of
     CancelledError (a cancellation racing a read) stops all the same, rather than looping
@@ -58,6 +57,7 @@ def _raise_if_cancelled(exc: Exception) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
+
 
 class ClusterError(Exception):
     """The store cannot be used (bad URL, Redis unreachable)."""
