@@ -303,8 +303,10 @@ static int64_t final_frames(Timeline *tl, double now, int final) {
 }
 
 /* Frames [written, written + n) of one channel decoded into every other int16 of `out`
- * (silence where nothing was set); whole 64-frame words of one law go without a check. */
-static void decode_channel(Timeline *tl, int ch, int64_t n, int16_t *out) {
+ * (silence where nothing was set), and into `mono` too unless it is NULL (the leg on its
+ * own, for live analytics: written in the same pass, while the samples are in registers);
+ * whole 64-frame words of one law go without a check. */
+static void decode_channel(Timeline *tl, int ch, int64_t n, int16_t *out, int16_t *mono) {
     int64_t mask = tl->cap - 1;
     const uint8_t *code = tl->code[ch];
     const uint64_t *filled = tl->filled[ch], *alaw = tl->alaw[ch];
@@ -313,23 +315,33 @@ static void decode_channel(Timeline *tl, int ch, int64_t n, int16_t *out) {
         if ((r & 63) == 0 && n - i >= 64 && filled[r >> 6] == ~0ULL &&
             (alaw[r >> 6] == 0 || alaw[r >> 6] == ~0ULL)) {
             const int16_t *table = DECODE[alaw[r >> 6] ? TL_PCMA : TL_PCMU];
-            for (int k = 0; k < 64; k++) out[2 * (i + k)] = table[code[r + k]];
+            if (mono != NULL) {
+                for (int k = 0; k < 64; k++) out[2 * (i + k)] = mono[i + k] = table[code[r + k]];
+            } else {
+                for (int k = 0; k < 64; k++) out[2 * (i + k)] = table[code[r + k]];
+            }
             i += 64;
             continue;
         }
-        out[2 * i] = bit(filled, r) ? DECODE[bit(alaw, r)][code[r]] : 0;
+        int16_t v = bit(filled, r) ? DECODE[bit(alaw, r)][code[r]] : 0;
+        out[2 * i] = v;
+        if (mono != NULL) mono[i] = v;
         i++;
     }
 }
 
-/* The first `n` frames, interleaved into `out` (little-endian, as the WAV), then forgotten. */
-static void hand_over(Timeline *tl, int64_t n, int16_t *out) {
+/* The first `n` frames, interleaved into `out` (little-endian, as the WAV) and, unless
+ * `legs` is NULL, each channel on its own into legs[ch]; then forgotten. */
+static void hand_over(Timeline *tl, int64_t n, int16_t *out, int16_t *const *legs) {
     for (int ch = 0; ch < CHANNELS; ch++) {
         store_up_to(tl, ch, tl->written + n);
-        decode_channel(tl, ch, n, out + ch);
+        decode_channel(tl, ch, n, out + ch, legs != NULL ? legs[ch] : NULL);
     }
 #if PY_BIG_ENDIAN
     for (int64_t i = 0; i < 2 * n; i++) out[i] = (int16_t)__builtin_bswap16((uint16_t)out[i]);
+    if (legs != NULL)
+        for (int ch = 0; ch < CHANNELS; ch++)
+            for (int64_t i = 0; i < n; i++) legs[ch][i] = (int16_t)__builtin_bswap16((uint16_t)legs[ch][i]);
 #endif
     tl->len -= n;
     tl->written += n;
@@ -413,7 +425,7 @@ static PyObject *Timeline_feed(Timeline *tl, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Timeline_take(Timeline *tl, PyObject *args, PyObject *kw) {
+static PyObject *take_frames(Timeline *tl, PyObject *args, PyObject *kw, int with_legs) {
     static char *names[] = {"now", "final", NULL};
     double now;
     int final = 0;
@@ -421,10 +433,36 @@ static PyObject *Timeline_take(Timeline *tl, PyObject *args, PyObject *kw) {
     tl_lock(tl);
     int64_t start = tl->written, n = final_frames(tl, now, final);
     PyObject *data = n < 0 ? NULL : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * FRAME_BYTES);
-    if (data != NULL) hand_over(tl, n, (int16_t *)PyBytes_AS_STRING(data));
+    PyObject *left = NULL, *right = NULL;
+    if (data != NULL && with_legs) {
+        left = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 2);
+        right = left == NULL ? NULL : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 2);
+        if (right == NULL) Py_CLEAR(data); /* nothing handed over: the frames stay */
+    }
+    if (data != NULL) {
+        int16_t *legs[CHANNELS] = {NULL, NULL};
+        if (with_legs) {
+            legs[0] = (int16_t *)PyBytes_AS_STRING(left);
+            legs[1] = (int16_t *)PyBytes_AS_STRING(right);
+        }
+        hand_over(tl, n, (int16_t *)PyBytes_AS_STRING(data), with_legs ? legs : NULL);
+    }
     tl_unlock(tl);
-    if (data == NULL) return n < 0 ? PyErr_NoMemory() : NULL;
+    if (data == NULL) {
+        Py_XDECREF(left);
+        Py_XDECREF(right);
+        return n < 0 ? PyErr_NoMemory() : NULL;
+    }
+    if (with_legs) return Py_BuildValue("(LNNN)", (long long)start, data, left, right);
     return Py_BuildValue("(LN)", (long long)start, data);
+}
+
+static PyObject *Timeline_take(Timeline *tl, PyObject *args, PyObject *kw) {
+    return take_frames(tl, args, kw, 0);
+}
+
+static PyObject *Timeline_take_legs(Timeline *tl, PyObject *args, PyObject *kw) {
+    return take_frames(tl, args, kw, 1);
 }
 
 static PyObject *Timeline_pause(Timeline *tl, PyObject *args) {
@@ -512,6 +550,9 @@ static PyMethodDef Timeline_methods[] = {
     {"feed", (PyCFunction)Timeline_feed, METH_VARARGS, "feed(channel, payload, codec, ts, ssrc, now): place one RTP payload"},
     {"take", (PyCFunction)(void (*)(void))Timeline_take, METH_VARARGS | METH_KEYWORDS,
      "take(now, final=False) -> (first frame, interleaved little-endian int16 frames now final)"},
+    {"take_legs", (PyCFunction)(void (*)(void))Timeline_take_legs, METH_VARARGS | METH_KEYWORDS,
+     "take_legs(now, final=False) -> (first frame, frames, left, right): take, and each channel's "
+     "frames on their own (little-endian int16), decoded in the same pass"},
     {"pause", (PyCFunction)Timeline_pause, METH_VARARGS, "pause(now): refuse audio; the span until resume() is silence"},
     {"resume", (PyCFunction)Timeline_resume, METH_VARARGS, "resume(now)"},
     {"close", (PyCFunction)Timeline_close, METH_NOARGS, "refuse every packet from now on"},
@@ -532,34 +573,6 @@ PyTypeObject TimelineType = {
     .tp_methods = Timeline_methods,
     .tp_getset = Timeline_getset,
 };
-
-/* deinterleave(frames) -> (left, right): `take`'s interleaved frames as one bytes object
- * per channel (the per-leg audio that live analytics get), in one pass. */
-static PyObject *deinterleave(PyObject *self, PyObject *arg) {
-    Py_buffer in;
-    if (PyObject_GetBuffer(arg, &in, PyBUF_SIMPLE) < 0) return NULL;
-    if (in.len % FRAME_BYTES) {
-        PyBuffer_Release(&in);
-        PyErr_SetString(PyExc_ValueError, "not a whole number of stereo int16 frames");
-        return NULL;
-    }
-    Py_ssize_t n = in.len / FRAME_BYTES;
-    PyObject *left = PyBytes_FromStringAndSize(NULL, n * 2);
-    PyObject *right = left == NULL ? NULL : PyBytes_FromStringAndSize(NULL, n * 2);
-    if (right == NULL) {
-        Py_XDECREF(left);
-        PyBuffer_Release(&in);
-        return NULL;
-    }
-    const char *src = in.buf; /* any buffer: copied sample by sample, no aligned reads */
-    char *l = PyBytes_AS_STRING(left), *r = PyBytes_AS_STRING(right);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        memcpy(l + 2 * i, src + 4 * i, 2);
-        memcpy(r + 2 * i, src + 4 * i + 2, 2);
-    }
-    PyBuffer_Release(&in);
-    return Py_BuildValue("(NN)", left, right);
-}
 
 /* frame_levels(pcm, frame) -> bytes: the RMS level in dBFS (a full-scale square wave is
  * 0 dB, digital silence -100 dB) of each whole `frame` samples of native int16 `pcm`, as
@@ -597,8 +610,6 @@ static PyObject *frame_levels(PyObject *self, PyObject *args) {
 static PyMethodDef timeline_functions[] = {
     {"frame_levels", frame_levels, METH_VARARGS,
      "frame_levels(pcm, frame) -> bytes: float64 RMS level (dBFS) of each whole frame of int16 pcm"},
-    {"deinterleave", deinterleave, METH_O,
-     "deinterleave(frames) -> (left, right): stereo int16 frames as one bytes object per channel"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -223,9 +223,11 @@ class _Mailbox:
         self.queued = 0  # the size of what is in _items
         self.in_hand = 0  # drained by the worker, not started yet: still counts to the bound
 
-    def put(self, item: Item) -> bool:
+    def put(self, item: Item, weight: int | None = None) -> bool:
+        """`weight`: the item's `_weight`, when the caller has it (one item, many boxes)."""
         kind = item[0]
-        weight = _weight(item)
+        if weight is None:
+            weight = _weight(item)
         with self._ready:
             size = self.queued + self.in_hand
             if kind == "audio" and size + weight > self.capacity or (
@@ -507,11 +509,12 @@ class HookHost:
     def _post(self, item: Item) -> None:
         if self._closed:
             return
+        weight = _weight(item)
         for plugin in self._plugins:
             if self._synchronous:
                 self._handle(plugin, item)
             else:
-                plugin.mailbox.put(item)
+                plugin.mailbox.put(item, weight)
 
     # -- the worker side ------------------------------------------------------------
 

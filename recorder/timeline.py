@@ -34,10 +34,8 @@ from media import g711
 
 try:
     from media._engine import Timeline as NativeTimeline  # type: ignore[import-not-found]
-    from media._engine import deinterleave as _deinterleave
 except ImportError:  # not compiled
     NativeTimeline = None
-    _deinterleave = None
 
 __all__ = ["G711", "HOLDBACK_SECONDS", "MAX_SKEW_SECONDS", "PyTimeline", "Timeline",
            "NativeTimeline", "new_timeline", "ts_delta"]
@@ -71,6 +69,7 @@ class Timeline(Protocol):
     def feed(self, channel: int, payload: bytes, codec: str, ts: int, ssrc: int, now: float,
              /) -> None: ...
     def take(self, now: float, final: bool = False) -> tuple[int, bytes]: ...
+    def take_legs(self, now: float, final: bool = False) -> tuple[int, bytes, bytes, bytes]: ...
     def pause(self, now: float) -> None: ...
     def resume(self, now: float) -> None: ...
     def close(self) -> None: ...
@@ -327,6 +326,12 @@ class PyTimeline:
         self._pauses = [(a, b) for a, b in self._pauses if b is None or b > self.written]
         return first, frames.tobytes()
 
+    def take_legs(self, now: float, final: bool = False) -> tuple[int, bytes, bytes, bytes]:
+        """`take`, plus each channel's frames on their own (little-endian int16)."""
+        first, data = self.take(now, final)
+        left, right = as_channels(data)
+        return first, data, left.tobytes(), right.tobytes()
+
     def _placed(self, channel: _Channel, runs: list[tuple[int, int, str, float, int, bytearray]]
                 ) -> list[tuple[int, Int16Array]]:
         """One channel's runs placed on the timeline, each decoded with one numpy call. A run
@@ -409,17 +414,3 @@ def as_channels(data: bytes) -> tuple[Int16Array, Int16Array]:
     """The two channels of interleaved frames from `take`, as read-only views."""
     frames: Any = np.frombuffer(data, dtype="<i2").reshape(-1, CHANNELS)
     return frames[:, 0], frames[:, 1]
-
-
-def split_channels(data: bytes) -> tuple[Int16Array, Int16Array]:
-    """The two channels of interleaved frames from `take`, each a read-only array over
-    memory of its own (a bytes object): held alone, and read fast."""
-    if _deinterleave is not None:
-        left, right = _deinterleave(data)
-        return np.frombuffer(left, dtype="<i2"), np.frombuffer(right, dtype="<i2")
-    out = []
-    for view in as_channels(data):
-        pcm = np.ascontiguousarray(view)
-        pcm.flags.writeable = False
-        out.append(pcm)
-    return out[0], out[1]

@@ -46,7 +46,6 @@ from recorder.timeline import (
     PyTimeline,
     Tap,
     new_timeline,
-    split_channels,
     tap_for,
 )
 from recorder.wavfile import read_wav, wav_header, write_stereo_wav_chunks
@@ -342,11 +341,23 @@ class RecordingWriter:
     def advance(self, now: float, *, final: bool = False) -> tuple[int, bytes]:
         """Audio older than the holdback becomes final (all of it with `final`). Returns the
         newly final audio, ``(first frame, interleaved frames)`` with paused spans already
-        silenced, for live analytics (`by_leg`). No I/O: runs on the event loop."""
+        silenced (`advance_legs` adds each leg, for live analytics). No I/O: runs on the event loop."""
         start, data = self.core.take(now, final)
         if data:
             self._ready.append(data)
         return start, data
+
+    def advance_legs(self, now: float, *, final: bool = False
+                     ) -> list[tuple[str, int, Int16Array]]:
+        """`advance` for a call with live consumers: the newly final audio as ``(leg,
+        first_sample, pcm)`` per leg (read-only arrays over memory of their own; none when
+        nothing became final), each leg decoded in the same pass as the disk's frames."""
+        start, data, left, right = self.core.take_legs(now, final)
+        if not data:
+            return []
+        self._ready.append(data)
+        return [(LEFT, start, np.frombuffer(left, dtype="<i2")),
+                (RIGHT, start, np.frombuffer(right, dtype="<i2"))]
 
     def take_io(self, now: float, *, durable: bool) -> WriteBatch:
         """The disk write for audio made final since the last call, both legs interleaved;
@@ -361,14 +372,6 @@ class RecordingWriter:
 
 
 _CHANNEL = {LEFT: 0, RIGHT: 1}
-
-
-def by_leg(start: int, data: bytes) -> list[tuple[str, int, Int16Array]]:
-    """What `RecordingWriter.advance` returned, as ``(leg, first_sample, pcm)`` per leg
-    (read-only arrays of their own)."""
-    if not data:
-        return []
-    return [(leg, start, pcm) for leg, pcm in zip(LEGS, split_channels(data), strict=True)]
 
 
 # -- building WAVs from raw segments (recordings begun by an older version) --------------------------------------------------------

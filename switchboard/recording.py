@@ -48,7 +48,6 @@ from recorder.writer import (
     PART_SUFFIX,
     OpenFiles,
     RecordingWriter,
-    by_leg,
     recover,
     write_batch,
 )
@@ -397,7 +396,7 @@ class Recordings:
             rec.writer.detach(call.session)
         rec.stopped = stopped
         rec.event("end", reason=call.end_reason or stopped)
-        self._deliver(rec, *rec.writer.advance(self.loop.time()))
+        self._advance(rec, self.loop.time())
         for consumer in rec.consumers:
             try:
                 consumer.close(rec.t())
@@ -480,7 +479,7 @@ class Recordings:
         now = self.loop.time()
         for rec in list(self._buckets[slot]):
             try:
-                self._deliver(rec, *rec.writer.advance(now))
+                self._advance(rec, now)
                 batch = rec.writer.take_io(now, durable=False)
                 if rec.store:
                     self._submit(lambda b=batch: write_batch(b, self.files))  # type: ignore[misc]
@@ -494,7 +493,7 @@ class Recordings:
             for rec in list(self._buckets[live]):
                 if rec.live:
                     try:
-                        self._deliver(rec, *rec.writer.advance(now))
+                        self._advance(rec, now)
                     except Exception:
                         log.exception("event=recording_advance_failed recording=%s", rec.id)
         if subtick % IO_EVERY == 0:
@@ -503,14 +502,21 @@ class Recordings:
             self._next_retention = now + RETENTION_CHECK
             self.apply_retention()
 
-    def _deliver(self, rec: CallRecording, start: int, data: bytes) -> None:
-        """Newly final audio to the call's consumers: the analytics hooks take each leg's
-        stretch whole (each plugin gets it cut to its `chunk_s`), the others in chunks of
-        about CHUNK seconds."""
-        if not rec.consumers or not data:
+    def _advance(self, rec: CallRecording, now: float) -> None:
+        """Audio older than the holdback becomes final: to disk, and to the consumers."""
+        if not rec.consumers:
+            rec.writer.advance(now)
+            return
+        legs = rec.writer.advance_legs(now)
+        if not legs:
             return
         rate = rec.writer.rate
-        chunks = [(leg, first / rate, pcm) for leg, first, pcm in by_leg(start, data)]
+        self._deliver(rec, [(leg, first / rate, pcm) for leg, first, pcm in legs])
+
+    def _deliver(self, rec: CallRecording, chunks: list[tuple[str, float, Any]]) -> None:
+        """Newly final audio, ``(leg, t, pcm)`` per leg, to the call's consumers: the
+        analytics hooks take each leg's stretch whole (each plugin gets it cut to its
+        `chunk_s`), the others in chunks of about CHUNK seconds."""
         pieces: list[tuple[str, float, Any]] | None = None
         for consumer in rec.consumers:
             try:

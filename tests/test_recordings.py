@@ -95,10 +95,12 @@ def test_live_audio_is_handed_over_in_chunks_of_about_100_ms(tmp_path: Path) -> 
         def audio_chunks(self, chunks: list[tuple[str, float, np.ndarray]]) -> None:
             batches.append(len(chunks))
 
-    call = types.SimpleNamespace(consumers=[One(), Many()], writer=types.SimpleNamespace(rate=8000),
-                                 id="r")
-    frames = np.arange(2 * 1700, dtype="<i2").tobytes()  # interleaved, as the timeline's
-    rec._deliver(call, 8000, frames)  # type: ignore[arg-type]
+    frames = np.arange(2 * 1700, dtype="<i2").reshape(-1, 2)
+    legs = [(leg, 8000, np.frombuffer(frames[:, i].tobytes(), dtype="<i2"))
+            for i, leg in enumerate(("caller", "other"))]  # as `advance_legs` gives them
+    writer = types.SimpleNamespace(rate=8000, advance_legs=lambda now: legs)
+    call = types.SimpleNamespace(consumers=[One(), Many()], writer=writer, id="r")
+    rec._advance(call, 1.2)  # type: ignore[arg-type]
     assert [(leg, round(t, 4), n) for leg, t, n, _ in got] == [
         ("caller", 1.0, 566), ("caller", 1.0708, 567), ("caller", 1.1416, 567),
         ("other", 1.0, 566), ("other", 1.0708, 567), ("other", 1.1416, 567)]

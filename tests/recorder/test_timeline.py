@@ -80,7 +80,12 @@ def _play(timeline: object, ops: list[Op]) -> tuple[bytes, int, int]:
         elif op.kind in ("take", "final"):
             if op.kind == "final":
                 timeline.close()  # type: ignore[attr-defined]
-            start, data = timeline.take(now, op.kind == "final")  # type: ignore[attr-defined]
+            if len(out) % 2:  # every other hand-over with each leg on its own too
+                start, data, left, right = timeline.take_legs(now, op.kind == "final")  # type: ignore[attr-defined]
+                channels = as_channels(data)
+                assert left == channels[0].tobytes() and right == channels[1].tobytes()
+            else:
+                start, data = timeline.take(now, op.kind == "final")  # type: ignore[attr-defined]
             assert start == sum(len(d) for d in out) // 4
             out.append(data)
         else:
@@ -149,25 +154,24 @@ def test_bad_arguments_raise_and_a_far_packet_is_refused() -> None:
     assert t.take(STARTED + 0.1) == (0, b"")
 
 
-@pytest.mark.skipif(NativeTimeline is None, reason="media._engine is not compiled")
-def test_split_channels_in_c_matches_numpy() -> None:
-    """The C split of `take`'s interleaved frames gives each channel's samples, read-only
-    arrays of their own; the numpy fallback gives the same."""
-    import recorder.timeline as timeline
-
-    rng = np.random.default_rng(7)
-    for frames in (0, 1, 160, 11_200):
-        data = rng.integers(-32768, 32768, 2 * frames, dtype=np.int16).astype("<i2").tobytes()
-        left, right = timeline.split_channels(data)
-        expected = np.frombuffer(data, dtype="<i2").reshape(-1, 2)
-        assert left.tolist() == expected[:, 0].tolist()
-        assert right.tolist() == expected[:, 1].tolist()
-        assert not left.flags.writeable and not right.flags.writeable
-        saved, timeline._deinterleave = timeline._deinterleave, None
-        try:
-            py_left, py_right = timeline.split_channels(data)
-        finally:
-            timeline._deinterleave = saved
-        assert py_left.tolist() == left.tolist() and py_right.tolist() == right.tolist()
-    with pytest.raises(ValueError, match="whole number"):
-        timeline.split_channels(b"\x00\x01\x02")
+def test_take_legs_gives_each_channel_of_the_same_frames() -> None:
+    """`take_legs` hands over what `take` would, plus each channel on its own, from both
+    timelines; with nothing final, three empty bytes."""
+    loud = g711.encode("PCMU", (np.arange(160) * 97 % 2000 - 1000).astype(np.int16))
+    for make in (NativeTimeline, PyTimeline):
+        t = make(STARTED)
+        assert t.take_legs(STARTED + 0.1) == (0, b"", b"", b"")
+        for k in range(100):
+            now = STARTED + (k + 1) * 0.02
+            t.feed(0, loud, "PCMU", k * 160, 7, now)
+            if k % 3 == 0:
+                t.feed(1, loud[::-1], "PCMA", k * 160, 8, now)
+        start, data, left, right = t.take_legs(STARTED + 2.0)
+        assert start == 0 and len(data) == 4 * (2.0 - 0.2) * RATE
+        frames = np.frombuffer(data, dtype="<i2").reshape(-1, 2)
+        assert np.frombuffer(left, "<i2").tolist() == frames[:, 0].tolist()
+        assert np.frombuffer(right, "<i2").tolist() == frames[:, 1].tolist()
+        assert frames[:, 0].any() and frames[:, 1].any() and not frames[320:640, 1].any()
+        t.close()
+        start, data, left, right = t.take_legs(STARTED + 2.0, True)
+        assert start == 14400 and len(left) == len(right) == len(data) // 2 > 0
