@@ -199,6 +199,7 @@ class CallRecording:
         interval = getattr(consumer, "live_interval", DEFAULT_LIVE_INTERVAL)
         if not isinstance(interval, int | float) or interval < FLUSH_INTERVAL:
             self.live = True
+            self.owner.live_buckets[self.phase][self] = None
 
     # -- timeline ------------------------------------------------------------------------
 
@@ -302,6 +303,9 @@ class Recordings:
                       "dropped_packets": 0, "deleted": 0}
         self.consumer_factories: list[Callable[[CallRecording], AudioConsumer | None]] = []
         self._buckets: list[dict[CallRecording, None]] = [{} for _ in range(SLOTS)]
+        # the recordings of each bucket that are also `live`: the slices between two
+        # flushes look at these only (none, when every consumer waits for the flushes)
+        self.live_buckets: list[dict[CallRecording, None]] = [{} for _ in range(SLOTS)]
         self._next_phase = 0
         self._next_retention = 0.0
         self.closing: dict[str, tuple[CallRecording, asyncio.TimerHandle, Any, str | None]] = {}
@@ -391,6 +395,7 @@ class Recordings:
         if rec is None:
             return None
         self._buckets[rec.phase].pop(rec, None)
+        self.live_buckets[rec.phase].pop(rec, None)
         call.recording = None
         if call.session is not None:
             rec.writer.detach(call.session)
@@ -488,14 +493,14 @@ class Recordings:
             except Exception:  # keep recording the other calls
                 log.exception("event=recording_flush_failed recording=%s", rec.id)
         for live in range(slot % LIVE, SLOTS, LIVE):
-            if live == slot:
+            bucket = self.live_buckets[live]
+            if live == slot or not bucket:
                 continue
-            for rec in list(self._buckets[live]):
-                if rec.live:
-                    try:
-                        self._advance(rec, now)
-                    except Exception:
-                        log.exception("event=recording_advance_failed recording=%s", rec.id)
+            for rec in list(bucket):
+                try:
+                    self._advance(rec, now)
+                except Exception:
+                    log.exception("event=recording_advance_failed recording=%s", rec.id)
         if subtick % IO_EVERY == 0:
             self._hand_over()
         if slot == 0 and now >= self._next_retention:
