@@ -56,7 +56,6 @@ __all__ = ["LEFT", "RIGHT", "FinishJob", "OpenFiles", "RecordingWriter", "WriteB
 log = logging.getLogger("switchboard.recorder")
 
 LEFT, RIGHT = "caller", "other"
-LEGS = (LEFT, RIGHT)
 
 JOURNAL = "journal.jsonl"
 AUDIO = "audio.wav"  # the WAV being written in place, inside the .part directory
@@ -341,7 +340,8 @@ class RecordingWriter:
     def advance(self, now: float, *, final: bool = False) -> tuple[int, bytes]:
         """Audio older than the holdback becomes final (all of it with `final`). Returns the
         newly final audio, ``(first frame, interleaved frames)`` with paused spans already
-        silenced (`advance_legs` adds each leg, for live analytics). No I/O: runs on the event loop."""
+        silenced (`advance_legs` adds each leg, for live analytics). No I/O: runs on the
+        event loop."""
         start, data = self.core.take(now, final)
         if data:
             self._ready.append(data)

@@ -508,7 +508,8 @@ class Recordings:
             self.apply_retention()
 
     def _advance(self, rec: CallRecording, now: float) -> None:
-        """Audio older than the holdback becomes final: to disk, and to the consumers."""
+        """Audio older than the holdback becomes final: queued for the recording's next
+        disk write, and handed to the call's consumers."""
         if not rec.consumers:
             rec.writer.advance(now)
             return
